@@ -1,0 +1,641 @@
+"""Tiny, deterministic Hugging Face backbones built offline, for tests and demos.
+
+Nothing here touches a model hub: the tokenizers are trained in a fraction of a second on
+a small multilingual corpus that ships inside this module (:data:`CORPUS`), and the
+weights are random with a fixed seed.
+
+* :func:`make_tiny_deberta_v3` -- a DeBERTa-v3-like directory: a SentencePiece *unigram*
+  model (``spm.model``; ``[PAD]``/``[CLS]``/``[SEP]``/``[UNK]`` at ids 0-3, ``[MASK]``
+  appended after the pieces, like ``microsoft/deberta-v3-small``) wrapped in transformers'
+  ``DebertaV2Tokenizer`` (saved with its ``tokenizer.json``), and a ``DebertaV2Model``
+  with deberta-v3's attention settings (relative attention, 256 position buckets,
+  ``p2c|c2p``, shared attention keys, layer-normed relative embeddings, no absolute
+  positions).
+* :func:`make_tiny_bert` -- a BERT-like directory: a WordPiece vocabulary
+  (``vocab.txt`` + ``tokenizer.json``, BERT normalizer/pre-tokenizer, ``[CLS] X [SEP]``)
+  and a ``BertModel``.
+* :func:`build_gliner` -- a random-init GLiNER (uni- or bi-encoder, span or token level)
+  on such local backbones, with an optional ``logit_scale`` that spreads the sigmoid
+  scores over (0, 1) so that thresholds and decoding are actually exercised.
+* :func:`tokenizer_roundtrip_mismatches` -- compares ``tokenizers.Tokenizer.from_file``
+  on a saved ``tokenizer.json`` with ``AutoTokenizer.from_pretrained`` on pre-split words.
+
+Determinism: the same call gives byte-identical files (weights, ``tokenizer.json``,
+``spm.model``, ``vocab.txt``, configs) across calls and processes. The WordPiece
+vocabulary is *not* learnt with ``tokenizers.trainers.WordPieceTrainer`` on purpose: that
+trainer breaks ties between equally frequent merges in hash-map order, which changes from
+one process to the next. Instead, SentencePiece's BPE (deterministic with one thread)
+learns the subwords on BERT-pre-tokenized words and they are converted to WordPiece form.
+
+All torch randomness happens inside ``torch.random.fork_rng``: the caller's global RNG
+state is left untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import gliner
+
+__all__ = [
+    "CORPUS",
+    "DEFAULT_LOGIT_SCALE",
+    "SAMPLE_TEXTS",
+    "build_gliner",
+    "corpus_lines",
+    "make_tiny_bert",
+    "make_tiny_deberta_v3",
+    "scale_head_logits",
+    "tokenizer_roundtrip_mismatches",
+]
+
+# Tokens that gliner 0.2.29 adds to the backbone tokenizer (``_get_special_tokens``).
+GLINER_TOKENS = ("[FLERT]", "<<ENT>>", "<<SEP>>")
+
+# Scale for :func:`build_gliner`'s ``logit_scale`` that spreads the scores of a random
+# GLiNER on the tiny backbones over (0, 1): measured on a few sentences with 3 labels
+# (all spans x labels), roughly a third of the scores fall in each of (0, 0.3),
+# (0.3, 0.7) and (0.7, 1) for the default uni-encoder markerV0 model (see the tests).
+DEFAULT_LOGIT_SCALE = 2000.0
+
+# ---------------------------------------------------------------------------------------
+# Built-in corpus. Varied on purpose: punctuation, hyphens, numbers, dates, URLs, accents,
+# CJK, Korean, Cyrillic, Greek, Arabic, Hebrew, Devanagari, Thai, emoji (with skin tones,
+# flags and variation selectors), currency and math symbols, tabs and runs of spaces.
+# ---------------------------------------------------------------------------------------
+CORPUS = """\
+Angela Merkel visited Tokyo in 2019 and met the prime minister at 10:30 a.m.
+Barack Obama was born on August 4, 1961, in Honolulu, Hawaii.
+The quick brown fox jumps over the lazy dog; the dog doesn't care.
+Apple Inc. reported revenue of $89.5 billion for Q4 2023, up 8% year-over-year.
+Dr. Jean-Luc Picard, captain of the U.S.S. Enterprise (NCC-1701-D), gave the order.
+She ordered a café au lait and a croissant at the little café near the Louvre.
+His naïve approach to the problem surprised everyone at the coöperative.
+Zürich, Genève and Bern are the largest cities in Switzerland; Basel is close behind.
+The Ångström unit, named after Anders Jonas Ångström, equals 10^-10 metres.
+Crème brûlée, jalapeño, façade, résumé, déjà vu, piñata and smörgåsbord are loanwords.
+Marie Skłodowska-Curie won the Nobel Prize in Physics (1903) and in Chemistry (1911).
+Łódź, Kraków and Gdańsk are cities in Poland; Praha and Brno are in Czechia.
+São Paulo, Bogotá and Ciudad de México are among the largest cities in the Americas.
+Straße, Fußgänger, Mädchen, Übermensch and Ökonomie are German words.
+Dobrý den! Jak se máte? Děkuji, mám se dobře.
+The well-known state-of-the-art model achieved an F1-score of 92.4 on CoNLL-2003.
+Call +1 (555) 123-4567 or e-mail info@example.com before 5 p.m. on Friday.
+Visit https://www.example.org/docs/index.html?lang=en&page=2 for more details.
+The meeting is scheduled for 2024-03-15T09:00:00Z in Conference Room B-12.
+Temperatures ranged from -5°C to 32°C, i.e. from 23°F to 90°F.
+In 1492, Columbus sailed the ocean blue; in 1969, Apollo 11 landed on the Moon.
+The company's CEO, Satya Nadella, announced a partnership with OpenAI on Monday.
+Microsoft, Google, Amazon and Meta compete in cloud computing and artificial intelligence.
+The European Union (EU) has 27 member states; the United Nations (UN) has 193.
+Mount Everest is 8,848.86 m tall, and the Mariana Trench is about 10,994 m deep.
+"I think, therefore I am," wrote René Descartes in his Discourse on the Method.
+Leonardo da Vinci painted the Mona Lisa between 1503 and 1519 in Florence.
+William Shakespeare's Hamlet asks: "To be, or not to be, that is the question."
+The U.K. voted to leave the E.U. in June 2016 -- a decision known as Brexit.
+NASA's James Webb Space Telescope launched on December 25, 2021, from French Guiana.
+The patient was prescribed 500 mg of amoxicillin three times a day for 7 days.
+Python 3.11 is faster than Python 3.10; use `pip install numpy==1.26.4` to upgrade.
+The function returns None if the key is missing, otherwise it raises a KeyError.
+Named entity recognition finds persons, organizations, locations, dates and products.
+Tim Berners-Lee invented the World Wide Web at CERN near Geneva in 1989.
+Serena Williams won 23 Grand Slam singles titles; Roger Federer won 20.
+The Eiffel Tower, completed in 1889, is 330 metres tall and is located in Paris.
+Volkswagen, BMW and Mercedes-Benz are headquartered in Wolfsburg, Munich and Stuttgart.
+Toyota Motor Corporation was founded by Kiichiro Toyoda in 1937 in Aichi, Japan.
+The Amazon River flows through Peru, Colombia and Brazil into the Atlantic Ocean.
+Kofi Annan, a Ghanaian diplomat, served as Secretary-General of the United Nations.
+Nelson Mandela was released from prison on 11 February 1990 after 27 years.
+Ludwig van Beethoven composed nine symphonies; the Ninth premiered in Vienna in 1824.
+Frida Kahlo and Diego Rivera lived in the Casa Azul in Coyoacán, Mexico City.
+The Great Wall of China stretches more than 21,000 kilometres across northern China.
+Hugging Face, spaCy, PyTorch and ONNX Runtime are popular machine-learning tools.
+Self-driving cars, e-commerce, co-operation and twenty-one use hyphens.
+It's 3:45 p.m.; we've got 2½ hours left, isn't that right?
+Wow!!! That's amazing... Really?! Yes -- absolutely.
+The researchers at Stanford University published their findings in Nature last week.
+According to the World Health Organization, the vaccine reduced hospitalizations by 90%.
+The Federal Reserve raised interest rates by 0.25 percentage points on Wednesday.
+Goldman Sachs, JPMorgan Chase and Morgan Stanley reported strong quarterly earnings.
+The football match between Real Madrid and FC Barcelona ended in a 2-2 draw.
+Lionel Messi signed with Inter Miami after leaving Paris Saint-Germain in 2023.
+The hospital in Boston treated more than 1,200 patients during the winter season.
+Professor Ada Lovelace wrote the first algorithm intended for Charles Babbage's machine.
+The novel was translated into forty languages and sold over ten million copies.
+Customers can return products within thirty days if they keep the original receipt.
+The government announced new regulations for electric vehicles and charging stations.
+Scientists discovered a new species of frog in the rainforests of Madagascar.
+The orchestra performed Mozart's Requiem at the Royal Albert Hall in London.
+Engineers are testing the bridge before it opens to traffic next spring.
+The museum's collection includes paintings by Rembrandt, Vermeer and Van Gogh.
+After the earthquake, volunteers distributed water, blankets and medicine.
+The startup raised $12 million in a Series A round led by Sequoia Capital.
+Our team will present the results at the annual conference in San Francisco.
+The train from Amsterdam to Brussels takes about two hours and costs €45.
+Please submit your application, including a cover letter, by 31 January 2025.
+東京タワーは東京都港区にある電波塔です。
+東京は日本の首都であり、人口は約1400万人です。
+安倍晋三は日本の元内閣総理大臣である。
+トヨタ自動車は愛知県豊田市に本社を置く自動車メーカーです。
+私は毎朝コーヒーを飲みます。今日はいい天気ですね。
+北京是中华人民共和国的首都，也是政治和文化中心。
+李白是唐代著名的诗人，被称为诗仙。
+上海浦东新区有很多高楼大厦，例如上海中心大厦。
+서울은 대한민국의 수도입니다. 삼성전자는 수원에 본사가 있습니다.
+안녕하세요! 만나서 반갑습니다. 저는 학생입니다.
+Москва — столица России, а Санкт-Петербург — её культурная столица.
+Лев Толстой написал роман «Война и мир» в 1860-х годах.
+Юрий Гагарин стал первым человеком в космосе 12 апреля 1961 года.
+Київ є столицею України; Дніпро тече через місто.
+Привет, как дела? Всё хорошо, спасибо!
+القاهرة هي عاصمة مصر وأكبر مدنها.
+ولد نجيب محفوظ في القاهرة عام 1911 وحصل على جائزة نوبل في الأدب.
+مرحبا بكم في دبي، مدينة ناطحات السحاب.
+ירושלים היא עיר עתיקה; תל אביב שוכנת לחוף הים התיכון.
+דוד בן-גוריון היה ראש הממשלה הראשון של ישראל.
+Αθήνα είναι η πρωτεύουσα της Ελλάδας. Ο Σωκράτης ήταν φιλόσοφος.
+Η Ακρόπολη βρίσκεται στο κέντρο της Αθήνας.
+नई दिल्ली भारत की राजधानी है। महात्मा गांधी का जन्म पोरबंदर में हुआ था।
+กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย
+İstanbul, Türkiye'nin en kalabalık şehridir; Ankara başkenttir.
+Hà Nội là thủ đô của Việt Nam; Thành phố Hồ Chí Minh là thành phố lớn nhất.
+Reykjavík er höfuðborg Íslands. Þórður og Guðrún búa þar.
+København er Danmarks hovedstad; Oslo og Stockholm ligger i nærheten.
+Helsinki on Suomen pääkaupunki, ja Tampere on toiseksi suurin kaupunki.
+Budapest Magyarország fővárosa; a Duna kettészeli a várost.
+Bucureşti este capitala României; Cluj-Napoca este în Transilvania.
+Lisboa é a capital de Portugal, e o Porto é famoso pelo vinho.
+Madrid es la capital de España; Barcelona está en Cataluña.
+Roma è la capitale d'Italia; Milano è il centro finanziario del paese.
+Paris est la capitale de la France ; Lyon et Marseille sont très grandes.
+Amsterdam is de hoofdstad van Nederland, maar de regering zit in Den Haag.
+Berlin ist die Hauptstadt Deutschlands; München liegt in Bayern.
+I love pizza 🍕 and sushi 🍣! 😀😂🎉👍❤️🔥
+Let's celebrate 🎂🥳 at 8 pm 🕗 — see you there 👋🙂
+The weather today: ☀️ 25°C, tomorrow: 🌧️ 18°C ⛈️.
+Flags: 🇩🇪 🇯🇵 🇺🇸 🇫🇷 and hands: 👍🏽 👏🏿 ✌️
+Math: α + β = γ, ∑x² ≥ 0, π ≈ 3.14159, √2 ≈ 1.414, ∞ > 10⁹.
+Prices: €19.99, £12.50, ¥1,200, ₹499, $5 and ₩10,000.
+© 2024 Example Corp.™ All rights reserved®. § 4.2 ¶ 3.
+Tabs\tand   multiple   spaces should be handled gracefully.
+"""
+
+# Texts for round-trip checks and demos: they mix what the corpus has with what it lacks
+# (unseen words and characters, which must map to [UNK] / single pieces identically).
+SAMPLE_TEXTS: tuple[str, ...] = (
+    "Angela Merkel visited 東京タワー in 2019.",
+    "Dr. Jean-Luc Picard met Zürich's mayor at the café on 2024-03-15 (10:30 a.m.).",
+    "Her naïve résumé listed Apple Inc., IBM and state-of-the-art NLP -- wow!",
+    "北京和上海是中国的大城市。東京タワーは333メートルです。",
+    "Москва — столица России; Юрий Гагарин полетел в 1961 году.",
+    "القاهرة هي عاصمة مصر. ירושלים היא עיר עתיקה.",
+    "I love pizza 🍕 and sushi 🍣!!! 😀 👍🏽 🇩🇪 ❤️",
+    "Prices: €19.99 / £12.50 / ¥1,200 — call +1 (555) 123-4567.",
+    "Unseen words: Xylophonic quasquicentennial Ωmega ꙮ zzzyyyxxx ǅemal.",
+    "UPPER lower MiXeD CaSe ÉCOLE Ökonomie ΣΊΣΥΦΟΣ İstanbul",
+    "Tabs\tand   multiple   spaces , trailing punctuation .",
+    "Combining: cafe\u0301 n\u0303 vs café ñ; ligature ﬁ; full-width ＡＢＣ１２３; NBSP\u00a0here",
+    "Special-looking text: [CLS] [SEP] [MASK] <<ENT>> <<SEP>> [FLERT] [UNK] <s> </s>",
+)
+
+
+def corpus_lines() -> list[str]:
+    """The non-empty lines of :data:`CORPUS`."""
+    return [line for line in CORPUS.splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------
+# DeBERTa-v3
+# ---------------------------------------------------------------------------------------
+_COVERAGES = (1.0, 0.9995, 0.999, 0.998, 0.995, 0.99, 0.98, 0.97, 0.95, 0.9)
+
+
+def _train_sentencepiece(lines: Sequence[str], vocab_size: int, **options: Any) -> bytes:
+    """Train a SentencePiece model in memory, single-threaded (hence deterministic).
+
+    Tries full character coverage first and lowers it (rare characters become unknown)
+    only when ``vocab_size`` is too small to hold every character of the corpus.
+    """
+    import sentencepiece as spm
+
+    last_error: Exception | None = None
+    for coverage in _COVERAGES:
+        buf = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines),
+                model_writer=buf,
+                vocab_size=vocab_size,
+                character_coverage=coverage,
+                num_threads=1,
+                hard_vocab_limit=False,  # a small corpus may not fill a large vocabulary
+                shuffle_input_sentence=False,
+                minloglevel=2,
+                **options,
+            )
+        except RuntimeError as exc:  # "Vocabulary size is smaller than required_chars"
+            last_error = exc
+            continue
+        return buf.getvalue()
+    raise ValueError(f"vocab_size={vocab_size} is too small for the built-in corpus: {last_error}")
+
+
+def _deberta_v3_tokenizer(vocab_size: int):
+    """A ``DebertaV2Tokenizer`` over a freshly trained unigram model, and the model bytes."""
+    import sentencepiece as spm
+    from transformers import DebertaV2Tokenizer
+
+    if vocab_size < 16:
+        raise ValueError(f"vocab_size must be at least 16, got {vocab_size}")
+    # transformers' DebertaV2Tokenizer normalizes with NFC (not with the spm model's
+    # rules), so learn the pieces on NFC text with SentencePiece's normalization off.
+    proto = _train_sentencepiece(
+        [unicodedata.normalize("NFC", line) for line in corpus_lines()],
+        vocab_size - 1,  # room for [MASK], appended after the pieces as in deberta-v3
+        model_type="unigram",
+        normalization_rule_name="identity",
+        pad_id=0,
+        pad_piece="[PAD]",
+        bos_id=1,
+        bos_piece="[CLS]",
+        eos_id=2,
+        eos_piece="[SEP]",
+        unk_id=3,
+        unk_piece="[UNK]",
+    )
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    pieces = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
+    # Built from the piece list rather than from spm.model so that tokenizer_config.json
+    # carries no load-time kwargs; the pipeline is identical (transformers 5 builds the
+    # same normalizer/pre-tokenizer/post-processor from spm.model).
+    tokenizer = DebertaV2Tokenizer(
+        vocab=pieces,
+        unk_id=sp.unk_id(),
+        do_lower_case=False,
+        split_by_punct=False,
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+    return tokenizer, proto
+
+
+def make_tiny_deberta_v3(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    vocab_size: int = 1000,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random DeBERTa-v3-like backbone (model + tokenizer) to ``out_dir``.
+
+    The directory holds ``config.json``, ``model.safetensors``, ``spm.model``,
+    ``tokenizer.json`` and ``tokenizer_config.json``, and loads fully offline with
+    ``AutoModel``/``AutoTokenizer.from_pretrained``. ``vocab_size`` is the size of the
+    embedding matrix; the tokenizer has at most that many tokens (fewer only when the
+    built-in corpus cannot fill the vocabulary: about 1100 pieces at most).
+    """
+    import torch
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer, proto = _deberta_v3_tokenizer(vocab_size)
+
+    config = DebertaV2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        max_position_embeddings=512,
+        type_vocab_size=0,
+        initializer_range=0.02,
+        layer_norm_eps=1e-7,
+        relative_attention=True,
+        max_relative_positions=-1,
+        position_buckets=256,
+        pos_att_type=["p2c", "c2p"],
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        position_biased_input=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DebertaV2Model(config).eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "spm.model").write_bytes(proto)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# BERT
+# ---------------------------------------------------------------------------------------
+_BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def _bert_pretokenize(lines: Iterable[str], lowercase: bool) -> list[list[str]]:
+    """Words as BERT sees them: BERT normalizer (lowercasing strips accents) + splitter."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return [[w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line))] for line in lines]
+
+
+def _wordpiece_vocab(vocab_size: int, lowercase: bool) -> list[str]:
+    """A deterministic WordPiece vocabulary learnt on the built-in corpus.
+
+    Specials, then every character needed to spell every corpus word (word-initial form
+    ``c`` and continuation form ``##c``, most frequent first), then SentencePiece BPE
+    subwords converted to WordPiece (``▁xy`` -> ``xy``, ``xy`` -> ``##xy``), in merge order.
+    """
+    import sentencepiece as spm
+
+    words_per_line = _bert_pretokenize(corpus_lines(), lowercase)
+    initial: Counter[str] = Counter()
+    continuation: Counter[str] = Counter()
+    for words in words_per_line:
+        for word in words:
+            initial[word[0]] += 1
+            continuation.update(word[1:])
+
+    def by_frequency(counter: Counter[str], prefix: str) -> list[str]:
+        return [prefix + c for c, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    vocab: list[str] = list(_BERT_SPECIALS)
+    seen = set(vocab)
+
+    def add(tokens: Iterable[str]) -> None:
+        for token in tokens:
+            if token not in seen:
+                seen.add(token)
+                vocab.append(token)
+
+    add(by_frequency(initial, ""))
+    add(by_frequency(continuation, "##"))
+
+    proto = _train_sentencepiece(
+        [" ".join(words) for words in words_per_line],
+        max(vocab_size, len(vocab) + 8),
+        model_type="bpe",
+        normalization_rule_name="identity",
+        split_by_whitespace=True,
+        add_dummy_prefix=True,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        unk_id=0,
+    )
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    merged = []
+    for i in range(sp.get_piece_size()):
+        if sp.is_unknown(i) or sp.is_control(i):
+            continue
+        piece = sp.id_to_piece(i)
+        if piece == "▁":
+            continue
+        merged.append(piece[1:] if piece.startswith("▁") else "##" + piece)
+    add(merged)
+    return vocab[:vocab_size]
+
+
+def make_tiny_bert(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    vocab_size: int = 1000,
+    seed: int = 0,
+    lowercase: bool = True,
+) -> Path:
+    """Write a tiny random BERT backbone (model + WordPiece tokenizer) to ``out_dir``.
+
+    The directory holds ``config.json``, ``model.safetensors``, ``vocab.txt``,
+    ``tokenizer.json`` and ``tokenizer_config.json`` (``model_max_length`` 512, like
+    bert-base), and loads fully offline with ``AutoModel``/``AutoTokenizer``.
+    ``lowercase=True`` is bert-base-uncased-like (lowercasing + accent stripping),
+    ``False`` cased.
+    """
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    if vocab_size < len(_BERT_SPECIALS) + 1:
+        raise ValueError(f"vocab_size must be at least {len(_BERT_SPECIALS) + 1}, got {vocab_size}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tokens = _wordpiece_vocab(vocab_size, lowercase)
+    tokenizer = BertTokenizer(
+        vocab={token: i for i, token in enumerate(tokens)},
+        do_lower_case=lowercase,
+        tokenize_chinese_chars=True,
+        strip_accents=None,
+        model_max_length=512,
+    )
+
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertModel(config).eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenizer round trip
+# ---------------------------------------------------------------------------------------
+def _split_words(text: str) -> list[str]:
+    """gliner 0.2.29's default ``WhitespaceTokenSplitter`` (``\\w+(?:[-_]\\w+)*|\\S``)."""
+    import re
+
+    return [m.group() for m in re.finditer(r"\w+(?:[-_]\w+)*|\S", text)]
+
+
+def tokenizer_roundtrip_mismatches(
+    model_dir: str | Path,
+    texts: Sequence[str] = SAMPLE_TEXTS,
+    *,
+    tokenizer: Any = None,
+) -> list[str]:
+    """Differences between ``tokenizers`` on ``model_dir/tokenizer.json`` and transformers.
+
+    Each text is split into words twice (on whitespace and with gliner's default regex
+    splitter); the words are encoded with ``Tokenizer.from_file(...).encode_batch(...,
+    is_pretokenized=True)`` and with ``tokenizer(words, is_split_into_words=True)``, where
+    ``tokenizer`` defaults to ``AutoTokenizer.from_pretrained(model_dir)``. Returns one
+    line per mismatching text (empty when everything is identical).
+    """
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir)
+    raw = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    # A tokenizer.json saved by gliner carries the padding (and, for BERT, truncation)
+    # state of its last batched call; compare unpadded, untruncated ids.
+    raw.no_padding()
+    raw.no_truncation()
+    hf = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model_dir)
+    batch = [text.split() for text in texts] + [_split_words(text) for text in texts]
+    got = [enc.ids for enc in raw.encode_batch(batch, is_pretokenized=True)]
+    want = hf(batch, is_split_into_words=True)["input_ids"]
+    problems = []
+    for words, a, b in zip(batch, got, want):
+        if a != b:
+            problems.append(f"{words!r}: tokenizers={a} transformers={b}")
+    # Plain (not pre-split) strings too: the bi-encoder's labels are encoded that way.
+    got = [enc.ids for enc in raw.encode_batch(list(texts))]
+    want = hf(list(texts))["input_ids"]
+    for text, a, b in zip(texts, got, want):
+        if a != b:
+            problems.append(f"{text!r} (plain): tokenizers={a} transformers={b}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------
+# GLiNER on local backbones
+# ---------------------------------------------------------------------------------------
+def _last_linear(module: Any):
+    import torch
+
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise ValueError(f"no nn.Linear in {type(module).__name__}")
+    return linears[-1]
+
+
+def scale_head_logits(model: gliner.GLiNER, scale: float) -> list[str]:
+    """Multiply the logits of a torch GLiNER's scoring head by ``scale`` (> 0), in place.
+
+    * span models (``UniEncoderSpanModel``, ``BiEncoderSpanModel``, ...): the logits are
+      ``einsum(span_rep, prompt_rep)``; the weight and bias of the last ``nn.Linear`` of
+      ``prompt_rep_layer`` and of the span representation layer (``out_project`` for the
+      marker modes) are each multiplied by ``sqrt(scale)``. Only positively homogeneous
+      ops (ReLU, reshapes) follow those layers in every span mode, so the logits are
+      multiplied by exactly ``scale``.
+    * token-level models: the last ``nn.Linear`` of ``scorer.out_mlp`` (which outputs the
+      start/end/inside logits) is multiplied by ``scale``.
+
+    Returns the qualified names of the modified ``nn.Linear`` modules.
+    """
+    import torch
+
+    if not scale > 0 or not math.isfinite(scale):
+        raise ValueError(f"scale must be finite and > 0, got {scale}")
+    core = model.model
+    names = {id(m): n for n, m in core.named_modules()}
+    if hasattr(core, "scorer"):
+        targets = [(_last_linear(core.scorer), scale)]
+    elif hasattr(core, "prompt_rep_layer") and hasattr(core, "span_rep_layer"):
+        span_layer = getattr(core.span_rep_layer, "span_rep_layer", core.span_rep_layer)
+        root = math.sqrt(scale)
+        targets = [(_last_linear(core.prompt_rep_layer), root), (_last_linear(span_layer), root)]
+    else:
+        raise ValueError(f"don't know the scoring head of {type(core).__name__}")
+    with torch.no_grad():
+        for linear, factor in targets:
+            linear.weight.mul_(factor)
+            if linear.bias is not None:
+                linear.bias.mul_(factor)
+    return [names[id(linear)] for linear, _ in targets]
+
+
+def build_gliner(
+    backbone_dir: str | Path,
+    *,
+    labels_encoder_dir: str | Path | None = None,
+    span_mode: str = "markerV0",
+    max_width: int = 12,
+    hidden_size: int | None = None,
+    max_len: int = 384,
+    seed: int = 0,
+    logit_scale: float = 1.0,
+    **config_overrides: Any,
+) -> gliner.GLiNER:
+    """A random-init GLiNER (torch, eval mode) on local backbone directories, offline.
+
+    The recipe (gliner 0.2.29, transformers 5.x):
+
+    * ``GLiNERConfig(model_name=<abs backbone dir>, labels_encoder=<abs dir or None>,
+      span_mode=..., max_width=..., hidden_size=..., max_len=...)``; the architecture
+      follows from ``span_mode`` (``"token_level"`` = token model) and ``labels_encoder``
+      (set = bi-encoder). ``hidden_size`` defaults to the backbone width; a different
+      value makes gliner add a ``projection`` Linear after the encoder (and a
+      ``labels_projection`` after a labels encoder of another width).
+    * ``GLiNER.from_config(config, backbone_from_pretrained=True, load_tokenizer=True,
+      local_files_only=True)``: loads the backbone weights from the directory and its
+      tokenizer with ``AutoTokenizer``; uni-encoders get ``[FLERT]``, ``<<ENT>>`` and
+      ``<<SEP>>`` added as special tokens and their embeddings resized (``class_token_index``
+      and ``vocab_size`` are set in the config); bi-encoders keep the backbone
+      vocabulary (gliner only warns that resizing is not supported).
+    * The GLiNER heads are initialised from ``torch.manual_seed(seed)`` (inside
+      ``fork_rng``, the caller's RNG is untouched), then ``logit_scale`` is applied with
+      :func:`scale_head_logits`.
+
+    ``model.save_pretrained(d)`` then ``GLiNER.from_pretrained(d, load_tokenizer=True,
+    local_files_only=True)`` reloads it without the backbone directories: the encoder
+    configs travel inside ``gliner_config.json`` and the tokenizers are saved in ``d``
+    (``d/labels_tokenizer`` for the bi-encoder's). ``config_overrides`` go to
+    ``GLiNERConfig`` (e.g. ``dropout``, ``num_rnn_layers``, ``subtoken_pooling``,
+    ``post_fusion_schema``).
+    """
+    import torch
+    from gliner import GLiNER, GLiNERConfig
+    from transformers import AutoConfig
+
+    backbone = Path(backbone_dir).resolve()
+    if hidden_size is None:
+        hidden_size = AutoConfig.from_pretrained(backbone, local_files_only=True).hidden_size
+    fields: dict[str, Any] = {
+        "model_name": str(backbone),
+        "labels_encoder": None if labels_encoder_dir is None else str(Path(labels_encoder_dir).resolve()),
+        "span_mode": span_mode,
+        "max_width": max_width,
+        "hidden_size": hidden_size,
+        "max_len": max_len,
+    }
+    fields.update(config_overrides)
+    config = GLiNERConfig(**fields)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GLiNER.from_config(
+            config,
+            backbone_from_pretrained=True,
+            load_tokenizer=True,
+            local_files_only=True,
+        )
+    if logit_scale != 1.0:
+        scale_head_logits(model, logit_scale)
+    return model.eval()

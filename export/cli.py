@@ -1,0 +1,85 @@
+"""`gliner-export`: export a GLiNER checkpoint to separate ONNX graphs plus a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gliner_onnx.archs import ARCH_NAMES, SUPPORTED_ARCHS
+from gliner_onnx.errors import GlinerOnnxError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .exporter import DEFAULT_ATOL, DEFAULT_OPSET
+
+    p = argparse.ArgumentParser(
+        prog="gliner-export",
+        description=(
+            "Trace a GLiNER checkpoint into separate ONNX graphs (text encoder, label encoder, "
+            "scorer), check each against torch, and write them with the tokenizer(s) and a "
+            "manifest that the torch-free runtime loads."
+        ),
+        epilog=(
+            f"Supported now: {', '.join(SUPPORTED_ARCHS)}. Without --model, --arch exports an "
+            "offline demo checkpoint (MiniLM backbone, untrained heads: meaningless entities)."
+        ),
+    )
+    src = p.add_argument_group("source")
+    src.add_argument("--model", help="a local GLiNER checkpoint directory or a hub id")
+    src.add_argument(
+        "--arch",
+        choices=ARCH_NAMES,
+        help="with --model: the expected architecture (a mismatch is an error); "
+        "without: the demo checkpoint's architecture",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--output", required=True, help="the export directory to create")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    tr = p.add_argument_group("tracing and validation")
+    tr.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    tr.add_argument(
+        "--atol",
+        type=float,
+        default=DEFAULT_ATOL,
+        help=f"max abs difference allowed vs torch on probabilities (default {DEFAULT_ATOL})",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.model is None and args.arch is None:
+        print("gliner-export: error: give --model, --arch, or both", file=sys.stderr)
+        return 2
+    try:
+        from .exporter import export_model
+
+        model = args.model
+        source = args.model
+        if model is None:
+            from .demo import DEMO_WARNING, build_demo
+
+            print(DEMO_WARNING, file=sys.stderr)
+            model = build_demo(args.arch)
+            source = f"demo:{args.arch}"
+        report = export_model(
+            model,
+            args.output,
+            arch=args.arch,
+            opset=args.opset,
+            atol=args.atol,
+            overwrite=args.overwrite,
+            source=source,
+            log=lambda m: print(m, file=sys.stderr),
+        )
+    except (GlinerOnnxError, ValueError) as e:
+        print(f"gliner-export: error: {e}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

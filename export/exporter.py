@@ -1,0 +1,432 @@
+"""`export_model`: trace a GLiNER checkpoint into separate ONNX graphs, validate, write atomically."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from gliner_onnx import __version__
+from gliner_onnx.archs import GRAPHS, GraphSpec, check_arch
+from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
+from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry, sha256_file
+from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
+from gliner_onnx.runtime.labels import normalize_label_set
+
+from . import samples
+from .detect import detect_arch
+from .tokenizer_io import (
+    check_text_tokenization,
+    check_words_tokenization,
+    load_runtime_tokenizer,
+    write_tokenizer,
+)
+from .wrappers import BiLabelEncoder, BiSpanTextEncoder, SpanScorer, UniSpanTextEncoder
+
+DEFAULT_OPSET = 17
+DEFAULT_ATOL = 1e-4
+
+
+@dataclass
+class ExportReport:
+    output: Path
+    arch: str
+    max_abs_diff: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [f"exported {self.arch} to {self.output}"]
+        for graph, diffs in self.max_abs_diff.items():
+            shown = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+            out.append(f"  {graph}: max abs diff vs torch: {shown}")
+        return out
+
+
+def load_gliner(model: str | Path) -> Any:
+    """Load a checkpoint (a local directory or a hub id) with gliner itself."""
+    from gliner import GLiNER
+
+    local = Path(model).is_dir()
+    if not local and (str(model).startswith((".", "/", "~")) or Path(model).exists()):
+        raise ExportError(f"model {model}: no such directory")
+    try:
+        loaded = GLiNER.from_pretrained(str(model), local_files_only=local)
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"cannot load GLiNER model {model!r}: {type(e).__name__}: {e}") from e
+    loaded.eval()
+    return loaded
+
+
+def _check_supported(model: Any, arch: str) -> None:
+    cfg = model.config
+    splitter = getattr(cfg, "words_splitter_type", "whitespace")
+    if splitter != "whitespace":
+        raise ExportError(
+            f"words splitter {splitter!r} is not supported by the runtime yet (supported: 'whitespace')"
+        )
+    if arch.startswith("biencoder") and getattr(cfg, "post_fusion_schema", ""):
+        raise ExportError(
+            f"post_fusion_schema {cfg.post_fusion_schema!r} fuses text and labels, so label embeddings "
+            "cannot be cached in a separate graph: not supported"
+        )
+    if getattr(cfg, "precomputed_prompts_mode", False):
+        raise ExportError("precomputed_prompts_mode checkpoints are not supported")
+
+
+def _wrappers(model: Any, arch: str) -> dict[str, nn.Module]:
+    core = model.model
+    pooling = getattr(model.config, "subtoken_pooling", "first")
+    if arch == "uniencoder_span":
+        return {"text_encoder": UniSpanTextEncoder(core), "scorer": SpanScorer()}
+    if arch == "biencoder_span":
+        return {
+            "text_encoder": BiSpanTextEncoder(core, pooling),
+            "label_encoder": BiLabelEncoder(core),
+            "scorer": SpanScorer(),
+        }
+    raise UnsupportedArchError(f"arch {arch!r} is not supported yet")
+
+
+def _to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()}
+
+
+@torch.inference_mode()
+def _torch_run(module: nn.Module, spec: GraphSpec, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    out = module(*[_to_torch(feeds)[n] for n in spec.input_names])
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o.detach().cpu().float().numpy() for o in outs]
+
+
+def _save_graph(
+    module: nn.Module, spec: GraphSpec, feeds: dict[str, np.ndarray], directory: Path, opset: int
+) -> GraphEntry:
+    buffer = io.BytesIO()
+    args = tuple(_to_torch(feeds)[n] for n in spec.input_names)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                module,
+                args,
+                buffer,
+                input_names=spec.input_names,
+                output_names=spec.output_names,
+                dynamic_axes=spec.dynamic_axes(),
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as e:
+        raise ExportError(f"tracing graph {spec.name!r} failed: {type(e).__name__}: {e}") from e
+    proto = onnx.load_from_string(buffer.getvalue())
+    file = f"{spec.name}.onnx"
+    data_file = f"{spec.name}.onnx.data"
+    has_weights = any(t.ByteSize() > 1024 for t in proto.graph.initializer)
+    if has_weights:
+        onnx.save_model(
+            proto,
+            str(directory / file),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_file,
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(proto, str(directory / file))
+    onnx.checker.check_model(str(directory / file))
+    return GraphEntry(
+        file=file,
+        sha256=sha256_file(directory / file),
+        inputs=tuple(spec.input_names),
+        outputs=tuple(spec.output_names),
+        data_file=data_file if has_weights else None,
+        data_sha256=sha256_file(directory / data_file) if has_weights else None,
+    )
+
+
+def _versions(opset: int) -> dict[str, str]:
+    import gliner
+    import onnxruntime
+    import tokenizers
+    import transformers
+
+    return {
+        "gliner_onnx": __version__,
+        "gliner": getattr(gliner, "__version__", "unknown"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "tokenizers": tokenizers.__version__,
+        "opset": str(opset),
+    }
+
+
+class _Exporter:
+    def __init__(self, model: Any, arch: str, directory: Path, opset: int, atol: float, log: Callable[[str], None]):
+        self.model = model
+        self.arch = arch
+        self.dir = directory
+        self.opset = opset
+        self.atol = atol
+        self.log = log
+        self.cfg = model.config
+        self.is_bi = arch.startswith("biencoder")
+        self.specs = {s.name: s for s in GRAPHS[arch]}
+        self.modules = _wrappers(model, arch)
+        for m in self.modules.values():
+            m.eval()
+
+    # -- tokenizers and manifest fields
+    def write_tokenizers(self) -> dict[str, TokenizerEntry]:
+        proc = self.model.data_processor
+        entries = {"text": write_tokenizer(proc.transformer_tokenizer, self.dir, "tokenizer.json")}
+        if self.is_bi:
+            entries["labels"] = write_tokenizer(proc.labels_tokenizer, self.dir, "labels/tokenizer.json")
+        self.tokenizer_entries = entries
+        self.text_tok = load_runtime_tokenizer(self.dir, entries["text"])
+        self.label_tok = load_runtime_tokenizer(self.dir, entries["labels"]) if self.is_bi else None
+        return entries
+
+    def contexts(self, texts: Sequence[str], labels: Sequence[str]) -> list[TextContext]:
+        label_set = normalize_label_set(list(labels))
+        splitter = getattr(self.cfg, "words_splitter_type", "whitespace")
+        return [make_context(t, label_set, splitter=splitter, max_len=self.cfg.max_len) for t in texts]
+
+    def feeds(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, np.ndarray]:
+        return text_feeds(
+            self.contexts(texts, labels),
+            self.text_tok,
+            max_width=self.cfg.max_width,
+            pooling=getattr(self.cfg, "subtoken_pooling", "first"),
+            prompt_tokens=None if self.is_bi else (self.cfg.ent_token, self.cfg.sep_token),
+        )
+
+    def label_feeds(self, labels: Sequence[str]) -> dict[str, np.ndarray]:
+        assert self.label_tok is not None
+        tb = self.label_tok.encode_texts(list(labels))
+        return {"input_ids": tb.input_ids, "attention_mask": tb.attention_mask}
+
+    def check_tokenizers(self) -> None:
+        proc = self.model.data_processor
+        for texts, labels in (*samples.CASES, (samples.TRACE_TEXTS, samples.TRACE_LABELS)):
+            ctxs = self.contexts(texts, labels)
+            words = [list(c.words.words[: c.num_words]) for c in ctxs]
+            if not self.is_bi:
+                from gliner_onnx.runtime.labels import build_prompt
+
+                prompt = build_prompt(ctxs[0].labels.prompts, self.cfg.ent_token, self.cfg.sep_token)
+                words = [prompt + w for w in words]
+            check_words_tokenization(proc.transformer_tokenizer, self.text_tok, [words])
+            if self.is_bi:
+                assert self.label_tok is not None
+                check_text_tokenization(proc.labels_tokenizer, self.label_tok, list(labels))
+
+    def manifest(self, graphs: dict[str, GraphEntry], source: str) -> Manifest:
+        tok = self.model.data_processor.transformer_tokenizer
+        ent_id = tok.convert_tokens_to_ids(self.cfg.ent_token)
+        sep_id = tok.convert_tokens_to_ids(self.cfg.sep_token)
+        if not self.is_bi and ent_id != self.cfg.class_token_index:
+            raise ExportError(
+                f"the tokenizer's id of {self.cfg.ent_token!r} ({ent_id}) differs from the model's "
+                f"class_token_index ({self.cfg.class_token_index})"
+            )
+        return Manifest(
+            arch=self.arch,
+            graphs=graphs,
+            tokenizers=self.tokenizer_entries,
+            max_width=int(self.cfg.max_width),
+            max_len=int(self.cfg.max_len),
+            words_splitter=getattr(self.cfg, "words_splitter_type", "whitespace"),
+            subtoken_pooling=getattr(self.cfg, "subtoken_pooling", "first"),
+            ent_token=self.cfg.ent_token,
+            sep_token=self.cfg.sep_token,
+            ent_token_id=None if self.is_bi else int(ent_id),
+            sep_token_id=None if self.is_bi else int(sep_id),
+            embed_ent_token=bool(getattr(self.cfg, "embed_ent_token", True)),
+            source=source,
+            versions=_versions(self.opset),
+        )
+
+    # -- graphs
+    def graph_feeds(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        """The inputs of every graph for one case, chained through the torch modules."""
+        text_in = self.feeds(texts, labels)
+        text_out = _torch_run(self.modules["text_encoder"], self.specs["text_encoder"], text_in)
+        feeds = {"text_encoder": text_in}
+        if self.is_bi:
+            label_in = self.label_feeds(labels)
+            (label_emb,) = _torch_run(self.modules["label_encoder"], self.specs["label_encoder"], label_in)
+            feeds["label_encoder"] = label_in
+            prompts = np.ascontiguousarray(np.broadcast_to(label_emb, (len(texts), *label_emb.shape)))
+        else:
+            prompts = text_out[1]
+        feeds["scorer"] = {"span_rep": text_out[0], "prompts": prompts}
+        return feeds
+
+    def trace(self) -> dict[str, GraphEntry]:
+        feeds = self.graph_feeds(samples.TRACE_TEXTS, samples.TRACE_LABELS)
+        entries = {}
+        for name, spec in self.specs.items():
+            self.log(f"tracing {name} ...")
+            entries[name] = _save_graph(self.modules[name], spec, feeds[name], self.dir, self.opset)
+        return entries
+
+    def validate(self, graphs: dict[str, GraphEntry]) -> dict[str, dict[str, float]]:
+        """Every graph against its torch module, and the whole pipeline against gliner's forward."""
+        import onnxruntime as ort
+
+        sessions = {
+            name: ort.InferenceSession(str(self.dir / g.file), providers=["CPUExecutionProvider"])
+            for name, g in graphs.items()
+        }
+        diffs: dict[str, dict[str, float]] = {name: {} for name in graphs}
+        diffs["end_to_end"] = {}
+        failures: list[str] = []
+        for case, (texts, labels) in enumerate(samples.CASES):
+            where = f"case {case} (batch {len(texts)}, {len(labels)} labels)"
+            feeds = self.graph_feeds(texts, labels)
+            self._check_against_reference_batch(texts, labels, feeds["text_encoder"], where)
+            for name, spec in self.specs.items():
+                ref = _torch_run(self.modules[name], spec, feeds[name])
+                got = sessions[name].run(spec.output_names, feeds[name])
+                for out_name, r, g in zip(spec.output_names, ref, got):
+                    d = _max_diff(r, g, f"{name}.{out_name}", where, failures)
+                    diffs[name][out_name] = max(diffs[name].get(out_name, 0.0), d)
+                    tol = self.atol if name == "scorer" else self.atol * max(1.0, float(np.abs(r).max(initial=0)))
+                    if d > tol:
+                        failures.append(f"{name}.{out_name} on {where}: max abs diff {d:.3e} > {tol:.3e}")
+            # End to end: ONNX graphs chained vs gliner's own forward (sigmoid of its logits).
+            text_out = sessions["text_encoder"].run(None, feeds["text_encoder"])
+            if self.is_bi:
+                (emb,) = sessions["label_encoder"].run(None, feeds["label_encoder"])
+                prompts = np.ascontiguousarray(np.broadcast_to(emb, (len(texts), *emb.shape)))
+            else:
+                prompts = text_out[1]
+            (scores,) = sessions["scorer"].run(None, {"span_rep": text_out[0], "prompts": prompts})
+            ref_scores = self._reference_scores(texts, labels)
+            d = _max_diff(ref_scores, scores, "scores", where, failures)
+            diffs["end_to_end"]["scores"] = max(diffs["end_to_end"].get("scores", 0.0), d)
+            if d > self.atol:
+                failures.append(f"end-to-end scores on {where}: max abs diff {d:.3e} > {self.atol:.3e}")
+        if failures:
+            raise ParityError("exported graphs disagree with torch:\n  " + "\n  ".join(failures))
+        return diffs
+
+    def _reference_batch(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+        m = self.model
+        prepared = m.prepare_batch(list(texts), list(labels))
+        return m.collate_batch(prepared["input_x"], prepared["entity_types"], m.create_collator())
+
+    @torch.inference_mode()
+    def _reference_scores(self, texts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+        batch = self._reference_batch(texts, labels)
+        out = self.model.run_batch(batch)
+        return torch.sigmoid(out.logits).float().numpy()
+
+    def _check_against_reference_batch(
+        self, texts: Sequence[str], labels: Sequence[str], feeds: dict[str, np.ndarray], where: str
+    ) -> None:
+        batch = self._reference_batch(texts, labels)
+        ref = {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "words_mask": batch["words_mask"],
+            "text_lengths": batch["text_lengths"],
+            "span_idx": batch["span_idx"] * batch["span_mask"].unsqueeze(-1),
+        }
+        for name, r in ref.items():
+            r_np = r.numpy().astype(np.int64)
+            if r_np.shape != feeds[name].shape or not np.array_equal(r_np, feeds[name]):
+                raise ExportError(f"pre-processing differs from gliner's for {name!r} on {where}")
+
+
+def _max_diff(ref: np.ndarray, got: np.ndarray, what: str, where: str, failures: list[str]) -> float:
+    if ref.shape != got.shape:
+        failures.append(f"{what} on {where}: shape {got.shape} != torch {ref.shape}")
+        return float("inf")
+    if not np.all(np.isfinite(got)):
+        failures.append(f"{what} on {where}: non-finite values")
+        return float("inf")
+    return float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max(initial=0.0))
+
+
+def export_model(
+    model: str | Path | Any,
+    output: str | Path,
+    *,
+    arch: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    atol: float = DEFAULT_ATOL,
+    overwrite: bool = False,
+    source: str | None = None,
+    log: Callable[[str], None] = print,
+) -> ExportReport:
+    """Export a GLiNER model (a loaded `gliner.GLiNER`, a local directory or a hub id).
+
+    `arch`, when given, must match the checkpoint's architecture. The export is
+    validated against torch and written atomically: on any failure nothing
+    loadable is left at `output`.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ExportError(f"output {output} exists and is not a directory")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise ExportError(f"output directory {output} is not empty (pass overwrite=True / --overwrite)")
+    if arch is not None:
+        check_arch(arch)
+    if atol <= 0 or not np.isfinite(atol):
+        raise ValueError(f"atol must be a positive number, got {atol!r}")
+    if isinstance(model, (str, Path)):
+        source = source or str(model)
+        log(f"loading {model} ...")
+        model = load_gliner(model)
+    detected = detect_arch(model.config)
+    if arch is not None and arch != detected:
+        raise ExportError(f"--arch {arch} does not match the checkpoint, whose architecture is {detected}")
+    check_arch(detected)
+    _check_supported(model, detected)
+    model.eval()
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        exporter = _Exporter(model, detected, tmp, opset, atol, log)
+        exporter.write_tokenizers()
+        exporter.check_tokenizers()
+        graphs = exporter.trace()
+        log("validating against torch ...")
+        diffs = exporter.validate(graphs)
+        graphs = {name: replace(g, max_abs_diff=diffs[name]) for name, g in graphs.items()}
+        manifest = exporter.manifest(graphs, source or "")
+        manifest = replace(manifest, versions={**manifest.versions, "end_to_end_max_abs_diff": f"{diffs['end_to_end']['scores']:.3e}"})
+        manifest.save(tmp)
+        _replace_dir(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report = ExportReport(output, detected, diffs)
+    return report
+
+
+def _replace_dir(tmp: Path, output: Path) -> None:
+    """Move the finished export into place; an old export there is removed only after."""
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{tmp.name[-8:]}")
+        output.rename(old)
+        tmp.rename(output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(output)
+    if not (output / MANIFEST_NAME).is_file():
+        raise ExportError(f"export to {output} did not complete")

@@ -1,0 +1,34 @@
+"""Texts and labels used to trace and validate every graph (and to check tokenizers)."""
+
+from __future__ import annotations
+
+SHORT = "Angela Merkel met Emmanuel Macron in Paris."
+MEDIUM = (
+    "On 3 March 2021, the e-mail from Dr. José Álvarez (CEO of Acme-Corp) reached 東京タワー's "
+    "press office at 9:45 a.m. — 2.5 hours late 😀; he didn't mind, and flew to São Paulo."
+)
+LONG = " ".join(
+    [
+        "Marie Curie was born in Warsaw in 1867 and moved to Paris, where she studied physics and",
+        "mathematics at the Sorbonne. Together with Pierre Curie she discovered polonium and radium,",
+        "and in 1903 she shared the Nobel Prize in Physics with Henri Becquerel. In 1911 she received",
+        "a second Nobel Prize, in Chemistry, becoming the first person to win twice. During World War I",
+        "she developed mobile X-ray units, the so-called petites Curies, which served field hospitals",
+        "in France and Belgium. She founded the Radium Institute in Paris and a sister institute in",
+        "Warsaw; her daughter Irène Joliot-Curie also won a Nobel Prize, in 1935. Marie Curie died in",
+        "1934 at Passy, Haute-Savoie, of aplastic anaemia caused by years of exposure to radiation.",
+        "Today the Maria Skłodowska-Curie Actions fund researchers across the European Union, and",
+        "universities from Lublin to Lyon carry her name. 北京大学 and the Université Paris-Saclay",
+        "cite her work; the asteroid 7000 Curie and the element curium (Cm, 96) honour her too.",
+    ]
+)
+CASES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    ((SHORT,), ("person",)),
+    (
+        (MEDIUM, SHORT, LONG),
+        ("person", "organization", "location", "date", "award", "chemical element", "city"),
+    ),
+    ((LONG,), ("person", "location")),
+)
+TRACE_TEXTS = ("Steve Jobs founded Apple in Cupertino.", "Berlin is the capital of Germany, 2024.")
+TRACE_LABELS = ("person", "organization", "location")

@@ -1,0 +1,224 @@
+"""The manifest: the only contract between an export directory and the runtime.
+
+`gliner_onnx.json` in an export directory names the architecture, each graph file
+with its sha256 and input/output names, the tokenizer files, the special tokens
+and the pre-processing settings. Loading it needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .archs import GRAPHS, check_arch
+from .errors import ManifestError
+
+MANIFEST_NAME = "gliner_onnx.json"
+FORMAT = "gliner-onnx"
+FORMAT_VERSION = 1
+WORD_SPLITTERS = ("whitespace",)
+SUBTOKEN_POOLINGS = ("first", "last", "mean", "max")
+
+
+@dataclass(frozen=True)
+class GraphEntry:
+    """One ONNX graph file (and its external weights file, if any)."""
+
+    file: str
+    sha256: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    data_file: str | None = None
+    data_sha256: str | None = None
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenizerEntry:
+    """A `tokenizers` JSON file and the settings the reference applies around it."""
+
+    file: str
+    sha256: str
+    pad_token_id: int
+    pad_token: str
+    model_max_length: int | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    arch: str
+    graphs: dict[str, GraphEntry]
+    tokenizers: dict[str, TokenizerEntry]
+    max_width: int
+    max_len: int
+    words_splitter: str
+    subtoken_pooling: str
+    ent_token: str
+    sep_token: str
+    ent_token_id: int | None
+    sep_token_id: int | None
+    embed_ent_token: bool = True
+    precision: str = "fp32"
+    source: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / MANIFEST_NAME
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise ManifestError(f"{where}: missing field {key!r}")
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ManifestError(f"{where}: field {key!r} has type {type(value).__name__}")
+    return value
+
+
+def _check_file(directory: Path, name: str, digest: str | None, verify: bool, what: str) -> None:
+    path = directory / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ManifestError(f"{what}: file name {name!r} must be relative to the export directory")
+    if not path.is_file():
+        raise ManifestError(f"{what}: file {path} is missing")
+    if verify and digest is not None and sha256_file(path) != digest:
+        raise ManifestError(
+            f"{what}: {path} is damaged or altered (sha256 differs from the manifest); re-export it"
+        )
+
+
+def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
+    """Read and check `gliner_onnx.json` in `directory`.
+
+    Checks the format and version, the architecture, that every graph the
+    architecture needs is listed with the expected inputs/outputs, and (when
+    `verify`) that every file exists with the recorded sha256.
+    """
+    directory = Path(directory)
+    path = directory / MANIFEST_NAME
+    if not directory.is_dir():
+        raise ManifestError(f"{directory} is not a directory (expected a gliner-export output directory)")
+    if not path.is_file():
+        raise ManifestError(f"{path} is missing: {directory} is not a gliner-export output directory")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: expected a JSON object")
+    where = str(path)
+    if data.get("format") != FORMAT:
+        raise ManifestError(f"{where}: not a gliner-onnx manifest (format={data.get('format')!r})")
+    version = _require(data, "format_version", int, where)
+    if version > FORMAT_VERSION:
+        raise ManifestError(
+            f"{where}: format version {version} is newer than this gliner-onnx understands "
+            f"({FORMAT_VERSION}); upgrade gliner-onnx"
+        )
+    if version < 1:
+        raise ManifestError(f"{where}: invalid format version {version}")
+    arch = _require(data, "arch", str, where)
+    try:
+        check_arch(arch)
+    except ValueError as e:
+        raise ManifestError(f"{where}: {e}") from e
+
+    graphs: dict[str, GraphEntry] = {}
+    raw_graphs = _require(data, "graphs", dict, where)
+    for spec in GRAPHS[arch]:
+        if spec.name not in raw_graphs:
+            raise ManifestError(f"{where}: graph {spec.name!r} required by arch {arch!r} is not listed")
+        g = raw_graphs[spec.name]
+        gw = f"{where} graph {spec.name!r}"
+        if not isinstance(g, dict):
+            raise ManifestError(f"{gw}: expected an object")
+        entry = GraphEntry(
+            file=_require(g, "file", str, gw),
+            sha256=_require(g, "sha256", str, gw),
+            inputs=tuple(_require(g, "inputs", list, gw)),
+            outputs=tuple(_require(g, "outputs", list, gw)),
+            data_file=g.get("data_file"),
+            data_sha256=g.get("data_sha256"),
+            max_abs_diff=dict(g.get("max_abs_diff", {})),
+        )
+        if list(entry.inputs) != spec.input_names or list(entry.outputs) != spec.output_names:
+            raise ManifestError(
+                f"{gw}: inputs/outputs {list(entry.inputs)} -> {list(entry.outputs)} do not match "
+                f"arch {arch!r}: {spec.input_names} -> {spec.output_names}"
+            )
+        _check_file(directory, entry.file, entry.sha256, verify, gw)
+        if entry.data_file is not None:
+            _check_file(directory, entry.data_file, entry.data_sha256, verify, gw)
+        graphs[spec.name] = entry
+
+    tokenizers: dict[str, TokenizerEntry] = {}
+    raw_tok = _require(data, "tokenizers", dict, where)
+    needed = ["text"] + (["labels"] if "label_encoder" in graphs else [])
+    for name in needed:
+        if name not in raw_tok or not isinstance(raw_tok[name], dict):
+            raise ManifestError(f"{where}: tokenizer {name!r} is not listed")
+        t = raw_tok[name]
+        tw = f"{where} tokenizer {name!r}"
+        mml = t.get("model_max_length")
+        entry_t = TokenizerEntry(
+            file=_require(t, "file", str, tw),
+            sha256=_require(t, "sha256", str, tw),
+            pad_token_id=_require(t, "pad_token_id", int, tw),
+            pad_token=_require(t, "pad_token", str, tw),
+            model_max_length=mml if isinstance(mml, int) else None,
+        )
+        _check_file(directory, entry_t.file, entry_t.sha256, verify, tw)
+        tokenizers[name] = entry_t
+
+    splitter = _require(data, "words_splitter", str, where)
+    if splitter not in WORD_SPLITTERS:
+        raise ManifestError(
+            f"{where}: words splitter {splitter!r} is not supported (supported: {', '.join(WORD_SPLITTERS)})"
+        )
+    pooling = _require(data, "subtoken_pooling", str, where)
+    if pooling not in SUBTOKEN_POOLINGS:
+        raise ManifestError(f"{where}: subtoken pooling {pooling!r} is not one of {SUBTOKEN_POOLINGS}")
+    max_width = _require(data, "max_width", int, where)
+    max_len = _require(data, "max_len", int, where)
+    if max_width < 1 or max_len < 1:
+        raise ManifestError(f"{where}: max_width and max_len must be positive")
+    ent_id = data.get("ent_token_id")
+    sep_id = data.get("sep_token_id")
+    if "text_encoder" in graphs and arch.startswith("uniencoder") and not isinstance(ent_id, int):
+        raise ManifestError(f"{where}: uni-encoder manifests need an integer 'ent_token_id'")
+    return Manifest(
+        arch=arch,
+        graphs=graphs,
+        tokenizers=tokenizers,
+        max_width=max_width,
+        max_len=max_len,
+        words_splitter=splitter,
+        subtoken_pooling=pooling,
+        ent_token=_require(data, "ent_token", str, where),
+        sep_token=_require(data, "sep_token", str, where),
+        ent_token_id=ent_id if isinstance(ent_id, int) else None,
+        sep_token_id=sep_id if isinstance(sep_id, int) else None,
+        embed_ent_token=bool(data.get("embed_ent_token", True)),
+        precision=str(data.get("precision", "fp32")),
+        source=str(data.get("source", "")),
+        versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
+        format_version=version,
+    )

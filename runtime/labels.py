@@ -1,0 +1,92 @@
+"""Stage 2a: normalise the `labels` argument the way gliner 0.2.29 does.
+
+`labels` may be a string, a list of strings, a `{name: description}` mapping, or
+one such list/mapping per text. Labels are de-duplicated in first-seen order and
+class ids follow that order (`model.py::_normalize_label_set`, `make_mapping`).
+For a mapping the description goes into the prompt and the name into the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The prompts fed to the model and the names reported for one text."""
+
+    prompts: tuple[str, ...]
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def _check_label(label: object, where: str) -> str:
+    if not isinstance(label, str):
+        raise TypeError(f"{where} must be a string, got {type(label).__name__}: {label!r}")
+    if not label.strip():
+        raise ValueError(f"{where} must be a non-empty string, got {label!r}")
+    return label
+
+
+def normalize_label_set(labels: object) -> LabelSet:
+    """One label set: a string, a sequence of strings, or a name->description mapping."""
+    if isinstance(labels, Mapping):
+        names: list[str] = []
+        prompts: list[str] = []
+        for name, prompt in labels.items():
+            names.append(_check_label(name, "label name"))
+            prompts.append(_check_label(prompt, f"description of label {name!r}"))
+        if not names:
+            raise ValueError("labels must not be empty")
+        if len(set(prompts)) != len(prompts):
+            raise ValueError("label descriptions must be unique within each label set")
+        return LabelSet(tuple(prompts), tuple(names))
+    if isinstance(labels, str):
+        labels = [labels]
+    if not isinstance(labels, Sequence) or isinstance(labels, (bytes, bytearray)):
+        raise TypeError(
+            f"labels must be a string, a list of strings or a mapping, got {type(labels).__name__}"
+        )
+    if len(labels) == 0:
+        raise ValueError("labels must not be empty")
+    checked = [_check_label(label, f"label {i}") for i, label in enumerate(labels)]
+    unique = tuple(dict.fromkeys(checked))
+    return LabelSet(unique, unique)
+
+
+def is_per_text(labels: object) -> bool:
+    """True when `labels` holds one label set per text (gliner's per-row form)."""
+    return (
+        isinstance(labels, list)
+        and bool(labels)
+        and any(isinstance(item, (list, tuple, Mapping)) for item in labels)
+    )
+
+
+def normalize_labels(labels: object, num_texts: int) -> list[LabelSet]:
+    """One `LabelSet` per text, shared or per text."""
+    if labels is None:
+        raise ValueError("labels must not be empty")
+    if is_per_text(labels):
+        labels = cast(list, labels)
+        if len(labels) != num_texts:
+            raise ValueError(f"per-text labels must have one label set per text ({num_texts}), got {len(labels)}")
+        if not all(isinstance(item, (list, tuple, Mapping)) for item in labels):
+            raise TypeError("per-text labels must contain only lists or label description mappings")
+        return [normalize_label_set(item) for item in labels]
+    shared = normalize_label_set(labels)
+    return [shared] * num_texts
+
+
+def build_prompt(prompts: Sequence[str], ent_token: str, sep_token: str) -> list[str]:
+    """The uni-encoder prompt words: `ENT l1 ENT l2 ... SEP` (`processor.py::prepare_inputs`)."""
+    words: list[str] = []
+    for prompt in prompts:
+        words.append(ent_token)
+        words.append(prompt)
+    words.append(sep_token)
+    return words

@@ -1,0 +1,56 @@
+"""The two frozen parameter objects: inference parameters and session settings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+ProviderSpec = Union[str, tuple[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class InferenceParams:
+    """Decoding parameters, with gliner's defaults."""
+
+    threshold: float = 0.5
+    flat_ner: bool = True
+    multi_label: bool = False
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            raise TypeError(f"threshold must be a number in [0, 1], got {type(t).__name__}: {t!r}")
+        if math.isnan(t) or not 0.0 <= t <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {t!r}")
+        for name in ("flat_ner", "multi_label"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise TypeError(f"{name} must be a bool, got {type(v).__name__}: {v!r}")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How ONNX Runtime sessions are created.
+
+    providers: "cpu", "cuda", or an explicit list of provider names or
+    (name, options) pairs in priority order.
+    """
+
+    providers: str | Sequence[ProviderSpec] = "cpu"
+    intra_op_num_threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
+    inter_op_num_threads: int = 0
+    graph_optimization_level: str = "all"  # "disable" | "basic" | "extended" | "all"
+    device_id: int = 0  # CUDA device for providers="cuda"
+
+    def __post_init__(self) -> None:
+        for name in ("intra_op_num_threads", "inter_op_num_threads", "device_id"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        if self.graph_optimization_level not in ("disable", "basic", "extended", "all"):
+            raise ValueError(
+                "graph_optimization_level must be one of disable, basic, extended, all; "
+                f"got {self.graph_optimization_level!r}"
+            )

@@ -1,0 +1,107 @@
+"""Stage 5: ONNX Runtime sessions, one per graph, created once and checked.
+
+Providers are explicit: an unavailable provider is a `ProviderError` naming the
+available ones, and a session that silently fell back from the requested first
+provider (CUDA -> CPU) is an error too. Each session's declared inputs and outputs
+are checked against the manifest when it loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from gliner_onnx.errors import InferenceError, ManifestError, ProviderError
+
+from .options import ProviderSpec, SessionOptions
+
+_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def resolve_providers(options: SessionOptions) -> list[ProviderSpec]:
+    """Turn "cpu" / "cuda" / an explicit list into ONNX Runtime provider specs."""
+    available = ort.get_available_providers()
+    requested = options.providers
+    if isinstance(requested, str):
+        key = requested.lower()
+        if key == "cpu":
+            providers: list[ProviderSpec] = ["CPUExecutionProvider"]
+        elif key == "cuda":
+            providers = [("CUDAExecutionProvider", {"device_id": options.device_id}), "CPUExecutionProvider"]
+        else:
+            providers = [requested]
+    elif isinstance(requested, (list, tuple)) and requested:
+        providers = list(requested)
+    else:
+        raise ProviderError(f"providers must be 'cpu', 'cuda' or a non-empty list, got {requested!r}")
+    for spec in providers:
+        name = spec[0] if isinstance(spec, tuple) else spec
+        if not isinstance(name, str):
+            raise ProviderError(f"provider names must be strings, got {name!r}")
+        if name not in available:
+            hint = ""
+            if name == "CUDAExecutionProvider":
+                hint = " (install onnxruntime-gpu instead of onnxruntime for CUDA)"
+            raise ProviderError(
+                f"execution provider {name!r} is not available{hint}; available: {', '.join(available)}"
+            )
+    return providers
+
+
+class GraphSession:
+    """One ONNX Runtime session for one graph of an export."""
+
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        inputs: tuple[str, ...],
+        outputs: tuple[str, ...],
+        options: SessionOptions,
+        providers: list[ProviderSpec],
+    ):
+        self.name = name
+        self.path = path
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.intra_op_num_threads
+        so.inter_op_num_threads = options.inter_op_num_threads
+        so.graph_optimization_level = _LEVELS[options.graph_optimization_level]
+        so.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+            raise ManifestError(f"graph {name!r}: ONNX Runtime cannot load {path}: {e}") from e
+        first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        active = self._session.get_providers()
+        if first not in active:
+            raise ProviderError(
+                f"graph {name!r}: requested provider {first} but ONNX Runtime fell back to {active}"
+            )
+        self.providers = active
+        got_in = [i.name for i in self._session.get_inputs()]
+        got_out = [o.name for o in self._session.get_outputs()]
+        if got_in != list(inputs) or got_out != list(outputs):
+            raise ManifestError(
+                f"graph {name!r} ({path.name}): the graph declares inputs {got_in} and outputs {got_out}, "
+                f"the manifest says {list(inputs)} -> {list(outputs)}"
+            )
+        self.output_names = list(outputs)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            result: list[Any] = self._session.run(self.output_names, dict(feeds))
+        except Exception as e:
+            shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+            raise InferenceError(
+                f"ONNX Runtime failed running graph {self.name!r} with inputs {shapes}: {e}"
+            ) from e
+        return result
