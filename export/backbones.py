@@ -33,6 +33,7 @@ state is left untouched.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import unicodedata
@@ -45,11 +46,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import gliner
 
 __all__ = [
+    "CALIBRATION_LABEL_SETS",
     "CORPUS",
     "DEFAULT_LOGIT_SCALE",
+    "GLINER_TOKENS",
     "SAMPLE_TEXTS",
     "build_gliner",
+    "calibrate_head",
     "corpus_lines",
+    "head_scores",
     "make_tiny_bert",
     "make_tiny_deberta_v3",
     "scale_head_logits",
@@ -59,11 +64,12 @@ __all__ = [
 # Tokens that gliner 0.2.29 adds to the backbone tokenizer (``_get_special_tokens``).
 GLINER_TOKENS = ("[FLERT]", "<<ENT>>", "<<SEP>>")
 
-# Scale for :func:`build_gliner`'s ``logit_scale`` that spreads the scores of a random
-# GLiNER on the tiny backbones over (0, 1): measured on a few sentences with 3 labels
-# (all spans x labels), roughly a third of the scores fall in each of (0, 0.3),
-# (0.3, 0.7) and (0.7, 1) for the default uni-encoder markerV0 model (see the tests).
-DEFAULT_LOGIT_SCALE = 2000.0
+# ``logit_scale`` for :func:`build_gliner`: the standard deviation of the calibrated
+# logits. For N(0, 2^2) logits, P(|x| < logit(0.7) = 0.847) = 0.33, so about a third of
+# the scores fall in each of (0, 0.3), (0.3, 0.7) and (0.7, 1) (checked in the tests).
+DEFAULT_LOGIT_SCALE = 2.0
+# Above this, sigmoid(logit) is 0 or 1 (to float32 precision) for most pairs.
+_MAX_LOGIT_SCALE = 16.0
 
 # ---------------------------------------------------------------------------------------
 # Built-in corpus. Varied on purpose: punctuation, hyphens, numbers, dates, URLs, accents,
@@ -206,6 +212,20 @@ SAMPLE_TEXTS: tuple[str, ...] = (
 )
 
 
+@contextlib.contextmanager
+def _no_progress_bars():
+    """Silence transformers' "Writing model shards" / "Loading weights" bars meanwhile."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def corpus_lines() -> list[str]:
     """The non-empty lines of :data:`CORPUS`."""
     return [line for line in CORPUS.splitlines() if line.strip()]
@@ -214,37 +234,36 @@ def corpus_lines() -> list[str]:
 # ---------------------------------------------------------------------------------------
 # DeBERTa-v3
 # ---------------------------------------------------------------------------------------
-_COVERAGES = (1.0, 0.9995, 0.999, 0.998, 0.995, 0.99, 0.98, 0.97, 0.95, 0.9)
+def _keep_frequent_chars(lines: Sequence[str], budget: int) -> list[str]:
+    """Drop from ``lines`` every character but the ``budget`` most frequent (ties by code
+    point) so that a small vocabulary can hold all remaining characters; the dropped ones
+    are unknown to the trained model."""
+    counts = Counter(c for line in lines for c in line if not c.isspace())
+    if len(counts) <= budget:
+        return list(lines)
+    keep = {c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:budget]}
+    return [
+        line for line in ("".join(c for c in s if c in keep or c.isspace()) for s in lines) if line.strip()
+    ]
 
 
 def _train_sentencepiece(lines: Sequence[str], vocab_size: int, **options: Any) -> bytes:
-    """Train a SentencePiece model in memory, single-threaded (hence deterministic).
-
-    Tries full character coverage first and lowers it (rare characters become unknown)
-    only when ``vocab_size`` is too small to hold every character of the corpus.
-    """
+    """Train a SentencePiece model in memory, single-threaded (hence deterministic)."""
     import sentencepiece as spm
 
-    last_error: Exception | None = None
-    for coverage in _COVERAGES:
-        buf = io.BytesIO()
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(lines),
-                model_writer=buf,
-                vocab_size=vocab_size,
-                character_coverage=coverage,
-                num_threads=1,
-                hard_vocab_limit=False,  # a small corpus may not fill a large vocabulary
-                shuffle_input_sentence=False,
-                minloglevel=2,
-                **options,
-            )
-        except RuntimeError as exc:  # "Vocabulary size is smaller than required_chars"
-            last_error = exc
-            continue
-        return buf.getvalue()
-    raise ValueError(f"vocab_size={vocab_size} is too small for the built-in corpus: {last_error}")
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        num_threads=1,
+        hard_vocab_limit=False,  # a small corpus may not fill a large vocabulary
+        shuffle_input_sentence=False,
+        minloglevel=2,
+        **options,
+    )
+    return buf.getvalue()
 
 
 def _deberta_v3_tokenizer(vocab_size: int):
@@ -252,12 +271,15 @@ def _deberta_v3_tokenizer(vocab_size: int):
     import sentencepiece as spm
     from transformers import DebertaV2Tokenizer
 
-    if vocab_size < 16:
-        raise ValueError(f"vocab_size must be at least 16, got {vocab_size}")
+    if vocab_size < 32:
+        raise ValueError(f"vocab_size must be at least 32, got {vocab_size}")
     # transformers' DebertaV2Tokenizer normalizes with NFC (not with the spm model's
     # rules), so learn the pieces on NFC text with SentencePiece's normalization off.
+    lines = [unicodedata.normalize("NFC", line) for line in corpus_lines()]
+    # 5 = [MASK] + the 4 pieces at ids 0-3; keep a quarter of the rest for subwords.
+    lines = _keep_frequent_chars(lines, (vocab_size - 5) * 3 // 4)
     proto = _train_sentencepiece(
-        [unicodedata.normalize("NFC", line) for line in corpus_lines()],
+        lines,
         vocab_size - 1,  # room for [MASK], appended after the pieces as in deberta-v3
         model_type="unigram",
         normalization_rule_name="identity",
@@ -299,8 +321,14 @@ def make_tiny_deberta_v3(
     num_heads: int = 2,
     vocab_size: int = 1000,
     seed: int = 0,
+    initializer_range: float = 0.1,
 ) -> Path:
     """Write a tiny random DeBERTa-v3-like backbone (model + tokenizer) to ``out_dir``.
+
+    ``initializer_range`` defaults to 0.1, not pretraining's 0.02: a 2-layer random encoder
+    initialised at 0.02 gives nearly identical token states, and heads calibrated to spread
+    scores (``build_gliner(logit_scale=...)``) then amplify float32 noise to ~2e-4 on the
+    probabilities, which flips near-ties between runtimes. At 0.1 the noise stays ~1e-5.
 
     The directory holds ``config.json``, ``model.safetensors``, ``spm.model``,
     ``tokenizer.json`` and ``tokenizer_config.json``, and loads fully offline with
@@ -315,32 +343,37 @@ def make_tiny_deberta_v3(
     out.mkdir(parents=True, exist_ok=True)
     tokenizer, proto = _deberta_v3_tokenizer(vocab_size)
 
-    config = DebertaV2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=4 * hidden_size,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
-        max_position_embeddings=512,
-        type_vocab_size=0,
-        initializer_range=0.02,
-        layer_norm_eps=1e-7,
-        relative_attention=True,
-        max_relative_positions=-1,
-        position_buckets=256,
-        pos_att_type=["p2c", "c2p"],
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-        position_biased_input=False,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    # microsoft/deberta-v3-small's config.json, scaled down. position_buckets,
+    # norm_rel_ebd and share_att_key are not declared fields of DebertaV2Config: they are
+    # kept as extra attributes, saved in config.json and read by the model with getattr.
+    fields: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        "intermediate_size": 4 * hidden_size,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 0,
+        "initializer_range": initializer_range,
+        "layer_norm_eps": 1e-7,
+        "relative_attention": True,
+        "max_relative_positions": -1,
+        "position_buckets": 256,
+        "pos_att_type": ["p2c", "c2p"],
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+        "position_biased_input": False,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = DebertaV2Config(**fields)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DebertaV2Model(config).eval()
-    model.save_pretrained(out)
+    with _no_progress_bars():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "spm.model").write_bytes(proto)
     return out
@@ -429,6 +462,7 @@ def make_tiny_bert(
     vocab_size: int = 1000,
     seed: int = 0,
     lowercase: bool = True,
+    initializer_range: float = 0.1,
 ) -> Path:
     """Write a tiny random BERT backbone (model + WordPiece tokenizer) to ``out_dir``.
 
@@ -464,11 +498,13 @@ def make_tiny_bert(
         max_position_embeddings=512,
         type_vocab_size=2,
         pad_token_id=tokenizer.pad_token_id,
+        initializer_range=initializer_range,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = BertModel(config).eval()
-    model.save_pretrained(out)
+    with _no_progress_bars():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
     return out
@@ -536,6 +572,16 @@ def _last_linear(module: Any):
     return linears[-1]
 
 
+def _head_linears(core: Any) -> tuple[str, list[Any]]:
+    """``("token", [scorer's last Linear])`` or ``("span", [prompt Linear, span Linear])``."""
+    if hasattr(core, "scorer"):
+        return "token", [_last_linear(core.scorer)]
+    if hasattr(core, "prompt_rep_layer") and hasattr(core, "span_rep_layer"):
+        span_layer = getattr(core.span_rep_layer, "span_rep_layer", core.span_rep_layer)
+        return "span", [_last_linear(core.prompt_rep_layer), _last_linear(span_layer)]
+    raise ValueError(f"don't know the scoring head of {type(core).__name__}")
+
+
 def scale_head_logits(model: gliner.GLiNER, scale: float) -> list[str]:
     """Multiply the logits of a torch GLiNER's scoring head by ``scale`` (> 0), in place.
 
@@ -552,24 +598,175 @@ def scale_head_logits(model: gliner.GLiNER, scale: float) -> list[str]:
     """
     import torch
 
-    if not scale > 0 or not math.isfinite(scale):
+    if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"scale must be finite and > 0, got {scale}")
     core = model.model
-    names = {id(m): n for n, m in core.named_modules()}
-    if hasattr(core, "scorer"):
-        targets = [(_last_linear(core.scorer), scale)]
-    elif hasattr(core, "prompt_rep_layer") and hasattr(core, "span_rep_layer"):
-        span_layer = getattr(core.span_rep_layer, "span_rep_layer", core.span_rep_layer)
-        root = math.sqrt(scale)
-        targets = [(_last_linear(core.prompt_rep_layer), root), (_last_linear(span_layer), root)]
-    else:
-        raise ValueError(f"don't know the scoring head of {type(core).__name__}")
+    kind, linears = _head_linears(core)
+    factor = math.sqrt(scale) if kind == "span" else scale
     with torch.no_grad():
-        for linear, factor in targets:
+        for linear in linears:
             linear.weight.mul_(factor)
             if linear.bias is not None:
                 linear.bias.mul_(factor)
-    return [names[id(linear)] for linear, _ in targets]
+    names = {id(m): n for n, m in core.named_modules()}
+    return [names[id(linear)] for linear in linears]
+
+
+# Calibration data for :func:`calibrate_head`: corpus sentences of several scripts, each
+# run with every one of these label sets (uni-encoder prompts depend on the label set).
+CALIBRATION_LABEL_SETS: tuple[tuple[str, ...], ...] = (
+    ("person", "organization", "location", "date"),
+    ("city", "company", "country"),
+    ("event", "product", "award", "disease", "language"),
+)
+
+
+def _calibration_texts() -> list[str]:
+    lines = corpus_lines()
+    return lines[:40:2] + lines[70:110:4]
+
+
+def _capture_head(
+    model: Any, texts: Sequence[str], label_sets: Sequence[Sequence[str]]
+) -> dict[str, list[Any]]:
+    """Run ``model.inference`` and collect, per batch, what the scoring head saw."""
+    import torch
+
+    core = model.model
+    kind, _ = _head_linears(core)
+    seen: dict[str, list[Any]] = {"span_mask": [], "span_rep": [], "out": []}
+    hooks = [
+        core.register_forward_pre_hook(
+            lambda _m, _a, kw: seen["span_mask"].append(kw.get("span_mask")), with_kwargs=True
+        ),
+        core.register_forward_hook(lambda _m, _a, out: seen["out"].append(out)),
+    ]
+    if kind == "span":
+        hooks.append(
+            core.span_rep_layer.register_forward_hook(lambda _m, _a, out: seen["span_rep"].append(out))
+        )
+    try:
+        with torch.no_grad():
+            for labels in label_sets:
+                model.inference(list(texts), list(labels), threshold=0.5, batch_size=8)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def _span_head_stats(seen: dict[str, list[Any]]):
+    """Mean span and label representations, and the logits of the valid (span, label)s."""
+    import torch
+
+    reps, prompts, logits = [], [], []
+    for span_mask, span_rep, out in zip(seen["span_mask"], seen["span_rep"], seen["out"]):
+        if isinstance(span_rep, tuple):  # span layers with a context encoder
+            span_rep = span_rep[0]
+        b, length, width, _ = span_rep.shape
+        valid = span_mask.reshape(b, length, width).bool()
+        label_ok = out.prompts_embedding_mask.bool()
+        pair = valid[..., None] & label_ok[:, None, None, :]
+        reps.append(span_rep[valid])
+        prompts.append(out.prompts_embedding[label_ok])
+        logits.append(out.logits[pair])
+    return (
+        torch.cat(reps).double().mean(0),
+        torch.cat(prompts).double().mean(0),
+        torch.cat(logits).double(),
+    )
+
+
+def head_scores(model: gliner.GLiNER, texts: Sequence[str], labels: Sequence[str]):
+    """Sigmoid scores of every valid (span, label) -- ``(word, label, start/end/inside)``
+    for token-level models -- of a torch GLiNER on ``texts``, as one flat float tensor.
+
+    Unlike ``predict_entities(..., flat_ner=False, multi_label=True, threshold=0)``, which
+    still drops spans that cross a better-scored one, nothing is filtered.
+    """
+    import torch
+
+    seen = _capture_head(model, texts, [labels])
+    if _head_linears(model.model)[0] == "span":
+        *_, logits = _span_head_stats(seen)
+    else:
+        chunks = []
+        for out in seen["out"]:
+            pair = out.mask.bool()[:, :, None] & out.prompts_embedding_mask.bool()[:, None, :]
+            chunks.append(out.logits[pair].flatten())
+        logits = torch.cat(chunks)
+    return torch.sigmoid(logits.float())
+
+
+def calibrate_head(
+    model: gliner.GLiNER,
+    logit_std: float,
+    *,
+    texts: Sequence[str] | None = None,
+    label_sets: Sequence[Sequence[str]] = CALIBRATION_LABEL_SETS,
+) -> None:
+    """Centre and rescale a torch GLiNER's head so its logits are ~ N(0, logit_std²).
+
+    A randomly initialised GLiNER gives every (span, label) nearly the same logit, and
+    not around 0: the span and label representations share a large common component,
+    so the logits sit at e.g. 0.03 +- 0.008 (all scores ~0.51) -- scaling alone would
+    push *all* scores to 0 or to 1. Measured on ``texts`` (default: 30 built-in corpus
+    sentences), each run with every label set of ``label_sets``:
+
+    * span models: the mean span representation (over valid spans) is subtracted from
+      the bias of the span layer's last ``nn.Linear`` and the mean label representation
+      from the bias of ``prompt_rep_layer``'s last ``nn.Linear``. With both sides
+      centred, a new text's mean logit is a product of two small deviations from the
+      calibration means (centring one side only leaves a first-order offset of about
+      half a standard deviation per text). Then :func:`scale_head_logits` scales the
+      logits, measured again after the centring, to standard deviation ``logit_std``.
+    * token-level models: each of the 3 outputs (start, end, inside) of the scorer's last
+      ``nn.Linear`` is shifted and scaled to mean 0 and standard deviation ``logit_std``
+      over the valid (word, label) pairs.
+
+    Deterministic for a given model and texts (up to float rounding of the CPU kernels).
+    """
+    import torch
+
+    if not (logit_std > 0 and math.isfinite(logit_std)):
+        raise ValueError(f"logit_std must be finite and > 0, got {logit_std}")
+    texts = _calibration_texts() if texts is None else list(texts)
+    core = model.model
+    kind, linears = _head_linears(core)
+    was_training = core.training
+    model.eval()
+    try:
+        if kind == "span":
+            mean_span, mean_prompt, _ = _span_head_stats(_capture_head(model, texts, label_sets))
+            with torch.no_grad():
+                for linear, mean in zip(linears, (mean_prompt, mean_span)):
+                    if linear.bias is None:
+                        raise ValueError("the head's last Linear layers need a bias to centre")
+                    linear.bias.sub_(mean.to(linear.bias.dtype))
+            *_, logits = _span_head_stats(_capture_head(model, texts, label_sets))
+            std = float(logits.std())
+            if not std > 0:
+                raise ValueError("the calibration logits are constant")
+            scale_head_logits(model, logit_std / std)
+        else:
+            (linear,) = linears
+            seen = _capture_head(model, texts, label_sets)
+            chunks = []
+            for out in seen["out"]:
+                pair = out.mask.bool()[:, :, None] & out.prompts_embedding_mask.bool()[:, None, :]
+                chunks.append(out.logits[pair])  # (n, 3)
+            channels = torch.cat(chunks).double()
+            channel_mean, channel_std = channels.mean(0), channels.std(0)
+            if not bool((channel_std > 0).all()):
+                raise ValueError("the calibration logits are constant")
+            factor = logit_std / channel_std
+            with torch.no_grad():
+                w = linear.weight.double() * factor[:, None]
+                b = (linear.bias.double() - channel_mean) * factor
+                linear.weight.copy_(w.to(linear.weight.dtype))
+                linear.bias.copy_(b.to(linear.bias.dtype))
+    finally:
+        core.train(was_training)
 
 
 def build_gliner(
@@ -601,8 +798,13 @@ def build_gliner(
       and ``vocab_size`` are set in the config); bi-encoders keep the backbone
       vocabulary (gliner only warns that resizing is not supported).
     * The GLiNER heads are initialised from ``torch.manual_seed(seed)`` (inside
-      ``fork_rng``, the caller's RNG is untouched), then ``logit_scale`` is applied with
-      :func:`scale_head_logits`.
+      ``fork_rng``, the caller's RNG is untouched).
+    * ``logit_scale == 1.0`` leaves gliner's own initialisation, whose scores all sit
+      near 0.5. Any other value calls :func:`calibrate_head`: the head's last Linear
+      layers are centred and rescaled on built-in sentences so that the logits are about
+      ``N(0, logit_scale**2)`` there; :data:`DEFAULT_LOGIT_SCALE` (2.0) puts about a
+      third of the scores in each of (0, 0.3), (0.3, 0.7) and (0.7, 1). (Multiplying the
+      weights alone cannot do this: the raw logits are not centred on 0.)
 
     ``model.save_pretrained(d)`` then ``GLiNER.from_pretrained(d, load_tokenizer=True,
     local_files_only=True)`` reloads it without the backbone directories: the encoder
@@ -615,6 +817,12 @@ def build_gliner(
     from gliner import GLiNER, GLiNERConfig
     from transformers import AutoConfig
 
+    if logit_scale != 1.0 and not 0 < logit_scale <= _MAX_LOGIT_SCALE:
+        raise ValueError(
+            f"logit_scale={logit_scale}: it is the standard deviation of the calibrated logits, "
+            f"not a multiplier of the raw ones; use (0, {_MAX_LOGIT_SCALE:g}] "
+            f"(DEFAULT_LOGIT_SCALE={DEFAULT_LOGIT_SCALE:g}), larger values saturate every score to 0 or 1"
+        )
     backbone = Path(backbone_dir).resolve()
     if hidden_size is None:
         hidden_size = AutoConfig.from_pretrained(backbone, local_files_only=True).hidden_size
@@ -628,7 +836,7 @@ def build_gliner(
     }
     fields.update(config_overrides)
     config = GLiNERConfig(**fields)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _no_progress_bars():
         torch.manual_seed(seed)
         model = GLiNER.from_config(
             config,
@@ -636,6 +844,7 @@ def build_gliner(
             load_tokenizer=True,
             local_files_only=True,
         )
-    if logit_scale != 1.0:
-        scale_head_logits(model, logit_scale)
-    return model.eval()
+        model.eval()
+        if logit_scale != 1.0:
+            calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
+    return model

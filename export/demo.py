@@ -15,8 +15,9 @@ from gliner_onnx.archs import check_arch
 from gliner_onnx.errors import ExportError
 
 DEMO_SEED = 0
-# Spreads the untrained heads' scores over (0, 1) instead of all near 0.5.
-DEMO_LOGIT_SCALE = 64.0
+# Calibrated logit standard deviation of the untrained heads (see backbones.calibrate_head):
+# spreads their scores over (0, 1) instead of all near 0.5.
+DEMO_LOGIT_SCALE = 2.0
 DEMO_WARNING = (
     "WARNING: no --model given, exporting the offline DEMO checkpoint: all-MiniLM-L6-v2 with "
     "UNTRAINED GLiNER heads. Its entities are MEANINGLESS; it serves pipeline and latency work. "

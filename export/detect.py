@@ -24,8 +24,13 @@ def _get(config: Any, key: str) -> Any:
 
 def detect_arch(config: Any) -> str:
     """The `--arch` name of a gliner config (a dict from gliner_config.json or a config object)."""
-    if _get(config, "model_type") == "gliner_streaming_span" or type(config).__name__ == "StreamingSpanConfig":
-        raise UnsupportedArchError("streaming span checkpoints (model_type 'gliner_streaming_span') are not supported")
+    if (
+        _get(config, "model_type") == "gliner_streaming_span"
+        or type(config).__name__ == "StreamingSpanConfig"
+    ):
+        raise UnsupportedArchError(
+            "streaming span checkpoints (model_type 'gliner_streaming_span') are not supported"
+        )
     token = "token" if _get(config, "span_mode") == "token_level" else "span"
     if _get(config, "relations_layer") is not None:
         return f"uniencoder_{token}_relex"

@@ -74,7 +74,9 @@ def normalize_labels(labels: object, num_texts: int) -> list[LabelSet]:
     if is_per_text(labels):
         labels = cast(list, labels)
         if len(labels) != num_texts:
-            raise ValueError(f"per-text labels must have one label set per text ({num_texts}), got {len(labels)}")
+            raise ValueError(
+                f"per-text labels must have one label set per text ({num_texts}), got {len(labels)}"
+            )
         if not all(isinstance(item, (list, tuple, Mapping)) for item in labels):
             raise TypeError("per-text labels must contain only lists or label description mappings")
         return [normalize_label_set(item) for item in labels]

@@ -296,8 +296,7 @@ class GLiNER:
         n = len(label_sets[0]) if label_sets else 0
         if emb.ndim != 2 or emb.shape[0] != n:
             raise ValueError(
-                f"label_embeddings must have shape ({n}, hidden) for the {n} distinct labels, "
-                f"got {emb.shape}"
+                f"label_embeddings must have shape ({n}, hidden) for the {n} distinct labels, got {emb.shape}"
             )
         return emb
 

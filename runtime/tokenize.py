@@ -55,9 +55,7 @@ class SubwordTokenizer:
 def _to_arrays(encodings: list) -> TokenBatch:
     ids = np.array([e.ids for e in encodings], dtype=np.int64)
     mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-    word_ids = np.array(
-        [[-1 if w is None else w for w in e.word_ids] for e in encodings], dtype=np.int64
-    )
+    word_ids = np.array([[-1 if w is None else w for w in e.word_ids] for e in encodings], dtype=np.int64)
     return TokenBatch(ids, mask, word_ids)
 
 

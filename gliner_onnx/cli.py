@@ -1,0 +1,183 @@
+"""`gliner-onnx`: run an export with the torch-free runtime.
+
+    gliner-onnx predict EXPORT_DIR --labels person,location "Some text"
+    cat texts.txt | gliner-onnx predict EXPORT_DIR --labels person,location -
+    gliner-onnx info EXPORT_DIR
+
+`predict` prints one JSON object per input text: {"text": ..., "entities": [...]}.
+From stdin it reads one text per line, or one JSON object per line with a "text"
+field (and optionally "labels", a list or comma-separated string); the object is
+echoed back with "entities" added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from .errors import GlinerOnnxError
+
+
+def _labels(value: str) -> list[str]:
+    labels = [p.strip() for p in value.split(",") if p.strip()]
+    if not labels:
+        raise argparse.ArgumentTypeError("give at least one label, e.g. --labels person,location")
+    return labels
+
+
+def _threshold(value: str) -> float:
+    try:
+        t = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= t <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return t
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gliner-onnx", description="Run GLiNER exports with ONNX Runtime, no torch."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser(
+        "predict",
+        help="predict entities, printing JSON lines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pr.add_argument("export_dir", help="a directory written by gliner-export")
+    pr.add_argument("text", nargs="?", default="-", help="the text, or - (default) to read lines from stdin")
+    g = pr.add_argument_group("decoding")
+    g.add_argument("--labels", type=_labels, required=True, help="comma-separated entity labels")
+    g.add_argument(
+        "--threshold", type=_threshold, default=0.5, help="score threshold in [0, 1] (default 0.5)"
+    )
+    g.add_argument("--nested", action="store_true", help="allow nested entities (flat_ner=False)")
+    g.add_argument("--multi-label", action="store_true", help="allow one span to carry several labels")
+    r = pr.add_argument_group("runtime")
+    r.add_argument(
+        "--providers", default="cpu", help="cpu, cuda, or a comma-separated ONNX Runtime provider list"
+    )
+    r.add_argument("--batch-size", type=int, default=8, help="texts per batch when reading stdin (default 8)")
+    r.add_argument("--threads", type=int, default=0, help="intra-op threads (default: ONNX Runtime's choice)")
+
+    p.set_defaults(predict_parser=pr)
+
+    info = sub.add_parser("info", help="print an export's manifest summary")
+    info.add_argument("export_dir")
+    return p
+
+
+def _providers(value: str) -> str | list[str]:
+    if value.lower() in ("cpu", "cuda"):
+        return value.lower()
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _records(stream: TextIO) -> Iterator[dict[str, Any]]:
+    for lineno, line in enumerate(stream, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"stdin line {lineno}: invalid JSON: {e}") from e
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise ValueError(f"stdin line {lineno}: a JSON object needs a string field 'text'")
+            yield obj
+        else:
+            yield {"text": line}
+
+
+def _predict(args: argparse.Namespace, out: TextIO) -> None:
+    from .runtime import GLiNER, SessionOptions
+
+    model = GLiNER.from_pretrained(
+        args.export_dir,
+        providers=_providers(args.providers),
+        session_options=SessionOptions(intra_op_num_threads=args.threads),
+    )
+    kwargs = {"threshold": args.threshold, "flat_ner": not args.nested, "multi_label": args.multi_label}
+    if args.text != "-":
+        entities = model.predict_entities(args.text, args.labels, **kwargs)
+        out.write(json.dumps({"text": args.text, "entities": entities}, ensure_ascii=False) + "\n")
+        return
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for rec in batch:
+            labels = rec.get("labels", args.labels)
+            if isinstance(labels, str):
+                labels = _labels(labels)
+            if not isinstance(labels, list):
+                raise ValueError(f"'labels' must be a list or a comma-separated string, got {labels!r}")
+            groups.setdefault(tuple(labels), []).append(rec)
+        results: dict[int, list[dict[str, Any]]] = {}
+        for labels, recs in groups.items():
+            preds = model.inference(
+                [r["text"] for r in recs], list(labels), batch_size=args.batch_size, **kwargs
+            )
+            for rec, ents in zip(recs, preds):
+                results[id(rec)] = ents
+        for rec in batch:
+            out.write(json.dumps({**rec, "entities": results[id(rec)]}, ensure_ascii=False) + "\n")
+        out.flush()
+        batch.clear()
+
+    for rec in _records(sys.stdin):
+        batch.append(rec)
+        if len(batch) >= args.batch_size:
+            flush()
+    if batch:
+        flush()
+
+
+def _info(args: argparse.Namespace, out: TextIO) -> None:
+    from .manifest import load_manifest
+
+    m = load_manifest(args.export_dir)
+    out.write(f"arch: {m.arch}\nprecision: {m.precision}\nsource: {m.source}\n")
+    out.write(f"max_width: {m.max_width}  max_len: {m.max_len}  splitter: {m.words_splitter}\n")
+    for name, g in m.graphs.items():
+        out.write(f"graph {name}: {g.file} {list(g.inputs)} -> {list(g.outputs)}\n")
+    out.write("versions: " + ", ".join(f"{k}={v}" for k, v in m.versions.items()) + "\n")
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "predict":
+        # Options may come before or after the text: parse the subcommand intermixed.
+        sub: argparse.ArgumentParser = parser.get_default("predict_parser")
+        args = sub.parse_intermixed_args(argv[1:])
+        args.command = "predict"
+        return args
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        print("gliner-onnx: error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "predict":
+            _predict(args, sys.stdout)
+        else:
+            _info(args, sys.stdout)
+    except (GlinerOnnxError, ValueError, TypeError) as e:
+        print(f"gliner-onnx: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Shared fixtures: GLiNER checkpoints built offline with gliner itself, and their exports.
+
+Each checkpoint goes the way a user's does: built with random heads (fixed seed,
+scaled so scores spread over (0, 1)), saved with `save_pretrained`, reloaded with
+`gliner.GLiNER.from_pretrained`, then exported from its directory.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+# Varied text: punctuation, hyphens, numbers, accents, CJK, emoji, several sentences.
+TEXTS = [
+    "Angela Merkel met Emmanuel Macron in Paris on 3 March 2021.",
+    "Apple's CEO Tim Cook visited 東京タワー 😀 with José Álvarez, then flew to São Paulo.",
+    "The e-mail from Acme-Corp reached Berlin at 9:45 a.m.; 3.14 isn't pi, said Dr. Smith.",
+    "Marie Curie won the Nobel Prize twice. She was born in Warsaw! Her daughter Irène did too?",
+    "北京大学 hosted the ACL 2024 workshop (co-chaired by Yann LeCun) — 👩‍🔬 scientists attended.",
+    "x",
+]
+LABELS = ["person", "organization", "location", "date", "award"]
+# Calibrated logit std of the random heads: scores spread over (0, 1).
+LOGIT_STD = 2.0
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    torch_model: Any  # gliner.GLiNER loaded from `model_dir`
+    model_dir: Path
+    export_dir: Path
+
+
+def _minilm() -> Path:
+    from gliner_onnx.export.demo import minilm_dir
+
+    return minilm_dir()
+
+
+def _checkpoint(tmp: Path, name: str, build: Any) -> Checkpoint:
+    from gliner import GLiNER
+
+    from gliner_onnx.export import export_model
+
+    model_dir = tmp / f"{name}-ckpt"
+    build().save_pretrained(model_dir)
+    torch_model = GLiNER.from_pretrained(str(model_dir), local_files_only=True).eval()
+    export_dir = tmp / f"{name}-onnx"
+    export_model(model_dir, export_dir, log=lambda _m: None)
+    return Checkpoint(name, torch_model, model_dir, export_dir)
+
+
+@pytest.fixture(scope="session")
+def ckpt_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="session")
+def uni_minilm(ckpt_root: Path) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner
+
+    return _checkpoint(
+        ckpt_root, "uni-minilm", lambda: build_gliner(_minilm(), seed=1, logit_scale=LOGIT_STD)
+    )
+
+
+@pytest.fixture(scope="session")
+def uni_deberta(ckpt_root: Path) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner, make_tiny_deberta_v3
+
+    backbone = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3")
+    return _checkpoint(
+        ckpt_root,
+        "uni-deberta",
+        lambda: build_gliner(backbone, seed=2, max_width=8, hidden_size=48, logit_scale=LOGIT_STD),
+    )
+
+
+@pytest.fixture(scope="session")
+def bi_minilm_bert(ckpt_root: Path) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner, make_tiny_bert
+
+    labels_encoder = make_tiny_bert(ckpt_root / "tiny-bert")
+    return _checkpoint(
+        ckpt_root,
+        "bi-minilm-bert",
+        lambda: build_gliner(_minilm(), labels_encoder_dir=labels_encoder, seed=3, logit_scale=LOGIT_STD),
+    )

@@ -1,0 +1,75 @@
+"""Bi-encoder label embeddings: computed once, cached by label text, reusable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gliner_onnx import GLiNER
+
+from .conftest import LABELS, TEXTS, Checkpoint
+
+
+@pytest.fixture
+def model(bi_minilm_bert: Checkpoint) -> GLiNER:
+    return GLiNER.from_pretrained(bi_minilm_bert.export_dir)
+
+
+def _count_runs(model: GLiNER, graph: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    session = model._sessions[graph]
+    calls: list[int] = []
+    original = session.run
+
+    def counting(feeds):  # type: ignore[no-untyped-def]
+        calls.append(len(next(iter(feeds.values()))))
+        return original(feeds)
+
+    monkeypatch.setattr(session, "run", counting)
+    return calls
+
+
+def test_label_encoder_runs_once_per_new_label(model: GLiNER, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_runs(model, "label_encoder", monkeypatch)
+    first = model.inference(TEXTS, LABELS, threshold=0.4)
+    assert calls == [len(LABELS)]
+    again = model.inference(TEXTS, LABELS[::-1], threshold=0.4)
+    assert calls == [len(LABELS)]  # all cached
+    model.inference(TEXTS[:1], ["person", "vehicle"], threshold=0.4)
+    assert calls == [len(LABELS), 1]  # only "vehicle" is new
+    assert sorted(map(str, first)) != [] and len(again) == len(first)
+
+
+def test_encode_labels_round_trip(model: GLiNER, bi_minilm_bert: Checkpoint) -> None:
+    emb = model.encode_labels(LABELS)
+    assert emb.shape == (len(LABELS), bi_minilm_bert.torch_model.config.hidden_size)
+    assert emb.dtype == np.float32
+    ref = bi_minilm_bert.torch_model.encode_labels(LABELS).numpy()
+    # gliner's encode_labels stops before prompt_rep_layer; ours is final (after it).
+    import torch
+
+    with torch.no_grad():
+        final = bi_minilm_bert.torch_model.model.prompt_rep_layer(torch.from_numpy(ref)).numpy()
+    np.testing.assert_allclose(emb, final, atol=1e-5)
+
+    fresh = GLiNER.from_pretrained(bi_minilm_bert.export_dir)
+    with_embeds = fresh.inference(TEXTS, LABELS, threshold=0.4, label_embeddings=emb)
+    assert fresh._label_cache == {}  # nothing was encoded
+    assert with_embeds == model.inference(TEXTS, LABELS, threshold=0.4)
+    assert fresh.predict_with_embeds(TEXTS[0], emb, LABELS, threshold=0.4) == with_embeds[0]
+    assert fresh.batch_predict_with_embeds(TEXTS, emb, LABELS, threshold=0.4) == with_embeds
+
+
+def test_label_embeddings_are_checked(model: GLiNER) -> None:
+    emb = model.encode_labels(LABELS)
+    with pytest.raises(ValueError, match=r"shape \(5, hidden\)"):
+        model.inference(TEXTS, LABELS, label_embeddings=emb[:3])
+    with pytest.raises(ValueError, match="per-text"):
+        model.inference(TEXTS[:2], [["a"], ["b"]], label_embeddings=emb[:1])
+
+
+def test_uni_encoder_has_no_label_encoder(uni_minilm: Checkpoint) -> None:
+    model = GLiNER.from_pretrained(uni_minilm.export_dir)
+    with pytest.raises(ValueError, match="bi-encoder"):
+        model.encode_labels(["person"])
+    with pytest.raises(ValueError, match="bi-encoder"):
+        model.inference(TEXTS, ["person"], label_embeddings=np.zeros((1, 384), np.float32))

@@ -1,0 +1,37 @@
+"""The runtime never loads torch, transformers or gliner (onnxruntime-genai's test_lazy_imports)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import Checkpoint
+
+HEAVY = ("torch", "transformers", "gliner", "gliner_onnx.export")
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def _heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY))}
+
+
+def test_import_runtime_loads_no_torch() -> None:
+    modules = _loaded_after("import gliner_onnx.runtime\nfrom gliner_onnx import GLiNER")
+    assert "onnxruntime" in modules  # the probe really imported the runtime
+    assert _heavy(modules) == set()
+
+
+def test_predicting_loads_no_torch(uni_deberta: Checkpoint) -> None:
+    export = Path(uni_deberta.export_dir)
+    code = (
+        "from gliner_onnx import GLiNER\n"
+        f"m = GLiNER.from_pretrained({str(export)!r})\n"
+        "assert m.predict_entities('Angela Merkel visited Paris.', ['person'], threshold=0.0)"
+    )
+    assert _heavy(_loaded_after(code)) == set()
