@@ -13,17 +13,17 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
-from gliner_onnx.runtime.labels import normalize_label_set
 from torch import nn
 
 from gliner_onnx import __version__
 from gliner_onnx.archs import GRAPHS, GraphSpec, check_arch
 from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry, sha256_file
+from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
+from gliner_onnx.runtime.labels import normalize_label_set
 
 from . import samples
-from .detect import detect_arch
+from .detect import detect_arch, read_config
 from .tokenizer_io import (
     check_text_tokenization,
     check_words_tokenization,
@@ -74,7 +74,8 @@ def _check_supported(model: Any, arch: str) -> None:
         raise ExportError(
             f"words splitter {splitter!r} is not supported by the runtime yet (supported: 'whitespace')"
         )
-    if arch.startswith("biencoder") and getattr(cfg, "post_fusion_schema", ""):
+    fusion = getattr(cfg, "post_fusion_schema", None)
+    if arch.startswith("biencoder") and fusion:
         raise ExportError(
             f"post_fusion_schema {cfg.post_fusion_schema!r} fuses text and labels, so label embeddings "
             "cannot be cached in a separate graph: not supported"
@@ -123,7 +124,7 @@ def _save_graph(
             torch.onnx.export(
                 module,
                 args,
-                buffer,
+                buffer,  # type: ignore[arg-type]  # the legacy exporter writes to file objects
                 input_names=spec.input_names,
                 output_names=spec.output_names,
                 dynamic_axes=spec.dynamic_axes(),
@@ -406,12 +407,12 @@ def export_model(
         raise ValueError(f"atol must be a positive number, got {atol!r}")
     if isinstance(model, (str, Path)):
         source = source or str(model)
+        if Path(model).is_dir():  # fail fast, before loading any weights
+            _check_detected(detect_arch(read_config(model)), arch)
         log(f"loading {model} ...")
         model = load_gliner(model)
     detected = detect_arch(model.config)
-    if arch is not None and arch != detected:
-        raise ExportError(f"--arch {arch} does not match the checkpoint, whose architecture is {detected}")
-    check_arch(detected)
+    _check_detected(detected, arch)
     _check_supported(model, detected)
     model.eval()
 
@@ -437,6 +438,12 @@ def export_model(
         raise
     report = ExportReport(output, detected, diffs)
     return report
+
+
+def _check_detected(detected: str, requested: str | None) -> None:
+    if requested is not None and requested != detected:
+        raise ExportError(f"--arch {requested} does not match the checkpoint, whose architecture is {detected}")
+    check_arch(detected)
 
 
 def _replace_dir(tmp: Path, output: Path) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import TokenizerEntry, sha256_file
+from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 _NO_LIMIT = 1_000_000
 

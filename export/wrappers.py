@@ -8,6 +8,8 @@ only on the labels in the label encoder, and the scorer is the einsum plus sigmo
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from gliner.modeling.utils import extract_word_embeddings
 from torch import nn
@@ -18,7 +20,7 @@ class UniSpanTextEncoder(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model
+        self.model: Any = model
 
     def forward(
         self,
@@ -39,7 +41,7 @@ class BiSpanTextEncoder(nn.Module):
 
     def __init__(self, model: nn.Module, subtoken_pooling: str):
         super().__init__()
-        self.model = model
+        self.model: Any = model
         self.subtoken_pooling = subtoken_pooling
 
     def forward(
@@ -70,7 +72,7 @@ class BiLabelEncoder(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model
+        self.model: Any = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pooled = self.model.token_rep_layer.encode_labels(input_ids, attention_mask)

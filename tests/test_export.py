@@ -53,7 +53,7 @@ def test_cli_unsupported_arch_fails_cleanly(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_arch_mismatch_names_both(uni_deberta: Checkpoint, tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="--arch biencoder_span .* architecture is uniencoder_span"):
+    with pytest.raises(ExportError, match=r"--arch biencoder_span .* architecture is uniencoder_span"):
         export_model(uni_deberta.torch_model, tmp_path / "o", arch="biencoder_span", log=lambda _m: None)
     assert not (tmp_path / "o").exists()
 
@@ -154,3 +154,17 @@ def test_demo_export_and_predict_cli(tmp_path: Path) -> None:
     assert record["text"] == "Angela Merkel visited Paris."
     assert isinstance(record["entities"], list)
     assert GLiNER.from_pretrained(out).arch == "uniencoder_span"
+
+
+def test_checkpoint_dir_is_checked_before_loading_weights(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "gliner_config.json").write_text(json.dumps({"span_mode": "token_level", "model_type": None}))
+    with pytest.raises(UnsupportedArchError, match="'uniencoder_token' is not supported yet"):
+        export_model(ckpt, tmp_path / "o", log=lambda _m: None)
+    with pytest.raises(ExportError, match="--arch uniencoder_span does not match .* uniencoder_token"):
+        export_model(ckpt, tmp_path / "o", arch="uniencoder_span", log=lambda _m: None)
+    (ckpt / "gliner_config.json").unlink()
+    with pytest.raises(ExportError, match="gliner_config.json is missing"):
+        export_model(ckpt, tmp_path / "o", log=lambda _m: None)
+    assert not (tmp_path / "o").exists()
