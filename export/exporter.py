@@ -442,7 +442,9 @@ def export_model(
 
 def _check_detected(detected: str, requested: str | None) -> None:
     if requested is not None and requested != detected:
-        raise ExportError(f"--arch {requested} does not match the checkpoint, whose architecture is {detected}")
+        raise ExportError(
+            f"--arch {requested} does not match the checkpoint, whose architecture is {detected}"
+        )
     check_arch(detected)
 
 
