@@ -45,8 +45,11 @@ def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LO
     from .backbones import build_gliner
 
     backbone = minilm_dir()
-    if arch == "uniencoder_span":
-        return build_gliner(backbone, seed=seed, logit_scale=logit_scale)
-    if arch == "biencoder_span":
-        return build_gliner(backbone, labels_encoder_dir=backbone, seed=seed, logit_scale=logit_scale)
+    span_mode = "token_level" if "_token" in arch else "markerV0"
+    if arch in ("uniencoder_span", "uniencoder_token"):
+        return build_gliner(backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale)
+    if arch in ("biencoder_span", "biencoder_token"):
+        return build_gliner(
+            backbone, labels_encoder_dir=backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale
+        )
     raise ExportError(f"no demo checkpoint for arch {arch!r} yet")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from gliner_onnx import __version__
-from gliner_onnx.archs import GRAPHS, GraphSpec, check_arch
+from gliner_onnx.archs import GRAPHS, GraphSpec, check_arch, family, is_biencoder
 from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry, sha256_file
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
@@ -30,7 +30,16 @@ from .tokenizer_io import (
     load_runtime_tokenizer,
     write_tokenizer,
 )
-from .wrappers import BiLabelEncoder, BiSpanTextEncoder, SpanScorer, UniSpanTextEncoder
+from .wrappers import (
+    BiLabelEncoder,
+    BiSpanTextEncoder,
+    BiTokenLabelEncoder,
+    BiTokenTextEncoder,
+    SpanScorer,
+    TokenScorer,
+    UniSpanTextEncoder,
+    UniTokenTextEncoder,
+)
 
 DEFAULT_OPSET = 17
 DEFAULT_ATOL = 1e-4
@@ -82,6 +91,8 @@ def _check_supported(model: Any, arch: str) -> None:
         )
     if getattr(cfg, "precomputed_prompts_mode", False):
         raise ExportError("precomputed_prompts_mode checkpoints are not supported")
+    if family(arch) == "token" and getattr(cfg, "represent_spans", False):
+        raise ExportError("token-level checkpoints with represent_spans=True are not supported yet")
 
 
 def _wrappers(model: Any, arch: str) -> dict[str, nn.Module]:
@@ -94,6 +105,14 @@ def _wrappers(model: Any, arch: str) -> dict[str, nn.Module]:
             "text_encoder": BiSpanTextEncoder(core, pooling),
             "label_encoder": BiLabelEncoder(core),
             "scorer": SpanScorer(),
+        }
+    if arch == "uniencoder_token":
+        return {"text_encoder": UniTokenTextEncoder(core), "scorer": TokenScorer(core.scorer)}
+    if arch == "biencoder_token":
+        return {
+            "text_encoder": BiTokenTextEncoder(core, pooling),
+            "label_encoder": BiTokenLabelEncoder(core),
+            "scorer": TokenScorer(core.scorer),
         }
     raise UnsupportedArchError(f"arch {arch!r} is not supported yet")
 
@@ -189,7 +208,8 @@ class _Exporter:
         self.atol = atol
         self.log = log
         self.cfg = model.config
-        self.is_bi = arch.startswith("biencoder")
+        self.is_bi = is_biencoder(arch)
+        self.family = family(arch)
         self.specs = {s.name: s for s in GRAPHS[arch]}
         self.modules = _wrappers(model, arch)
         for m in self.modules.values():
@@ -218,6 +238,7 @@ class _Exporter:
             max_width=self.cfg.max_width,
             pooling=getattr(self.cfg, "subtoken_pooling", "first"),
             prompt_tokens=None if self.is_bi else (self.cfg.ent_token, self.cfg.sep_token),
+            with_spans=self.family == "span",
         )
 
     def label_feeds(self, labels: Sequence[str]) -> dict[str, np.ndarray]:
@@ -285,7 +306,8 @@ class _Exporter:
             prompts = _batched(outs["label_encoder"][0], len(texts))
         else:
             prompts = outs["text_encoder"][1]
-        feeds["scorer"] = {"span_rep": outs["text_encoder"][0], "prompts": prompts}
+        rep_name = self.specs["scorer"].input_names[0]
+        feeds["scorer"] = {rep_name: outs["text_encoder"][0], "prompts": prompts}
         outs["scorer"] = _torch_run(self.modules["scorer"], self.specs["scorer"], feeds["scorer"])
         return feeds, outs
 
@@ -333,7 +355,8 @@ class _Exporter:
                 prompts = _batched(emb, len(texts))
             else:
                 prompts = text_out[1]
-            (scores,) = sessions["scorer"].run(None, {"span_rep": text_out[0], "prompts": prompts})
+            rep_name = self.specs["scorer"].input_names[0]
+            (scores,) = sessions["scorer"].run(None, {rep_name: text_out[0], "prompts": prompts})
             ref_scores = self._reference_scores(batch)
             d = _max_diff(ref_scores, scores, "scores", where, failures)
             diffs["end_to_end"]["scores"] = max(diffs["end_to_end"].get("scores", 0.0), d)
@@ -361,8 +384,9 @@ class _Exporter:
             "attention_mask": batch["attention_mask"],
             "words_mask": batch["words_mask"],
             "text_lengths": batch["text_lengths"],
-            "span_idx": batch["span_idx"] * batch["span_mask"].unsqueeze(-1),
         }
+        if self.family == "span":
+            ref["span_idx"] = batch["span_idx"] * batch["span_mask"].unsqueeze(-1)
         for name, r in ref.items():
             r_np = r.numpy().astype(np.int64)
             if r_np.shape != feeds[name].shape or not np.array_equal(r_np, feeds[name]):

@@ -84,3 +84,90 @@ class SpanScorer(nn.Module):
 
     def forward(self, span_rep: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(torch.einsum("BLKD,BCD->BLKC", span_rep, prompts))
+
+
+class UniTokenTextEncoder(nn.Module):
+    """Uni-encoder, token level -> (token_rep, prompts): the scorer's two projections.
+
+    `Scorer.proj_token` depends only on the words and `Scorer.proj_label` only on the
+    labels (`modeling/scorers.py`), so both run here and the scorer graph keeps the rest.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model: Any = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rep = self.model.get_representations(input_ids, attention_mask, text_lengths, words_mask)
+        scorer = self.model.scorer
+        return scorer.proj_token(rep.words_embedding), scorer.proj_label(rep.prompts_embedding)
+
+
+class BiTokenTextEncoder(nn.Module):
+    """Bi-encoder text side, token level -> token_rep (no LSTM, as in the reference)."""
+
+    def __init__(self, model: nn.Module, subtoken_pooling: str):
+        super().__init__()
+        self.model: Any = model
+        self.subtoken_pooling = subtoken_pooling
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        token_embeds = self.model.token_rep_layer.encode_text(input_ids, attention_mask)
+        batch, _, hidden = token_embeds.shape
+        words, _ = extract_word_embeddings(
+            token_embeds,
+            words_mask,
+            attention_mask,
+            batch,
+            text_lengths.max(),
+            hidden,
+            text_lengths,
+            self.subtoken_pooling,
+        )
+        return self.model.scorer.proj_token(words)
+
+
+class BiTokenLabelEncoder(nn.Module):
+    """Bi-encoder label side, token level -> proj_label(mean-pooled label encoding)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model: Any = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.model.token_rep_layer.encode_labels(input_ids, attention_mask)
+        return self.model.scorer.proj_label(pooled)
+
+
+class TokenScorer(nn.Module):
+    """The rest of gliner's `Scorer.forward` after its two projections, plus sigmoid.
+
+    cat[t0, l0, t1 * l1] -> out_mlp -> (B, W, C, 3) = (start, end, inside).
+    """
+
+    def __init__(self, scorer: nn.Module):
+        super().__init__()
+        self.scorer: Any = scorer
+        self.hidden = int(scorer.proj_token.in_features)
+
+    def forward(self, token_rep: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        batch, seq_len, _ = token_rep.shape
+        num_classes = prompts.shape[1]
+        t = token_rep.view(batch, seq_len, 1, 2, self.hidden)
+        lab = prompts.view(batch, 1, num_classes, 2, self.hidden)
+        t = t.expand(-1, -1, num_classes, -1, -1).permute(3, 0, 1, 2, 4)
+        lab = lab.expand(-1, seq_len, -1, -1, -1).permute(3, 0, 1, 2, 4)
+        cat = torch.cat([t[0], lab[0], t[1] * lab[1]], dim=-1)
+        return torch.sigmoid(self.scorer.out_mlp(cat))

@@ -61,43 +61,71 @@ class GraphSpec:
 _I64 = "int64"
 _F32 = "float32"
 
-# Text-side inputs shared by every span-family text encoder.
-_TEXT_INPUTS = (
+# Text-side inputs shared by every text encoder; span models also take the span indices.
+_TOKEN_TEXT_INPUTS = (
     TensorSpec("input_ids", _I64, ("batch", "num_tokens")),
     TensorSpec("attention_mask", _I64, ("batch", "num_tokens")),
     TensorSpec("words_mask", _I64, ("batch", "num_tokens")),
     TensorSpec("text_lengths", _I64, ("batch", 1)),
-    TensorSpec("span_idx", _I64, ("batch", "num_spans", 2)),
 )
-_SPAN_REP = TensorSpec("span_rep", _F32, ("batch", "num_words", "max_width", "hidden"))
-_PROMPTS = TensorSpec("prompts", _F32, ("batch", "num_labels", "hidden"))
+_SPAN_TEXT_INPUTS = (*_TOKEN_TEXT_INPUTS, TensorSpec("span_idx", _I64, ("batch", "num_spans", 2)))
+_LABEL_INPUTS = (
+    TensorSpec("input_ids", _I64, ("num_labels", "num_label_tokens")),
+    TensorSpec("attention_mask", _I64, ("num_labels", "num_label_tokens")),
+)
+_LABEL_EMBEDDINGS = TensorSpec("label_embeddings", _F32, ("num_labels", "label_dim"))
 
+# Span family: span representations meet label representations in an einsum.
+_SPAN_REP = TensorSpec("span_rep", _F32, ("batch", "num_words", "max_width", "label_dim"))
+_SPAN_PROMPTS = TensorSpec("prompts", _F32, ("batch", "num_labels", "label_dim"))
 SPAN_SCORER = GraphSpec(
     "scorer",
-    inputs=(_SPAN_REP, _PROMPTS),
+    inputs=(_SPAN_REP, _SPAN_PROMPTS),
     outputs=(TensorSpec("scores", _F32, ("batch", "num_words", "max_width", "num_labels")),),
+)
+
+# Token family: the scorer's token and label projections (2 x hidden) are text-only and
+# label-only, so they sit in the encoders; the scorer combines them per (word, label).
+_TOKEN_REP = TensorSpec("token_rep", _F32, ("batch", "num_words", "label_dim"))
+_TOKEN_PROMPTS = TensorSpec("prompts", _F32, ("batch", "num_labels", "label_dim"))
+TOKEN_SCORER = GraphSpec(
+    "scorer",
+    inputs=(_TOKEN_REP, _TOKEN_PROMPTS),
+    # last axis: start, end, inside
+    outputs=(TensorSpec("scores", _F32, ("batch", "num_words", "num_labels", 3)),),
 )
 
 GRAPHS: dict[str, tuple[GraphSpec, ...]] = {
     "uniencoder_span": (
-        GraphSpec("text_encoder", inputs=_TEXT_INPUTS, outputs=(_SPAN_REP, _PROMPTS)),
+        GraphSpec("text_encoder", inputs=_SPAN_TEXT_INPUTS, outputs=(_SPAN_REP, _SPAN_PROMPTS)),
         SPAN_SCORER,
     ),
     "biencoder_span": (
-        GraphSpec("text_encoder", inputs=_TEXT_INPUTS, outputs=(_SPAN_REP,)),
-        GraphSpec(
-            "label_encoder",
-            inputs=(
-                TensorSpec("input_ids", _I64, ("num_labels", "num_label_tokens")),
-                TensorSpec("attention_mask", _I64, ("num_labels", "num_label_tokens")),
-            ),
-            outputs=(TensorSpec("label_embeddings", _F32, ("num_labels", "hidden")),),
-        ),
+        GraphSpec("text_encoder", inputs=_SPAN_TEXT_INPUTS, outputs=(_SPAN_REP,)),
+        GraphSpec("label_encoder", inputs=_LABEL_INPUTS, outputs=(_LABEL_EMBEDDINGS,)),
         SPAN_SCORER,
+    ),
+    "uniencoder_token": (
+        GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_TOKEN_REP, _TOKEN_PROMPTS)),
+        TOKEN_SCORER,
+    ),
+    "biencoder_token": (
+        GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_TOKEN_REP,)),
+        GraphSpec("label_encoder", inputs=_LABEL_INPUTS, outputs=(_LABEL_EMBEDDINGS,)),
+        TOKEN_SCORER,
     ),
 }
 
 SUPPORTED_ARCHS: tuple[str, ...] = tuple(GRAPHS)
+
+
+def family(arch: str) -> str:
+    """ "span" or "token": how the scorer's output is decoded."""
+    return "token" if "_token" in arch else "span"
+
+
+def is_biencoder(arch: str) -> bool:
+    return arch.startswith("biencoder")
 
 
 def check_arch(name: str) -> str:

@@ -1,7 +1,7 @@
-"""Stages 6-7: decode span scores into candidates, then greedy selection.
+"""Stages 6-7: decode span or token scores into candidates, then greedy selection.
 
-A port of gliner 0.2.29's span decoder (``gliner/decoding/decoder.py``:
-``BaseSpanDecoder._decode_batch_item`` / ``_decode_batch`` and
+A port of gliner 0.2.29's span and token decoders (``gliner/decoding/decoder.py``:
+``BaseSpanDecoder._decode_batch_item`` / ``_decode_batch``, ``TokenDecoder`` and
 ``BaseDecoder.greedy_search``; ``gliner/decoding/utils.py``: ``has_overlapping``,
 ``has_overlapping_nested``), over numpy arrays and plain tuples. Word indices are
 0-based and span ends are *inclusive*; class indices are 0-based positions in the
@@ -21,8 +21,25 @@ Reference semantics kept exactly:
   (crossing) overlap conflicts. In both modes the identical (start, end) conflicts
   unless ``multi_label``.
 
+Token-level models (gliner's ``TokenDecoder._calculate_span_score`` / ``decode``,
+used by ``UniEncoderTokenGLiNER`` and ``BiEncoderTokenGLiNER`` with
+``represent_spans=False``) score each word per class as (start, end, inside);
+``token_candidates`` pairs them into spans and the same ``greedy_search`` selects:
+
+* A start (word, class) and an end (word, class) are boundaries when their score is
+  strictly above the threshold in the array's dtype (as for spans).
+* Every start pairs with every end of the *same class* at or after it: no width limit.
+* The pair is dropped if any inside score on [start..end] is ``< threshold`` compared
+  as Python floats (float64), so an inside score equal to the threshold passes,
+  ``float32(0.3)`` passes a 0.3 threshold (it is above 0.3 in float64) and
+  ``float32(0.7)`` fails a 0.7 one; a NaN inside score passes.
+* Score: ``min(inside[start..end], start score, end score)``, not a mean.
+* Order: start word, then class, then end word (the reference's nested loops over
+  ``torch.where`` results).
+
 Per-text label sets: the reference masks class slots a text did not ask for to
-``-inf``; pass ``probs[..., :num_labels]`` for such a text instead.
+``-inf``; pass ``probs[..., :num_labels]`` (span) or ``probs[:, :num_labels]``
+(token) for such a text instead.
 
 Only numpy and the standard library are imported here.
 """
@@ -37,9 +54,11 @@ SpanCandidate = tuple[int, int, int, float]
 __all__ = [
     "SpanCandidate",
     "decode_spans",
+    "decode_tokens",
     "greedy_search",
     "sigmoid",
     "span_candidates",
+    "token_candidates",
 ]
 
 
@@ -98,6 +117,109 @@ def span_candidates(probs: np.ndarray, num_words: int, threshold: float) -> list
     return list(zip(s_idx.tolist(), (s_idx + w_idx).tolist(), c_idx.tolist(), values, strict=True))
 
 
+def token_candidates(probs: np.ndarray, num_words: int, threshold: float) -> list[SpanCandidate]:
+    """Spans of one text from token-level (start, end, inside) scores.
+
+    A port of ``TokenDecoder.decode`` (per text) and ``_calculate_span_score``.
+
+    Args:
+        probs: sigmoid scores of shape (num_words_padded, num_classes, 3), the last
+            axis (start, end, inside) as the token model's logits are laid out.
+        num_words: the text's real number of words; rows from ``num_words`` on
+            (batch padding) are cut off before anything else, as the reference does.
+        threshold: start and end scores must be ``> threshold`` after casting it to
+            ``probs.dtype``; a span is dropped if one of its inside scores is
+            ``< threshold`` as Python floats (so equality passes).
+
+    Returns:
+        (start, end_inclusive, class_index, score) ordered by start, then class,
+        then end; ``score`` is the Python float of the smallest inside, start or end
+        score of the span. Width is unlimited.
+
+    Raises:
+        ValueError: ``probs`` is not a floating array of shape (words, classes, 3),
+            or ``num_words < 0``.
+    """
+    scores = np.asarray(probs)
+    if scores.ndim != 3 or scores.shape[2] != 3:
+        raise ValueError(f"probs must have shape (num_words_padded, num_classes, 3), got {scores.shape}")
+    if not np.issubdtype(scores.dtype, np.floating):
+        raise ValueError(f"probs must be a floating array, got dtype {scores.dtype}")
+    if num_words < 0:
+        raise ValueError(f"num_words must be >= 0, got {num_words}")
+
+    scores = scores[:num_words]
+    boundary = scores[:, :, :2] > scores.dtype.type(threshold)
+    # The reference compares Python floats: NaN is never '< threshold', so it passes.
+    inside_ok = ~(scores[:, :, 2].astype(np.float64) < float(threshold))
+    positions = np.arange(scores.shape[0])
+
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for cls in np.flatnonzero(boundary[:, :, 0].any(axis=0) & boundary[:, :, 1].any(axis=0)).tolist():
+        part = _class_spans(scores[:, cls], boundary[:, cls], inside_ok[:, cls], positions)
+        if part is not None:
+            starts, ends, values = part
+            parts.append((starts, np.full(starts.shape, cls), ends, values))
+    if not parts:
+        return []
+    starts, classes, ends, values = (np.concatenate(column) for column in zip(*parts))
+    order = np.lexsort((ends, classes, starts))  # start, then class, then end
+    return list(
+        zip(
+            starts[order].tolist(),
+            ends[order].tolist(),
+            classes[order].tolist(),
+            values[order].tolist(),
+            strict=True,
+        )
+    )
+
+
+def _class_spans(
+    scores: np.ndarray, boundary: np.ndarray, inside_ok: np.ndarray, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(starts, ends, scores) of one class's spans, ordered by start then end.
+
+    ``scores`` is (words, 3), ``boundary`` (words, 2): start/end above threshold,
+    ``inside_ok`` (words,): inside not below threshold. A start ``s`` pairs with
+    every end ``e >= s`` before the first word at or after ``s`` whose inside fails.
+    """
+    count = scores.shape[0]
+    start_words = np.flatnonzero(boundary[:, 0])
+    end_words = np.flatnonzero(boundary[:, 1])
+    # first_bad[p]: the first word >= p whose inside score is below the threshold.
+    first_bad = np.minimum.accumulate(np.where(inside_ok, count, positions)[::-1])[::-1]
+    limits = first_bad[start_words]
+    pairs = (end_words[None, :] >= start_words[:, None]) & (end_words[None, :] < limits[:, None])
+    rows = np.flatnonzero(pairs.any(axis=1))
+    if rows.size == 0:
+        return None
+    start_words, pairs = start_words[rows], pairs[rows]
+    row_idx, col_idx = np.nonzero(pairs)  # row-major: start, then end
+    starts, ends = start_words[row_idx], end_words[col_idx]
+
+    # Running minimum of the inside scores from each start: words before it are +inf.
+    inside = scores[:, 2]
+    running = np.where(positions[None, :] >= start_words[:, None], inside[None, :], np.inf)
+    running = np.fmin.accumulate(running.astype(inside.dtype), axis=1)
+    values = np.minimum(np.minimum(running[row_idx, ends], scores[starts, 0]), scores[ends, 1])
+    # Python's min(*ins, start, end) keeps a NaN only when it is the first argument
+    # (the inside score at the start word) and skips NaN anywhere else, as fmin does.
+    values = np.where(np.isnan(inside[starts]), inside[starts], values)
+    return starts, ends, values
+
+
+def decode_tokens(
+    probs: np.ndarray,
+    num_words: int,
+    threshold: float = 0.5,
+    flat_ner: bool = True,
+    multi_label: bool = False,
+) -> list[SpanCandidate]:
+    """``greedy_search(token_candidates(probs, num_words, threshold), ...)`` for one text."""
+    return greedy_search(token_candidates(probs, num_words, threshold), flat_ner, multi_label)
+
+
 def greedy_search(
     candidates: list[SpanCandidate], flat_ner: bool = True, multi_label: bool = False
 ) -> list[SpanCandidate]:
@@ -113,10 +235,11 @@ def greedy_search(
         flat_ner=False: the two spans cross (overlap, neither contains the other).
         either mode: the same (start, end) conflicts unless ``multi_label``.
 
-    Spans must satisfy ``0 <= start <= end`` (as ``span_candidates`` yields).
-    The reference checks each candidate against every kept span; the same result
-    is computed here from a per-word occupancy (flat) or a per-start index of kept
-    spans (nested), without the quadratic scan.
+    Spans must satisfy ``0 <= start <= end`` (as ``span_candidates`` and
+    ``token_candidates`` yield). The reference checks each candidate against every
+    kept span; the same result is computed here from a per-word occupancy (flat) or
+    per-word farthest end / earliest start of the kept spans (nested), without the
+    quadratic scan.
     """
     if not candidates:
         return []
@@ -168,36 +291,31 @@ def _select_flat(ordered: list[SpanCandidate], multi_label: bool) -> list[SpanCa
 def _select_nested(ordered: list[SpanCandidate], multi_label: bool) -> list[SpanCandidate]:
     """Nested selection over candidates already in visiting order.
 
-    A kept span (a, b) can intersect the candidate (s, e) only if a <= e and
-    b >= s; as b - a <= widest kept width, only starts in [s - widest, e] need
-    checking.
+    ``has_overlapping_nested`` flags two different spans exactly when they cross:
+    a kept (a, b) with ``s < a <= e < b`` or ``a < s <= b < e`` for the candidate
+    (s, e). So the candidate conflicts iff a kept span starting in (s, e] ends after
+    e, or a kept span ending in [s, e) starts before s, or (without ``multi_label``)
+    it is itself kept. Per word, the farthest end of the kept spans starting there
+    and the earliest start of those ending there answer both in C-speed slices,
+    which keeps wide (token-mode) spans cheap.
     """
-    ends_by_start: dict[int, set[int]] = {}
-    widest = 0
+    size = max(span[1] for span in ordered) + 1
+    farthest_end = [-1] * size  # by start word
+    earliest_start = [size] * size  # by end word
+    kept_spans: set[tuple[int, int]] = set()
     kept: list[SpanCandidate] = []
     for span in ordered:
         start, end = span[0], span[1]
-        if not _crosses_kept(start, end, ends_by_start, widest, multi_label):
-            ends_by_start.setdefault(start, set()).add(end)
-            widest = max(widest, end - start)
-            kept.append(span)
+        if (start, end) in kept_spans:
+            if multi_label:
+                kept.append(span)
+            continue
+        if start < end and (
+            max(farthest_end[start + 1 : end + 1]) > end or min(earliest_start[start:end]) < start
+        ):
+            continue
+        farthest_end[start] = max(farthest_end[start], end)
+        earliest_start[end] = min(earliest_start[end], start)
+        kept_spans.add((start, end))
+        kept.append(span)
     return kept
-
-
-def _crosses_kept(
-    start: int, end: int, ends_by_start: dict[int, set[int]], widest: int, multi_label: bool
-) -> bool:
-    """Whether (start, end) conflicts with a kept span under ``has_overlapping_nested``."""
-    for kept_start in range(start - widest, end + 1):
-        for kept_end in ends_by_start.get(kept_start, ()):
-            if kept_end < start:
-                continue  # disjoint: ends before the candidate starts
-            if kept_start == start and kept_end == end:
-                if not multi_label:
-                    return True
-                continue
-            kept_contains = kept_start <= start and kept_end >= end
-            contained = start <= kept_start and end >= kept_end
-            if not (kept_contains or contained):
-                return True
-    return False

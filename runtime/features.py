@@ -37,11 +37,12 @@ def text_feeds(
     max_width: int,
     pooling: str,
     prompt_tokens: tuple[str, str] | None,
+    with_spans: bool = True,
 ) -> dict[str, np.ndarray]:
-    """input_ids, attention_mask, words_mask, text_lengths and span_idx of a batch.
+    """input_ids, attention_mask, words_mask, text_lengths (and span_idx) of a batch.
 
     prompt_tokens: (ent_token, sep_token) for uni-encoders, whose labels are
-    prepended to the words; None for bi-encoders.
+    prepended to the words; None for bi-encoders. with_spans: add span_idx (span family).
     """
     tokens = [list(c.words.words[: c.num_words]) for c in contexts]
     lengths = [c.num_words for c in contexts]
@@ -53,10 +54,12 @@ def text_feeds(
         prompts = [build_prompt(c.labels.prompts, ent, sep) for c in contexts]
         batch = tokenizer.encode_words([p + t for p, t in zip(prompts, tokens)])
         skip = np.array([len(p) for p in prompts], dtype=np.int64)
-    return {
+    feeds = {
         "input_ids": batch.input_ids,
         "attention_mask": batch.attention_mask,
         "words_mask": words_mask(batch.word_ids, skip, pooling),
         "text_lengths": np.array(lengths, dtype=np.int64).reshape(-1, 1),
-        "span_idx": span_idx(lengths, max_width),
     }
+    if with_spans:
+        feeds["span_idx"] = span_idx(lengths, max_width)
+    return feeds

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from gliner_onnx.archs import family
 from gliner_onnx.errors import GlinerOnnxError
 from gliner_onnx.manifest import Manifest, load_manifest
 
-from .decode import greedy_search, span_candidates
+from .decode import greedy_search, span_candidates, token_candidates
 from .features import TextContext, make_context, text_feeds
 from .labels import LabelSet, normalize_label_set, normalize_labels
 from .options import InferenceParams, ProviderSpec, SessionOptions
@@ -47,6 +48,8 @@ class GLiNER:
         self.manifest = manifest
         self._sessions = sessions
         self._tokenizers = tokenizers
+        self.family = family(manifest.arch)
+        self._rep_name = manifest.graphs["scorer"].inputs[0]
         self._label_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -230,6 +233,7 @@ class GLiNER:
             max_width=m.max_width,
             pooling=m.subtoken_pooling,
             prompt_tokens=None if self.is_biencoder else (m.ent_token, m.sep_token),
+            with_spans=self.family == "span",
         )
         if not self.is_biencoder:
             self._check_prompt_tokens(feeds["input_ids"], feeds["attention_mask"], contexts)
@@ -239,18 +243,23 @@ class GLiNER:
         self, contexts: list[TextContext], params: InferenceParams, given: np.ndarray | None
     ) -> list[list[Entity]]:
         scores = self._scores(contexts, given)
-        return [self._decode(c, scores[b, :, :, : len(c.labels)], params) for b, c in enumerate(contexts)]
+        if self.family == "span":  # (B, W, max_width, C)
+            per_text = [scores[b, :, :, : len(c.labels)] for b, c in enumerate(contexts)]
+        else:  # (B, W, C, 3)
+            per_text = [scores[b, :, : len(c.labels), :] for b, c in enumerate(contexts)]
+        return [self._decode(c, probs, params) for c, probs in zip(contexts, per_text)]
 
     def _scores(self, contexts: list[TextContext], given: np.ndarray | None = None) -> np.ndarray:
-        """(B, W, max_width, C_max) span-label probabilities of a batch."""
+        """Probabilities of a batch: (B, W, max_width, C_max) for spans, (B, W, C_max, 3) for tokens."""
         outputs = self._sessions["text_encoder"].run(self._text_feeds(contexts))
         span_rep = outputs[0]
         prompts_emb = self._label_matrix(contexts, given) if self.is_biencoder else outputs[1]
-        (scores,) = self._sessions["scorer"].run({"span_rep": span_rep, "prompts": prompts_emb})
+        (scores,) = self._sessions["scorer"].run({self._rep_name: span_rep, "prompts": prompts_emb})
         return scores
 
     def _decode(self, ctx: TextContext, probs: np.ndarray, params: InferenceParams) -> list[Entity]:
-        candidates = span_candidates(probs, ctx.num_words, params.threshold)
+        find = span_candidates if self.family == "span" else token_candidates
+        candidates = find(probs, ctx.num_words, params.threshold)
         kept = greedy_search(candidates, flat_ner=params.flat_ner, multi_label=params.multi_label)
         entities: list[Entity] = []
         for start_w, end_w, cls, score in kept:

@@ -96,3 +96,34 @@ def bi_minilm_bert(ckpt_root: Path) -> Checkpoint:
         "bi-minilm-bert",
         lambda: build_gliner(_minilm(), labels_encoder_dir=labels_encoder, seed=3, logit_scale=LOGIT_STD),
     )
+
+
+@pytest.fixture(scope="session")
+def uni_token_minilm(ckpt_root: Path) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner
+
+    return _checkpoint(
+        ckpt_root,
+        "uni-token-minilm",
+        lambda: build_gliner(_minilm(), span_mode="token_level", seed=4, logit_scale=LOGIT_STD),
+    )
+
+
+@pytest.fixture(scope="session")
+def bi_token_deberta_bert(ckpt_root: Path) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner, make_tiny_bert, make_tiny_deberta_v3
+
+    text_encoder = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-b", seed=1)
+    labels_encoder = make_tiny_bert(ckpt_root / "tiny-bert-b", seed=1, hidden_size=48)
+    return _checkpoint(
+        ckpt_root,
+        "bi-token-deberta-bert",
+        lambda: build_gliner(
+            text_encoder,
+            labels_encoder_dir=labels_encoder,
+            span_mode="token_level",
+            hidden_size=40,
+            seed=5,
+            logit_scale=LOGIT_STD,
+        ),
+    )

@@ -10,9 +10,14 @@ from gliner_onnx import GLiNER
 from .conftest import LABELS, TEXTS, Checkpoint
 
 
+@pytest.fixture(params=["bi_minilm_bert", "bi_token_deberta_bert"])
+def checkpoint(request: pytest.FixtureRequest) -> Checkpoint:
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture
-def model(bi_minilm_bert: Checkpoint) -> GLiNER:
-    return GLiNER.from_pretrained(bi_minilm_bert.export_dir)
+def model(checkpoint: Checkpoint) -> GLiNER:
+    return GLiNER.from_pretrained(checkpoint.export_dir)
 
 
 def _count_runs(model: GLiNER, graph: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -39,19 +44,22 @@ def test_label_encoder_runs_once_per_new_label(model: GLiNER, monkeypatch: pytes
     assert sorted(map(str, first)) != [] and len(again) == len(first)
 
 
-def test_encode_labels_round_trip(model: GLiNER, bi_minilm_bert: Checkpoint) -> None:
-    emb = model.encode_labels(LABELS)
-    assert emb.shape == (len(LABELS), bi_minilm_bert.torch_model.config.hidden_size)
-    assert emb.dtype == np.float32
-    ref = bi_minilm_bert.torch_model.encode_labels(LABELS).numpy()
-    # gliner's encode_labels stops before prompt_rep_layer; ours is final (after it).
+def test_encode_labels_round_trip(model: GLiNER, checkpoint: Checkpoint) -> None:
     import torch
 
+    emb = model.encode_labels(LABELS)
+    assert emb.dtype == np.float32
+    ref = checkpoint.torch_model.encode_labels(LABELS)
+    # gliner's encode_labels stops at the pooled encoding; ours is final: after
+    # prompt_rep_layer (span models) or the scorer's label projection (token models).
+    core = checkpoint.torch_model.model
+    head = core.scorer.proj_label if model.family == "token" else core.prompt_rep_layer
     with torch.no_grad():
-        final = bi_minilm_bert.torch_model.model.prompt_rep_layer(torch.from_numpy(ref)).numpy()
+        final = head(ref).numpy()
+    assert emb.shape == final.shape == (len(LABELS), final.shape[1])
     np.testing.assert_allclose(emb, final, atol=1e-5)
 
-    fresh = GLiNER.from_pretrained(bi_minilm_bert.export_dir)
+    fresh = GLiNER.from_pretrained(checkpoint.export_dir)
     with_embeds = fresh.inference(TEXTS, LABELS, threshold=0.4, label_embeddings=emb)
     assert fresh._label_cache == {}  # nothing was encoded
     assert with_embeds == model.inference(TEXTS, LABELS, threshold=0.4)

@@ -20,6 +20,8 @@ CHECKPOINTS = {
     "uni_minilm": "uniencoder_span",
     "uni_deberta": "uniencoder_span",
     "bi_minilm_bert": "biencoder_span",
+    "uni_token_minilm": "uniencoder_token",
+    "bi_token_deberta_bert": "biencoder_token",
 }
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MODES = ((True, False), (False, False), (True, True), (False, True))  # (flat_ner, multi_label)
@@ -91,7 +93,9 @@ def test_duplicate_labels_are_merged_like_gliner(uni_minilm: Checkpoint) -> None
     assert assert_same(ref, ours.inference(TEXTS, labels, threshold=0.4), "duplicates") > 0
 
 
-@pytest.mark.parametrize("checkpoint", ["uni_minilm", "bi_minilm_bert"], indirect=True)
+@pytest.mark.parametrize(
+    "checkpoint", ["uni_minilm", "bi_minilm_bert", "bi_token_deberta_bert"], indirect=True
+)
 def test_batch_size_and_single_text_paths_agree(checkpoint: Checkpoint) -> None:
     ours = GLiNER.from_pretrained(checkpoint.export_dir)
     batched = ours.inference(TEXTS, LABELS, threshold=0.4, batch_size=4)
@@ -104,8 +108,9 @@ def test_batch_size_and_single_text_paths_agree(checkpoint: Checkpoint) -> None:
     )
 
 
-def test_offsets_index_the_original_text(uni_deberta: Checkpoint) -> None:
-    ours = GLiNER.from_pretrained(uni_deberta.export_dir)
+@pytest.mark.parametrize("checkpoint", ["uni_deberta", "uni_token_minilm"], indirect=True)
+def test_offsets_index_the_original_text(checkpoint: Checkpoint) -> None:
+    ours = GLiNER.from_pretrained(checkpoint.export_dir)
     for text, entities in zip(TEXTS, ours.inference(TEXTS, LABELS, threshold=0.3, flat_ner=False)):
         for e in entities:
             assert text[e["start"] : e["end"]] == e["text"]
