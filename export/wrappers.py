@@ -15,6 +15,23 @@ from gliner.modeling.utils import extract_word_embeddings
 from torch import nn
 
 
+def _bi_encoder_words(
+    model: Any,
+    pooling: str,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    words_mask: torch.Tensor,
+    text_lengths: torch.Tensor,
+) -> torch.Tensor:
+    """Word embeddings of the bi-encoder text side (`BaseBiEncoderModel.get_representations`)."""
+    token_embeds = model.token_rep_layer.encode_text(input_ids, attention_mask)
+    batch, _, hidden = token_embeds.shape
+    words, _ = extract_word_embeddings(
+        token_embeds, words_mask, attention_mask, batch, text_lengths.max(), hidden, text_lengths, pooling
+    )
+    return words
+
+
 class UniSpanTextEncoder(nn.Module):
     """Uni-encoder: labels and text encoded together -> (span_rep, prompts)."""
 
@@ -52,17 +69,8 @@ class BiSpanTextEncoder(nn.Module):
         text_lengths: torch.Tensor,
         span_idx: torch.Tensor,
     ) -> torch.Tensor:
-        token_embeds = self.model.token_rep_layer.encode_text(input_ids, attention_mask)
-        batch, _, hidden = token_embeds.shape
-        words, _ = extract_word_embeddings(
-            token_embeds,
-            words_mask,
-            attention_mask,
-            batch,
-            text_lengths.max(),
-            hidden,
-            text_lengths,
-            self.subtoken_pooling,
+        words = _bi_encoder_words(
+            self.model, self.subtoken_pooling, input_ids, attention_mask, words_mask, text_lengths
         )
         return self.model.span_rep_layer(words, span_idx)
 
@@ -124,17 +132,8 @@ class BiTokenTextEncoder(nn.Module):
         words_mask: torch.Tensor,
         text_lengths: torch.Tensor,
     ) -> torch.Tensor:
-        token_embeds = self.model.token_rep_layer.encode_text(input_ids, attention_mask)
-        batch, _, hidden = token_embeds.shape
-        words, _ = extract_word_embeddings(
-            token_embeds,
-            words_mask,
-            attention_mask,
-            batch,
-            text_lengths.max(),
-            hidden,
-            text_lengths,
-            self.subtoken_pooling,
+        words = _bi_encoder_words(
+            self.model, self.subtoken_pooling, input_ids, attention_mask, words_mask, text_lengths
         )
         return self.model.scorer.proj_token(words)
 
@@ -157,7 +156,7 @@ class TokenScorer(nn.Module):
     cat[t0, l0, t1 * l1] -> out_mlp -> (B, W, C, 3) = (start, end, inside).
     """
 
-    def __init__(self, scorer: nn.Module):
+    def __init__(self, scorer: Any):
         super().__init__()
         self.scorer: Any = scorer
         self.hidden = int(scorer.proj_token.in_features)

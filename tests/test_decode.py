@@ -31,17 +31,7 @@ import numpy as np
 import pytest
 import torch
 
-try:
-    from gliner_onnx.runtime import decode
-except ModuleNotFoundError as error:  # not installed yet: load the source file
-    if not (error.name or "").startswith("gliner_onnx"):
-        raise
-    _path = Path(__file__).resolve().parents[1] / "runtime" / "decode.py"
-    _spec = importlib.util.spec_from_file_location("_gliner_onnx_runtime_decode", _path)
-    assert _spec is not None and _spec.loader is not None
-    decode = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = decode
-    _spec.loader.exec_module(decode)
+from gliner_onnx.runtime import decode
 
 MODES = [(True, False), (True, True), (False, False), (False, True)]
 MODE_IDS = ["flat", "flat-multi", "nested", "nested-multi"]
