@@ -1,6 +1,6 @@
 """Latency of the torch-free runtime against gliner torch, same checkpoint, same process.
 
-    python benchmarks/bench_span.py --arch uniencoder_span --threads 2
+    python benchmarks/bench_latency.py --arch uniencoder_span --threads 2
 
 Builds the offline demo checkpoint (MiniLM backbone, untrained heads; meaningless entities but
 real shapes), exports it, then times end to end (text in, entities out) with warm-up and several
@@ -58,11 +58,17 @@ def summary(times: list[float]) -> dict[str, float]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", default="uniencoder_span", choices=["uniencoder_span", "biencoder_span"])
+    p.add_argument(
+        "--arch",
+        default="uniencoder_span",
+        choices=["uniencoder_span", "biencoder_span", "uniencoder_token", "biencoder_token"],
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/span_<arch>.json)")
+    p.add_argument(
+        "--out", default=None, help="results JSON (default benchmarks/results/latency_<arch>.json)"
+    )
     args = p.parse_args()
 
     import torch
@@ -115,7 +121,7 @@ def main() -> int:
         "command": "python " + " ".join(sys.argv),
         "results": results,
     }
-    out = Path(args.out or Path(__file__).parent / "results" / f"span_{args.arch}.json")
+    out = Path(args.out or Path(__file__).parent / "results" / f"latency_{args.arch}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{'case':28} {'gliner torch':>14} {'gliner-onnx':>14} {'ratio':>7}")
