@@ -29,6 +29,10 @@ def _check_label(label: object, where: str) -> str:
         raise TypeError(f"{where} must be a string, got {type(label).__name__}: {label!r}")
     if not label.strip():
         raise ValueError(f"{where} must be a non-empty string, got {label!r}")
+    try:
+        label.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where} is not valid Unicode (it holds a lone surrogate): {label!r}") from None
     return label
 
 

@@ -7,9 +7,11 @@ split words -> labels and prompt -> tokenize -> span indices -> text encoder
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +21,40 @@ from gliner_onnx.archs import family
 from gliner_onnx.errors import GlinerOnnxError
 from gliner_onnx.manifest import Manifest, load_manifest
 
-from .decode import greedy_search, span_candidates, token_candidates
-from .features import TextContext, make_context, text_feeds
-from .labels import LabelSet, normalize_label_set, normalize_labels
+from .decode import SpanCandidate, greedy_search, span_candidates, token_candidates
+from .features import TextContext, text_feeds
+from .labels import LabelSet, build_prompt, normalize_label_set, normalize_labels
 from .options import InferenceParams, ProviderSpec, SessionOptions
 from .session import GraphSession, resolve_providers
 from .tokenize import SubwordTokenizer
+from .windows import Window, merge_candidates, plan_windows
+from .words import Words, split_words
 
 Entity = dict[str, Any]
 _LABEL_CACHE_SIZE = 100_000
+_MIN_TEXT_TOKENS = 16  # subword room a text needs beside the labels' prompt
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A whole text (its words untruncated) and the windows it is run in."""
+
+    context: TextContext
+    windows: list[Window]
+
+    def window_context(self, window: Window) -> TextContext:
+        ws, we = window
+        w = self.context.words
+        words = Words(w.words[ws:we], w.starts[ws:we], w.ends[ws:we])
+        return TextContext(self.context.text, words, we - ws, self.context.labels)
+
+
+def _check_encodable(value: str, what: str) -> None:
+    """Lone surrogates cannot reach the (Rust) tokenizer: say so instead of crashing there."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} is not valid Unicode (a lone surrogate at index {e.start})") from None
 
 
 class GLiNER:
@@ -162,12 +189,19 @@ class GLiNER:
         batch_size: int = 8,
         *,
         label_embeddings: np.ndarray | None = None,
+        window: int | None = None,
+        overlap: int | None = None,
     ) -> list[list[Entity]]:
         """Entities of each text, in gliner's output format.
 
         labels: a string, a list of strings, a {name: description} mapping, or one
         list/mapping per text. label_embeddings (bi-encoders): the rows returned by
         `encode_labels` for the de-duplicated labels, in order.
+
+        A text longer than `window` words (default: the checkpoint's max_len, 384) or than
+        the encoder's subword limit is run in windows overlapping by `overlap` words
+        (default: 2 x max_width) instead of being truncated; a text that fits gets
+        exactly gliner's answer.
         """
         params = InferenceParams(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
         if isinstance(texts, str):
@@ -177,18 +211,32 @@ class GLiNER:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} must be a string, got {type(t).__name__}: {t!r}")
+            _check_encodable(t, f"text {i}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         label_sets = normalize_labels(labels, len(texts))
         given = self._check_label_embeddings(label_embeddings, labels, label_sets)
 
+        window, overlap = self._window_settings(window, overlap)
+
         results: list[list[Entity]] = [[] for _ in texts]
         valid = [i for i, t in enumerate(texts) if t.strip()]
-        for lo in range(0, len(valid), batch_size):
-            chunk = valid[lo : lo + batch_size]
-            contexts = [self._context(texts[i], label_sets[i]) for i in chunk]
-            for i, entities in zip(chunk, self._predict_batch(contexts, params, given)):
-                results[i] = entities
+        plans = {i: self._plan(texts[i], label_sets[i], window, overlap) for i in valid}
+        jobs = [(i, w) for i in valid for w in plans[i].windows]
+        per_job: list[list[SpanCandidate]] = []
+        for lo in range(0, len(jobs), batch_size):
+            contexts = [plans[i].window_context(w) for i, w in jobs[lo : lo + batch_size]]
+            per_job.extend(self._candidates(contexts, params.threshold, given))
+        k = 0
+        for i in valid:
+            plan = plans[i]
+            parts, k = per_job[k : k + len(plan.windows)], k + len(plan.windows)
+            if len(parts) == 1:
+                candidates = parts[0]
+            else:
+                candidates = merge_candidates(parts, plan.windows, plan.context.num_words, self.family)
+            kept = greedy_search(candidates, flat_ner=params.flat_ner, multi_label=params.multi_label)
+            results[i] = self._entities(plan.context, kept)
         return results
 
     def encode_labels(self, labels: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -221,9 +269,50 @@ class GLiNER:
             self._label_cache.clear()
 
     # ----------------------------------------------------------------- pipeline
-    def _context(self, text: str, labels: LabelSet) -> TextContext:
+    def _window_settings(self, window: int | None, overlap: int | None) -> tuple[int, int]:
         m = self.manifest
-        return make_context(text, labels, splitter=m.words_splitter, max_len=m.max_len)
+        window = m.max_len if window is None else window
+        overlap = 2 * m.max_width if overlap is None else overlap
+        for name, v in (("window", window), ("overlap", overlap)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        if window < 1 or overlap >= window:
+            raise ValueError(f"need 0 <= overlap < window, got window={window}, overlap={overlap}")
+        return window, min(overlap, window - 1)
+
+    def _plan(self, text: str, labels: LabelSet, window: int, overlap: int) -> _Plan:
+        """Split the words; one window if they fit the word and subword limits, else several."""
+        m = self.manifest
+        words = split_words(text, m.words_splitter)
+        context = TextContext(text, words, len(words), labels)
+        tok = self._tokenizers["text"]
+        prompt = [] if self.is_biencoder else build_prompt(labels.prompts, m.ent_token, m.sep_token)
+        costs = tok.word_costs(prompt + list(words.words))
+        prompt_cost = int(costs[: len(prompt)].sum())
+        text_costs = costs[len(prompt) :]
+        limit = tok.model_max_length
+        budget = math.inf if limit is None else limit - tok.num_special_tokens - prompt_cost
+        if budget < _MIN_TEXT_TOKENS:
+            raise ValueError(self._too_many_labels(labels, limit))
+        if len(words) <= window and text_costs.sum() <= budget:
+            return _Plan(context, [(0, len(words))])
+        # -1: a window's first word may cost one more subword than inside the whole text.
+        windows = plan_windows(text_costs, max_words=window, max_cost=budget - 1, overlap=overlap)
+        return _Plan(context, windows)
+
+    def _too_many_labels(self, labels: LabelSet, limit: int | None) -> str:
+        m = self.manifest
+        tok = self._tokenizers["text"]
+        fit = 0
+        for k in range(1, len(labels) + 1):
+            cost = int(tok.word_costs(build_prompt(labels.prompts[:k], m.ent_token, m.sep_token)).sum())
+            if limit is not None and cost + tok.num_special_tokens + _MIN_TEXT_TOKENS > limit:
+                break
+            fit = k
+        return (
+            f"{len(labels)} labels do not fit the encoder's {limit} subword tokens together with a text; "
+            f"at most {fit} of these labels fit: pass fewer labels per call"
+        )
 
     def _text_feeds(self, contexts: list[TextContext]) -> dict[str, np.ndarray]:
         m = self.manifest
@@ -239,15 +328,20 @@ class GLiNER:
             self._check_prompt_tokens(feeds["input_ids"], feeds["attention_mask"], contexts)
         return feeds
 
-    def _predict_batch(
-        self, contexts: list[TextContext], params: InferenceParams, given: np.ndarray | None
-    ) -> list[list[Entity]]:
+    def _candidates(
+        self, contexts: list[TextContext], threshold: float, given: np.ndarray | None
+    ) -> list[list[SpanCandidate]]:
+        """Window-local candidate spans of each context of a batch."""
         scores = self._scores(contexts, given)
-        if self.family == "span":  # (B, W, max_width, C)
-            per_text = [scores[b, :, :, : len(c.labels)] for b, c in enumerate(contexts)]
-        else:  # (B, W, C, 3)
-            per_text = [scores[b, :, : len(c.labels), :] for b, c in enumerate(contexts)]
-        return [self._decode(c, probs, params) for c, probs in zip(contexts, per_text)]
+        find = span_candidates if self.family == "span" else token_candidates
+        out = []
+        for b, c in enumerate(contexts):
+            # span: (B, W, max_width, C); token: (B, W, C, 3)
+            probs = (
+                scores[b, :, :, : len(c.labels)] if self.family == "span" else scores[b, :, : len(c.labels)]
+            )
+            out.append(find(probs, c.num_words, threshold))
+        return out
 
     def _scores(self, contexts: list[TextContext], given: np.ndarray | None = None) -> np.ndarray:
         """Probabilities of a batch: (B, W, max_width, C_max) for spans, (B, W, C_max, 3) for tokens."""
@@ -257,10 +351,8 @@ class GLiNER:
         (scores,) = self._sessions["scorer"].run({self._rep_name: span_rep, "prompts": prompts_emb})
         return scores
 
-    def _decode(self, ctx: TextContext, probs: np.ndarray, params: InferenceParams) -> list[Entity]:
-        find = span_candidates if self.family == "span" else token_candidates
-        candidates = find(probs, ctx.num_words, params.threshold)
-        kept = greedy_search(candidates, flat_ner=params.flat_ner, multi_label=params.multi_label)
+    def _entities(self, ctx: TextContext, kept: list[SpanCandidate]) -> list[Entity]:
+        """Word spans -> gliner's entity dicts: the one place offsets are made."""
         entities: list[Entity] = []
         for start_w, end_w, cls, score in kept:
             start = ctx.words.starts[start_w]

@@ -34,6 +34,8 @@ class SubwordTokenizer:
         self._tok = Tokenizer.from_file(str(path))
         self._tok.no_padding()
         self._tok.no_truncation()
+        self._raw = Tokenizer.from_str(self._tok.to_str())  # no padding, no truncation
+        self.num_special_tokens = self._raw.num_special_tokens_to_add(is_pair=False)
         if model_max_length is not None and 0 < model_max_length < _NO_LIMIT:
             self._tok.enable_truncation(max_length=model_max_length)
         self._tok.enable_padding(pad_id=pad_token_id, pad_token=pad_token)
@@ -46,6 +48,14 @@ class SubwordTokenizer:
         """Encode pre-split words (one list per text), padded to the longest."""
         encodings = self._tok.encode_batch([list(words) for words in batch], is_pretokenized=True)
         return _to_arrays(encodings)
+
+    def word_costs(self, words: Sequence[str]) -> np.ndarray:
+        """Subword tokens of each pre-split word (no special tokens, no truncation)."""
+        if not words:
+            return np.zeros(0, dtype=np.int64)
+        enc = self._raw.encode(list(words), is_pretokenized=True, add_special_tokens=False)
+        ids = np.array([w for w in enc.word_ids if w is not None], dtype=np.int64)
+        return np.bincount(ids, minlength=len(words)).astype(np.int64)
 
     def encode_texts(self, texts: Sequence[str]) -> TokenBatch:
         """Encode plain strings (the bi-encoder's labels), padded to the longest."""

@@ -1,0 +1,80 @@
+"""Long texts: overlapping windows of words, and merging their candidates.
+
+gliner truncates a text at `max_len` words (and its tokenizer at `model_max_length`
+subwords) and silently drops the rest. The runtime instead cuts a text that does not
+fit into overlapping windows that do, runs them as one batch, and lets each candidate
+span be decided by the one window in which it sits farthest from a cut (its owner),
+before the usual greedy selection over the whole text. A text that fits gets one
+window: exactly the reference's input and answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .decode import SpanCandidate
+
+Window = tuple[int, int]  # word range [start, end)
+
+
+def plan_windows(
+    costs: Sequence[int] | np.ndarray, *, max_words: int, max_cost: float, overlap: int
+) -> list[Window]:
+    """Cut words with the given subword `costs` into windows of at most `max_words` words
+    and `max_cost` subwords, each overlapping the previous one by `overlap` words."""
+    if max_words < 1:
+        raise ValueError(f"max_words must be positive, got {max_words}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be non-negative, got {overlap}")
+    n = len(costs)
+    windows: list[Window] = []
+    start = 0
+    while start < n:
+        end, used = start, 0
+        while end < n and end - start < max_words and used + costs[end] <= max_cost:
+            used += int(costs[end])
+            end += 1
+        end = max(end, start + 1)  # a single word over budget still gets a window
+        windows.append((start, end))
+        if end >= n:
+            break
+        start = max(end - overlap, start + 1)
+    return windows
+
+
+def owner_window(start: int, end: int, windows: Sequence[Window], num_words: int) -> int:
+    """The window that decides span [start, end] (inclusive): the one containing it whose
+    nearest cut (a window edge that is not the text's edge) is farthest; the first on ties."""
+    best, best_margin = -1, -math.inf
+    for i, (ws, we) in enumerate(windows):
+        if ws > start or end >= we:
+            continue
+        left = start - ws if ws > 0 else math.inf
+        right = we - 1 - end if we < num_words else math.inf
+        margin = min(left, right)
+        if margin > best_margin:
+            best, best_margin = i, margin
+    return best
+
+
+def merge_candidates(
+    per_window: Sequence[list[SpanCandidate]], windows: Sequence[Window], num_words: int, family: str
+) -> list[SpanCandidate]:
+    """Window-local candidates -> text-level candidates in the reference's candidate order.
+
+    Each span is kept only from its owner window, so overlaps never duplicate it.
+    """
+    merged: list[SpanCandidate] = []
+    for i, (candidates, (ws, _)) in enumerate(zip(per_window, windows)):
+        for s, e, c, score in candidates:
+            gs, ge = s + ws, e + ws
+            if owner_window(gs, ge, windows, num_words) == i:
+                merged.append((gs, ge, c, score))
+    if family == "span":  # start, then width, then class
+        merged.sort(key=lambda x: (x[0], x[1], x[2]))
+    else:  # token pairing order: start, then class, then end
+        merged.sort(key=lambda x: (x[0], x[2], x[1]))
+    return merged
