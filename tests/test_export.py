@@ -171,3 +171,24 @@ def test_checkpoint_dir_is_checked_before_loading_weights(tmp_path: Path) -> Non
     with pytest.raises(ExportError, match=r"gliner_config\.json is missing"):
         export_model(ckpt, tmp_path / "o", log=lambda _m: None)
     assert not (tmp_path / "o").exists()
+
+
+def test_untraceable_backbone_fails_with_the_reason(
+    uni_deberta: Checkpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("Exporting the operator 'aten::fancy_attention' to ONNX is not supported")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    code = export_main(["--model", str(uni_deberta.model_dir), "--output", str(tmp_path / "o")])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        err.startswith("gliner-export: error: tracing graph 'text_encoder' failed") and "aten::fancy" in err
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -25,7 +25,7 @@ def test_whole_sentence_entity_comes_out_whole(
     assert model.manifest.max_width == 12
     text = f"{SENTENCE} Then they rested."
     scorer = model._sessions["scorer"]
-    words = len(model._context(text, _labels(["event", "quote"])).words)
+    words = model._plan(text, _labels(["event", "quote"]), 384, 24).context.num_words
     last = words - 6  # "weight": the words end with weight . Then they rested .
 
     def fake_run(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

@@ -105,3 +105,14 @@ def test_too_many_labels_for_the_prompt_budget_is_a_clear_error(model: GLiNER) -
     labels = [f"very long label number {i} with many words" for i in range(120)]
     with pytest.raises(ValueError, match=r"120 labels do not fit .* at most \d+ of these labels fit"):
         model.predict_entities("Angela Merkel visited Paris.", labels)
+
+
+def test_token_models_run_in_windows_too(bi_token_deberta_bert: Checkpoint) -> None:
+    model = GLiNER.from_pretrained(bi_token_deberta_bert.export_dir)
+    text = " ".join(TEXTS[:5] * 3)
+    plan = model._plan(text, normalize_label_set(LABELS), 40, 10)
+    assert len(plan.windows) > 3
+    entities = model.inference([text], LABELS, threshold=0.5, window=40, overlap=10)[0]
+    beyond = plan.context.words.starts[plan.windows[1][1]]
+    assert any(e["start"] > beyond for e in entities)
+    assert all(text[e["start"] : e["end"]] == e["text"] for e in entities)
