@@ -192,3 +192,17 @@ def test_untraceable_backbone_fails_with_the_reason(
         err.startswith("gliner-export: error: tracing graph 'text_encoder' failed") and "aten::fancy" in err
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_traces_with_eager_attention_then_restores_the_model(uni_minilm: Checkpoint, tmp_path: Path) -> None:
+    def attention(model) -> set[str]:  # type: ignore[no-untyped-def]
+        from transformers import PreTrainedModel
+
+        return {m.config._attn_implementation for m in model.modules() if isinstance(m, PreTrainedModel)}
+
+    model = uni_minilm.torch_model
+    assert attention(model.model) == {"sdpa"}
+    logs: list[str] = []
+    export_model(model, tmp_path / "o", log=logs.append)
+    assert "tracing with eager attention (BertModel)" in logs
+    assert attention(model.model) == {"sdpa"}  # the caller's model is left as it was
