@@ -223,10 +223,14 @@ class GLiNER:
         valid = [i for i, t in enumerate(texts) if t.strip()]
         plans = {i: self._plan(texts[i], label_sets[i], window, overlap) for i in valid}
         jobs = [(i, w) for i in valid for w in plans[i].windows]
-        per_job: list[list[SpanCandidate]] = []
-        for lo in range(0, len(jobs), batch_size):
-            contexts = [plans[i].window_context(w) for i, w in jobs[lo : lo + batch_size]]
-            per_job.extend(self._candidates(contexts, params.threshold, given))
+        # Batch windows of similar length together (less padding), then restore the order.
+        order = sorted(range(len(jobs)), key=lambda j: jobs[j][1][1] - jobs[j][1][0])
+        per_job: list[list[SpanCandidate]] = [[] for _ in jobs]
+        for lo in range(0, len(order), batch_size):
+            batch = order[lo : lo + batch_size]
+            contexts = [plans[jobs[j][0]].window_context(jobs[j][1]) for j in batch]
+            for j, candidates in zip(batch, self._candidates(contexts, params.threshold, given)):
+                per_job[j] = candidates
         k = 0
         for i in valid:
             plan = plans[i]
