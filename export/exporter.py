@@ -42,6 +42,8 @@ from .wrappers import (
     UniTokenTextEncoder,
 )
 
+Runner = Callable[[str, dict[str, np.ndarray]], list[np.ndarray]]
+
 DEFAULT_OPSET = 17
 DEFAULT_ATOL = 1e-4
 
@@ -318,27 +320,35 @@ class _Exporter:
 
     # -- graphs
     def graph_feeds(
-        self, texts: Sequence[str], labels: Sequence[str]
+        self, texts: Sequence[str], labels: Sequence[str], run: Runner | None = None
     ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[np.ndarray]]]:
-        """The inputs and torch outputs of every graph for one case, chained through torch."""
+        """The inputs and outputs of every graph for one case, each graph fed by the previous
+        ones as the runtime chains them; `run(name, feeds)` runs one graph (default: torch)."""
+        if run is None:
+            run = self._run_torch
         feeds = {"text_encoder": self.feeds(texts, labels)}
-        outs = {
-            "text_encoder": _torch_run(
-                self.modules["text_encoder"], self.specs["text_encoder"], feeds["text_encoder"]
-            )
-        }
         if self.is_bi:
             feeds["label_encoder"] = self.label_feeds(labels)
-            outs["label_encoder"] = _torch_run(
-                self.modules["label_encoder"], self.specs["label_encoder"], feeds["label_encoder"]
-            )
-            prompts = _batched(outs["label_encoder"][0], len(texts))
+        return feeds, self._chain(feeds, len(texts), run)
+
+    def _run_torch(self, name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return _torch_run(self.modules[name], self.specs[name], feeds)
+
+    def _chain(
+        self, feeds: dict[str, dict[str, np.ndarray]], batch: int, run: Runner
+    ) -> dict[str, list[np.ndarray]]:
+        """Run text encoder (and label encoder), then the scorer on their outputs; adds the
+        scorer's feeds to `feeds`."""
+        outs = {"text_encoder": run("text_encoder", feeds["text_encoder"])}
+        if self.is_bi:
+            outs["label_encoder"] = run("label_encoder", feeds["label_encoder"])
+            prompts = _batched(outs["label_encoder"][0], batch)
         else:
             prompts = outs["text_encoder"][1]
         rep_name = self.specs["scorer"].input_names[0]
         feeds["scorer"] = {rep_name: outs["text_encoder"][0], "prompts": prompts}
-        outs["scorer"] = _torch_run(self.modules["scorer"], self.specs["scorer"], feeds["scorer"])
-        return feeds, outs
+        outs["scorer"] = run("scorer", feeds["scorer"])
+        return outs
 
     def trace(self) -> dict[str, GraphEntry]:
         feeds, _ = self.graph_feeds(samples.TRACE_TEXTS, samples.TRACE_LABELS)
@@ -381,14 +391,8 @@ class _Exporter:
                     if d > tol:
                         failures.append(f"{name}.{out_name} on {where}: max abs diff {d:.3e} > {tol:.3e}")
             # End to end: ONNX graphs chained vs gliner's own forward (sigmoid of its logits).
-            text_out = sessions["text_encoder"].run(None, feeds["text_encoder"])
-            if self.is_bi:
-                (emb,) = sessions["label_encoder"].run(None, feeds["label_encoder"])
-                prompts = _batched(emb, len(texts))
-            else:
-                prompts = text_out[1]
-            rep_name = self.specs["scorer"].input_names[0]
-            (scores,) = sessions["scorer"].run(None, {rep_name: text_out[0], "prompts": prompts})
+            chained = {name: dict(f) for name, f in feeds.items()}
+            (scores,) = self._chain(chained, len(texts), lambda n, f: sessions[n].run(None, f))["scorer"]
             ref_scores = self._reference_scores(batch)
             d = _max_diff(ref_scores, scores, "scores", where, failures)
             diffs["end_to_end"]["scores"] = max(diffs["end_to_end"].get("scores", 0.0), d)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from gliner_onnx.manifest import Manifest, load_manifest
 
 from .decode import SpanCandidate, greedy_search, span_candidates, token_candidates
 from .features import TextContext, text_feeds
-from .labels import LabelSet, build_prompt, normalize_label_set, normalize_labels
+from .labels import LabelSet, build_prompt, is_per_text, normalize_label_set, normalize_labels
 from .options import InferenceParams, ProviderSpec, SessionOptions
 from .session import GraphSession, resolve_providers
 from .tokenize import SubwordTokenizer
@@ -396,7 +396,7 @@ class GLiNER:
         emb = np.asarray(label_embeddings)
         if emb.dtype != np.float32:
             emb = emb.astype(np.float32)
-        if isinstance(labels, list) and labels and isinstance(labels[0], (list, tuple, Mapping)):
+        if is_per_text(labels):
             raise ValueError("label_embeddings work with one shared label list, not per-text labels")
         n = len(label_sets[0]) if label_sets else 0
         if emb.ndim != 2 or emb.shape[0] != n:
