@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gliner_onnx import __version__
-from gliner_onnx.archs import GRAPHS, GraphSpec, check_arch, family, is_biencoder
+from gliner_onnx.archs import GraphSpec, check_arch, family, graph_specs, is_biencoder
 from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry, sha256_file
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
@@ -32,14 +32,18 @@ from .tokenizer_io import (
     write_tokenizer,
 )
 from .wrappers import (
+    BiFactorizedSpanTextEncoder,
     BiLabelEncoder,
     BiSpanTextEncoder,
     BiTokenLabelEncoder,
     BiTokenTextEncoder,
+    FactorizedSpanScorer,
     SpanScorer,
     TokenScorer,
+    UniFactorizedSpanTextEncoder,
     UniSpanTextEncoder,
     UniTokenTextEncoder,
+    marker_v0,
 )
 
 Runner = Callable[[str, dict[str, np.ndarray]], list[np.ndarray]]
@@ -53,9 +57,11 @@ class ExportReport:
     output: Path
     arch: str
     max_abs_diff: dict[str, dict[str, float]] = field(default_factory=dict)
+    span_head: str = "generic"
 
     def lines(self) -> list[str]:
-        out = [f"exported {self.arch} to {self.output}"]
+        head = f" ({self.span_head} span head)" if family(self.arch) == "span" else ""
+        out = [f"exported {self.arch}{head} to {self.output}"]
         for graph, diffs in self.max_abs_diff.items():
             shown = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
             out.append(f"  {graph}: max abs diff vs torch: {shown}")
@@ -98,9 +104,27 @@ def _check_supported(model: Any, arch: str) -> None:
         raise ExportError("token-level checkpoints with represent_spans=True are not supported yet")
 
 
-def _wrappers(model: Any, arch: str) -> dict[str, nn.Module]:
+def span_head_for(model: Any, arch: str, optimize: bool) -> str:
+    """ "factorized" for span models whose span layer is gliner's markerV0 when optimizing."""
+    if optimize and family(arch) == "span" and marker_v0(model.model) is not None:
+        return "factorized"
+    return "generic"
+
+
+def _wrappers(model: Any, arch: str, span_head: str = "generic") -> dict[str, nn.Module]:
     core = model.model
     pooling = getattr(model.config, "subtoken_pooling", "first")
+    if span_head == "factorized":
+        scorer = FactorizedSpanScorer(marker_v0(core))
+        if arch == "uniencoder_span":
+            return {"text_encoder": UniFactorizedSpanTextEncoder(core), "scorer": scorer}
+        if arch == "biencoder_span":
+            return {
+                "text_encoder": BiFactorizedSpanTextEncoder(core, pooling),
+                "label_encoder": BiLabelEncoder(core),
+                "scorer": scorer,
+            }
+        raise UnsupportedArchError(f"the factorized span head does not apply to {arch!r}")
     if arch == "uniencoder_span":
         return {"text_encoder": UniSpanTextEncoder(core), "scorer": SpanScorer()}
     if arch == "biencoder_span":
@@ -146,6 +170,11 @@ def _eager_attention(model: nn.Module) -> Iterator[list[str]]:
     finally:
         for module, previous in switched:
             module.set_attn_implementation(previous)
+
+
+def _inputs_of(spec: GraphSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds a graph declares (the text feeds also carry the scorer's span indices)."""
+    return {n: feeds[n] for n in spec.input_names}
 
 
 def _to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -230,7 +259,14 @@ def _versions(opset: int) -> dict[str, str]:
 
 class _Exporter:
     def __init__(
-        self, model: Any, arch: str, directory: Path, opset: int, atol: float, log: Callable[[str], None]
+        self,
+        model: Any,
+        arch: str,
+        directory: Path,
+        opset: int,
+        atol: float,
+        log: Callable[[str], None],
+        span_head: str = "generic",
     ):
         self.model = model
         self.arch = arch
@@ -238,11 +274,12 @@ class _Exporter:
         self.opset = opset
         self.atol = atol
         self.log = log
+        self.span_head = span_head
         self.cfg = model.config
         self.is_bi = is_biencoder(arch)
         self.family = family(arch)
-        self.specs = {s.name: s for s in GRAPHS[arch]}
-        self.modules = _wrappers(model, arch)
+        self.specs = {s.name: s for s in graph_specs(arch, span_head)}
+        self.modules = _wrappers(model, arch, span_head)
         for m in self.modules.values():
             m.eval()
 
@@ -314,6 +351,7 @@ class _Exporter:
             ent_token_id=None if self.is_bi else int(ent_id),
             sep_token_id=None if self.is_bi else int(sep_id),
             embed_ent_token=bool(getattr(self.cfg, "embed_ent_token", True)),
+            span_head=self.span_head,
             source=source,
             versions=_versions(self.opset),
         )
@@ -339,14 +377,13 @@ class _Exporter:
     ) -> dict[str, list[np.ndarray]]:
         """Run text encoder (and label encoder), then the scorer on their outputs; adds the
         scorer's feeds to `feeds`."""
-        outs = {"text_encoder": run("text_encoder", feeds["text_encoder"])}
+        text = feeds["text_encoder"]
+        outs = {"text_encoder": run("text_encoder", text)}
+        available = {**text, **dict(zip(self.specs["text_encoder"].output_names, outs["text_encoder"]))}
         if self.is_bi:
             outs["label_encoder"] = run("label_encoder", feeds["label_encoder"])
-            prompts = _batched(outs["label_encoder"][0], batch)
-        else:
-            prompts = outs["text_encoder"][1]
-        rep_name = self.specs["scorer"].input_names[0]
-        feeds["scorer"] = {rep_name: outs["text_encoder"][0], "prompts": prompts}
+            available["prompts"] = _batched(outs["label_encoder"][0], batch)
+        feeds["scorer"] = {n: available[n] for n in self.specs["scorer"].input_names}
         outs["scorer"] = run("scorer", feeds["scorer"])
         return outs
 
@@ -379,7 +416,7 @@ class _Exporter:
             self._check_against_reference_batch(batch, feeds["text_encoder"], where)
             for name, spec in self.specs.items():
                 ref = torch_outs[name]
-                got = sessions[name].run(spec.output_names, feeds[name])
+                got = sessions[name].run(spec.output_names, _inputs_of(spec, feeds[name]))
                 for out_name, r, g in zip(spec.output_names, ref, got):
                     d = _max_diff(r, g, f"{name}.{out_name}", where, failures)
                     diffs[name][out_name] = max(diffs[name].get(out_name, 0.0), d)
@@ -392,7 +429,8 @@ class _Exporter:
                         failures.append(f"{name}.{out_name} on {where}: max abs diff {d:.3e} > {tol:.3e}")
             # End to end: ONNX graphs chained vs gliner's own forward (sigmoid of its logits).
             chained = {name: dict(f) for name, f in feeds.items()}
-            (scores,) = self._chain(chained, len(texts), lambda n, f: sessions[n].run(None, f))["scorer"]
+            ort_run: Runner = lambda n, f: sessions[n].run(None, _inputs_of(self.specs[n], f))  # noqa: E731
+            (scores,) = self._chain(chained, len(texts), ort_run)["scorer"]
             ref_scores = self._reference_scores(batch)
             d = _max_diff(ref_scores, scores, "scores", where, failures)
             diffs["end_to_end"]["scores"] = max(diffs["end_to_end"].get("scores", 0.0), d)
@@ -447,6 +485,7 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     atol: float = DEFAULT_ATOL,
     overwrite: bool = False,
+    optimize: bool = True,
     source: str | None = None,
     log: Callable[[str], None] = print,
 ) -> ExportReport:
@@ -454,7 +493,9 @@ def export_model(
 
     `arch`, when given, must match the checkpoint's architecture. The export is
     validated against torch and written atomically: on any failure nothing
-    loadable is left at `output`.
+    loadable is left at `output`. `optimize` rewrites the graphs for speed where
+    parity holds (the factorized span head for markerV0 span models), falling back
+    to the plain graphs otherwise.
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -477,27 +518,39 @@ def export_model(
     model.eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
-        exporter = _Exporter(model, detected, tmp, opset, atol, log)
-        exporter.write_tokenizers()
-        exporter.check_tokenizers()
-        graphs = exporter.trace()
-        log("validating against torch ...")
-        diffs = exporter.validate(graphs)
-        e2e = {"end_to_end_scores": diffs["end_to_end"]["scores"]}
-        graphs = {
-            name: replace(g, max_abs_diff={**diffs[name], **(e2e if name == "scorer" else {})})
-            for name, g in graphs.items()
-        }
-        manifest = exporter.manifest(graphs, source or "")
-        manifest.save(tmp)
-        _replace_dir(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    report = ExportReport(output, detected, diffs)
-    return report
+    heads = list(dict.fromkeys([span_head_for(model, detected, optimize), "generic"]))
+    for attempt, span_head in enumerate(heads, start=1):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+        try:
+            exporter = _Exporter(model, detected, tmp, opset, atol, log, span_head=span_head)
+            diffs = _export_into(exporter, source or "")
+            _replace_dir(tmp, output)
+            return ExportReport(output, detected, diffs, span_head=span_head)
+        except ParityError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if attempt == len(heads):
+                raise
+            log(f"the {span_head} span head lost parity, exporting the generic one:\n{e}")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _export_into(exporter: _Exporter, source: str) -> dict[str, dict[str, float]]:
+    """Write tokenizers, graphs and manifest into the exporter's (temporary) directory."""
+    exporter.write_tokenizers()
+    exporter.check_tokenizers()
+    graphs = exporter.trace()
+    exporter.log("validating against torch ...")
+    diffs = exporter.validate(graphs)
+    e2e = {"end_to_end_scores": diffs["end_to_end"]["scores"]}
+    graphs = {
+        name: replace(g, max_abs_diff={**diffs[name], **(e2e if name == "scorer" else {})})
+        for name, g in graphs.items()
+    }
+    exporter.manifest(graphs, source).save(exporter.dir)
+    return diffs
 
 
 def _check_detected(detected: str, requested: str | None) -> None:

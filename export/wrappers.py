@@ -94,6 +94,103 @@ class SpanScorer(nn.Module):
         return torch.sigmoid(torch.einsum("BLKD,BCD->BLKC", span_rep, prompts))
 
 
+# ---------------------------------------------------------------- factorized span head
+# gliner's SpanMarkerV0 (`modeling/span_rep.py`):
+#   start = project_start(h); end = project_end(h)
+#   span_rep = out_project(relu(cat[start[i], end[j]]))     out_project = L2(relu(L1(.)))
+#   logits = span_rep . prompt
+# L1 on a concatenation is a sum of two half-width products, and ReLU commutes with
+# the gather, so L1's halves run once per word here; L2 is linear, so
+# span_rep . p = relu(L1(...)) . (L2.weight^T p) + L2.bias . p, folded into the labels.
+
+
+def marker_v0(model: Any) -> Any:
+    """The model's SpanMarkerV0 layer, or None when its span head is another kind."""
+    from gliner.modeling.span_rep import SpanMarkerV0
+
+    inner = getattr(getattr(model, "span_rep_layer", None), "span_rep_layer", None)
+    return inner if isinstance(inner, SpanMarkerV0) else None
+
+
+def _span_halves(marker: Any, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per word: (start half, end half + bias) of the output MLP's first layer."""
+    first = marker.out_project[0]
+    hidden = marker.project_start[-1].out_features
+    start = torch.relu(marker.project_start(words))
+    end = torch.relu(marker.project_end(words))
+    w_start, w_end = first.weight[:, :hidden], first.weight[:, hidden:]
+    return start @ w_start.T, end @ w_end.T + first.bias
+
+
+class UniFactorizedSpanTextEncoder(nn.Module):
+    """Uni-encoder -> (span_start, span_end, prompts) for the factorized span head."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model: Any = model
+        self.marker = marker_v0(model)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rep = self.model.get_representations(input_ids, attention_mask, text_lengths, words_mask)
+        start, end = _span_halves(self.marker, rep.words_embedding)
+        return start, end, self.model.prompt_rep_layer(rep.prompts_embedding)
+
+
+class BiFactorizedSpanTextEncoder(nn.Module):
+    """Bi-encoder text side -> (span_start, span_end) for the factorized span head."""
+
+    def __init__(self, model: nn.Module, subtoken_pooling: str):
+        super().__init__()
+        self.model: Any = model
+        self.marker = marker_v0(model)
+        self.subtoken_pooling = subtoken_pooling
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        words = _bi_encoder_words(
+            self.model, self.subtoken_pooling, input_ids, attention_mask, words_mask, text_lengths
+        )
+        return _span_halves(self.marker, words)
+
+
+class FactorizedSpanScorer(nn.Module):
+    """Gather each span's start and end halves, ReLU, and score against the labels folded
+    through the output MLP's last layer -> sigmoid, (B, W, max_width, C)."""
+
+    def __init__(self, marker: Any):
+        super().__init__()
+        self.last = marker.out_project[3]
+        self.max_width = int(marker.max_width)
+
+    def forward(
+        self,
+        span_start: torch.Tensor,
+        span_end: torch.Tensor,
+        span_idx: torch.Tensor,
+        prompts: torch.Tensor,
+    ) -> torch.Tensor:
+        width = span_start.shape[-1]
+        starts = span_idx[:, :, 0].unsqueeze(-1).expand(-1, -1, width)
+        ends = span_idx[:, :, 1].unsqueeze(-1).expand(-1, -1, width)
+        hidden = torch.relu(torch.gather(span_start, 1, starts) + torch.gather(span_end, 1, ends))
+        keys = prompts @ self.last.weight  # (B, C, 4 x hidden)
+        bias = (prompts @ self.last.bias).unsqueeze(1)  # (B, 1, C)
+        logits = hidden @ keys.transpose(1, 2) + bias  # (B, num_spans, C)
+        batch, _, num_classes = logits.shape
+        return torch.sigmoid(logits.view(batch, -1, self.max_width, num_classes))
+
+
 class UniTokenTextEncoder(nn.Module):
     """Uni-encoder, token level -> (token_rep, prompts): the scorer's two projections.
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archs import GRAPHS, check_arch
+from .archs import SPAN_HEADS, check_arch, graph_specs
 from .errors import ManifestError
 
 MANIFEST_NAME = "gliner_onnx.json"
@@ -21,6 +21,7 @@ FORMAT = "gliner-onnx"
 FORMAT_VERSION = 1
 WORD_SPLITTERS = ("whitespace",)
 SUBTOKEN_POOLINGS = ("first", "last", "mean", "max")
+PRECISIONS = ("fp32", "int8", "fp16")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class GraphEntry:
     data_file: str | None = None
     data_sha256: str | None = None
     max_abs_diff: dict[str, float] = field(default_factory=dict)
+    # What export-time optimization did to this graph (fused operators, quantized nodes).
+    optimization: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Manifest:
     sep_token_id: int | None
     embed_ent_token: bool = True
     precision: str = "fp32"
+    span_head: str = "generic"
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
@@ -141,9 +145,20 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
     except ValueError as e:
         raise ManifestError(f"{where}: {e}") from e
 
+    span_head = data.get("span_head", "generic")
+    if span_head not in SPAN_HEADS:
+        raise ManifestError(f"{where}: span head {span_head!r} is not one of {SPAN_HEADS}")
+    try:
+        specs = graph_specs(arch, span_head)
+    except ValueError as e:
+        raise ManifestError(f"{where}: {e}") from e
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ManifestError(f"{where}: precision {precision!r} is not one of {PRECISIONS}")
+
     graphs: dict[str, GraphEntry] = {}
     raw_graphs = _require(data, "graphs", dict, where)
-    for spec in GRAPHS[arch]:
+    for spec in specs:
         if spec.name not in raw_graphs:
             raise ManifestError(f"{where}: graph {spec.name!r} required by arch {arch!r} is not listed")
         g = raw_graphs[spec.name]
@@ -158,6 +173,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
             data_file=g.get("data_file"),
             data_sha256=g.get("data_sha256"),
             max_abs_diff=dict(g.get("max_abs_diff", {})),
+            optimization=dict(g.get("optimization", {})),
         )
         if list(entry.inputs) != spec.input_names or list(entry.outputs) != spec.output_names:
             raise ManifestError(
@@ -217,7 +233,8 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         ent_token_id=ent_id if isinstance(ent_id, int) else None,
         sep_token_id=sep_id if isinstance(sep_id, int) else None,
         embed_ent_token=bool(data.get("embed_ent_token", True)),
-        precision=str(data.get("precision", "fp32")),
+        precision=precision,
+        span_head=span_head,
         source=str(data.get("source", "")),
         versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
         format_version=version,

@@ -76,7 +76,8 @@ class GLiNER:
         self._sessions = sessions
         self._tokenizers = tokenizers
         self.family = family(manifest.arch)
-        self._rep_name = manifest.graphs["scorer"].inputs[0]
+        self._text_outputs = manifest.graphs["text_encoder"].outputs
+        self._scorer_inputs = manifest.graphs["scorer"].inputs
         self._label_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -349,10 +350,11 @@ class GLiNER:
 
     def _scores(self, contexts: list[TextContext], given: np.ndarray | None = None) -> np.ndarray:
         """Probabilities of a batch: (B, W, max_width, C_max) for spans, (B, W, C_max, 3) for tokens."""
-        outputs = self._sessions["text_encoder"].run(self._text_feeds(contexts))
-        span_rep = outputs[0]
-        prompts_emb = self._label_matrix(contexts, given) if self.is_biencoder else outputs[1]
-        (scores,) = self._sessions["scorer"].run({self._rep_name: span_rep, "prompts": prompts_emb})
+        feeds = self._text_feeds(contexts)
+        available = {**feeds, **dict(zip(self._text_outputs, self._sessions["text_encoder"].run(feeds)))}
+        if self.is_biencoder:
+            available["prompts"] = self._label_matrix(contexts, given)
+        (scores,) = self._sessions["scorer"].run({n: available[n] for n in self._scorer_inputs})
         return scores
 
     def _entities(self, ctx: TextContext, kept: list[SpanCandidate]) -> list[Entity]:

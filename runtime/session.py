@@ -97,13 +97,18 @@ class GraphSession:
                 f"graph {name!r} ({path.name}): the graph declares inputs {got_in} and outputs {got_out}, "
                 f"the manifest says {list(inputs)} -> {list(outputs)}"
             )
+        self.input_names = list(inputs)
         self.output_names = list(outputs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run on the graph's declared inputs, taken by name from `feeds` (extra keys ignored)."""
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise InferenceError(f"graph {self.name!r}: inputs {missing} were not given")
         try:
-            result: list[Any] = self._session.run(self.output_names, dict(feeds))
+            result: list[Any] = self._session.run(self.output_names, {n: feeds[n] for n in self.input_names})
         except Exception as e:
-            shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+            shapes = {n: tuple(feeds[n].shape) for n in self.input_names}
             raise InferenceError(
                 f"ONNX Runtime failed running graph {self.name!r} with inputs {shapes}: {e}"
             ) from e

@@ -60,6 +60,15 @@ def _checkpoint(tmp: Path, name: str, build: Any) -> Checkpoint:
     return Checkpoint(name, torch_model, model_dir, export_dir)
 
 
+def _reexport(tmp: Path, ckpt: Checkpoint, name: str, **export_kw: Any) -> Checkpoint:
+    """The same checkpoint exported with other settings."""
+    from gliner_onnx.export import export_model
+
+    export_dir = tmp / f"{name}-onnx"
+    export_model(ckpt.model_dir, export_dir, log=lambda _m: None, **export_kw)
+    return Checkpoint(name, ckpt.torch_model, ckpt.model_dir, export_dir)
+
+
 @pytest.fixture(scope="session")
 def ckpt_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("checkpoints")
@@ -84,6 +93,12 @@ def uni_deberta(ckpt_root: Path) -> Checkpoint:
         "uni-deberta",
         lambda: build_gliner(backbone, seed=2, max_width=8, hidden_size=48, logit_scale=LOGIT_STD),
     )
+
+
+@pytest.fixture(scope="session")
+def uni_deberta_generic(ckpt_root: Path, uni_deberta: Checkpoint) -> Checkpoint:
+    """uni_deberta without export-time optimization: the generic span head."""
+    return _reexport(ckpt_root, uni_deberta, "uni-deberta-generic", optimize=False)
 
 
 @pytest.fixture(scope="session")

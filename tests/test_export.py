@@ -114,6 +114,7 @@ def test_export_writes_separate_graphs_and_reports_diffs(bi_minilm_bert: Checkpo
         "labels",
         "labels/tokenizer.json",
         "scorer.onnx",
+        "scorer.onnx.data",  # the factorized span head's last layer
         "text_encoder.onnx",
         "text_encoder.onnx.data",
         "tokenizer.json",

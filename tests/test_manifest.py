@@ -36,8 +36,10 @@ def test_manifest_records_the_contract(export: Path) -> None:
     assert m.arch == "uniencoder_span"
     assert set(m.graphs) == {"text_encoder", "scorer"}
     enc = m.graphs["text_encoder"]
-    assert enc.inputs == ("input_ids", "attention_mask", "words_mask", "text_lengths", "span_idx")
-    assert enc.outputs == ("span_rep", "prompts")
+    assert m.span_head == "factorized" and m.precision == "fp32"
+    assert enc.inputs == ("input_ids", "attention_mask", "words_mask", "text_lengths")
+    assert enc.outputs == ("span_start", "span_end", "prompts")
+    assert m.graphs["scorer"].inputs == ("span_start", "span_end", "span_idx", "prompts")
     assert enc.data_file == "text_encoder.onnx.data"  # weights beside the graph
     assert enc.sha256 == sha256_file(export / enc.file)
     assert m.graphs["scorer"].max_abs_diff["end_to_end_scores"] <= 1e-4
@@ -127,7 +129,7 @@ def test_graph_whose_inputs_differ_from_the_manifest(export: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), export / "scorer.onnx")
     _edit(export, lambda d: d["graphs"]["scorer"].update(sha256=sha256_file(export / "scorer.onnx")))
     with pytest.raises(
-        ManifestError, match=r"declares inputs \['x', 'prompts'\].*manifest says \['span_rep'"
+        ManifestError, match=r"declares inputs \['x', 'prompts'\].*manifest says \['span_start'"
     ):
         GLiNER.from_pretrained(export)
 
@@ -137,3 +139,23 @@ def test_valid_copy_still_loads_and_predicts(export: Path) -> None:
     out = model.predict_entities("Angela Merkel visited Paris.", ["person"], threshold=0.0)
     assert out and all(isinstance(e["score"], float) for e in out)
     assert np.isfinite([e["score"] for e in out]).all()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("span_head", "sparse", "span head 'sparse' is not one of"),
+        ("precision", "int4", "precision 'int4' is not one of"),
+    ],
+)
+def test_unknown_layout_or_precision_is_refused(export: Path, field: str, value: str, message: str) -> None:
+    _edit(export, lambda d: d.update({field: value}))
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(export)
+
+
+def test_generic_span_head_listed_with_factorized_graphs_is_refused(export: Path) -> None:
+    """The graph names must match the layout the manifest claims."""
+    _edit(export, lambda d: d.update(span_head="generic"))
+    with pytest.raises(ManifestError, match="do not match arch 'uniencoder_span'"):
+        load_manifest(export)

@@ -20,6 +20,7 @@ from .conftest import LABELS, TEXTS, Checkpoint
 CHECKPOINTS = {
     "uni_minilm": "uniencoder_span",
     "uni_deberta": "uniencoder_span",
+    "uni_deberta_generic": "uniencoder_span",  # exported with optimize=False
     "bi_minilm_bert": "biencoder_span",
     "uni_token_minilm": "uniencoder_token",
     "bi_token_deberta_bert": "biencoder_token",
