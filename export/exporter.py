@@ -38,6 +38,7 @@ from .wrappers import (
     BiTokenLabelEncoder,
     BiTokenTextEncoder,
     FactorizedSpanScorer,
+    FactorizedTokenScorer,
     SpanScorer,
     TokenScorer,
     UniFactorizedSpanTextEncoder,
@@ -58,10 +59,13 @@ class ExportReport:
     arch: str
     max_abs_diff: dict[str, dict[str, float]] = field(default_factory=dict)
     span_head: str = "generic"
+    optimized: bool = False
 
     def lines(self) -> list[str]:
-        head = f" ({self.span_head} span head)" if family(self.arch) == "span" else ""
-        out = [f"exported {self.arch}{head} to {self.output}"]
+        how = "optimized" if self.optimized else "plain"
+        if family(self.arch) == "span":
+            how += f", {self.span_head} span head"
+        out = [f"exported {self.arch} ({how} graphs) to {self.output}"]
         for graph, diffs in self.max_abs_diff.items():
             shown = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
             out.append(f"  {graph}: max abs diff vs torch: {shown}")
@@ -111,9 +115,12 @@ def span_head_for(model: Any, arch: str, optimize: bool) -> str:
     return "generic"
 
 
-def _wrappers(model: Any, arch: str, span_head: str = "generic") -> dict[str, nn.Module]:
+def _wrappers(
+    model: Any, arch: str, span_head: str = "generic", optimize: bool = False
+) -> dict[str, nn.Module]:
     core = model.model
     pooling = getattr(model.config, "subtoken_pooling", "first")
+    token_scorer = FactorizedTokenScorer if optimize else TokenScorer
     if span_head == "factorized":
         scorer = FactorizedSpanScorer(marker_v0(core))
         if arch == "uniencoder_span":
@@ -134,12 +141,12 @@ def _wrappers(model: Any, arch: str, span_head: str = "generic") -> dict[str, nn
             "scorer": SpanScorer(),
         }
     if arch == "uniencoder_token":
-        return {"text_encoder": UniTokenTextEncoder(core), "scorer": TokenScorer(core.scorer)}
+        return {"text_encoder": UniTokenTextEncoder(core), "scorer": token_scorer(core.scorer)}
     if arch == "biencoder_token":
         return {
             "text_encoder": BiTokenTextEncoder(core, pooling),
             "label_encoder": BiTokenLabelEncoder(core),
-            "scorer": TokenScorer(core.scorer),
+            "scorer": token_scorer(core.scorer),
         }
     raise UnsupportedArchError(f"arch {arch!r} is not supported yet")
 
@@ -266,7 +273,7 @@ class _Exporter:
         opset: int,
         atol: float,
         log: Callable[[str], None],
-        span_head: str = "generic",
+        optimize: bool = False,
     ):
         self.model = model
         self.arch = arch
@@ -274,12 +281,13 @@ class _Exporter:
         self.opset = opset
         self.atol = atol
         self.log = log
-        self.span_head = span_head
+        self.optimize = optimize
+        self.span_head = span_head_for(model, arch, optimize)
         self.cfg = model.config
         self.is_bi = is_biencoder(arch)
         self.family = family(arch)
-        self.specs = {s.name: s for s in graph_specs(arch, span_head)}
-        self.modules = _wrappers(model, arch, span_head)
+        self.specs = {s.name: s for s in graph_specs(arch, self.span_head)}
+        self.modules = _wrappers(model, arch, self.span_head, optimize)
         for m in self.modules.values():
             m.eval()
 
@@ -355,6 +363,15 @@ class _Exporter:
             source=source,
             versions=_versions(self.opset),
         )
+
+    def rewrites(self, graph: str) -> dict[str, Any]:
+        """What the optimized wrappers changed in `graph`, for the manifest."""
+        done = []
+        if self.span_head == "factorized" and graph in ("text_encoder", "scorer"):
+            done.append("factorized span head")
+        if self.optimize and self.family == "token" and graph == "scorer":
+            done.append("factorized token scorer")
+        return {"rewrites": done} if done else {}
 
     # -- graphs
     def graph_feeds(
@@ -518,19 +535,19 @@ def export_model(
     model.eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    heads = list(dict.fromkeys([span_head_for(model, detected, optimize), "generic"]))
-    for attempt, span_head in enumerate(heads, start=1):
+    attempts = [True, False] if optimize else [False]
+    for attempt, optimized in enumerate(attempts, start=1):
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         try:
-            exporter = _Exporter(model, detected, tmp, opset, atol, log, span_head=span_head)
+            exporter = _Exporter(model, detected, tmp, opset, atol, log, optimize=optimized)
             diffs = _export_into(exporter, source or "")
             _replace_dir(tmp, output)
-            return ExportReport(output, detected, diffs, span_head=span_head)
+            return ExportReport(output, detected, diffs, span_head=exporter.span_head, optimized=optimized)
         except ParityError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            if attempt == len(heads):
+            if attempt == len(attempts):
                 raise
-            log(f"the {span_head} span head lost parity, exporting the generic one:\n{e}")
+            log(f"the optimized graphs lost parity, exporting the plain ones:\n{e}")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -546,7 +563,11 @@ def _export_into(exporter: _Exporter, source: str) -> dict[str, dict[str, float]
     diffs = exporter.validate(graphs)
     e2e = {"end_to_end_scores": diffs["end_to_end"]["scores"]}
     graphs = {
-        name: replace(g, max_abs_diff={**diffs[name], **(e2e if name == "scorer" else {})})
+        name: replace(
+            g,
+            max_abs_diff={**diffs[name], **(e2e if name == "scorer" else {})},
+            optimization=exporter.rewrites(name),
+        )
         for name, g in graphs.items()
     }
     exporter.manifest(graphs, source).save(exporter.dir)

@@ -32,13 +32,19 @@ def test_span_models_export_the_factorized_head_by_default(
         assert m["span_head"] == "factorized"
         assert m["graphs"]["scorer"]["inputs"] == ["span_start", "span_end", "span_idx", "prompts"]
         assert "span_idx" not in m["graphs"]["text_encoder"]["inputs"]
+        for graph in ("text_encoder", "scorer"):
+            assert m["graphs"][graph]["optimization"] == {"rewrites": ["factorized span head"]}
     m = _manifest(uni_deberta_generic.export_dir)
     assert m["span_head"] == "generic"
     assert m["graphs"]["scorer"]["inputs"] == ["span_rep", "prompts"]
+    assert all(g["optimization"] == {} for g in m["graphs"].values())
 
 
 def test_token_models_have_no_span_head_to_factorize(uni_token_minilm: Checkpoint) -> None:
-    assert _manifest(uni_token_minilm.export_dir)["span_head"] == "generic"
+    m = _manifest(uni_token_minilm.export_dir)
+    assert m["span_head"] == "generic"
+    assert m["graphs"]["scorer"]["optimization"] == {"rewrites": ["factorized token scorer"]}
+    assert m["graphs"]["scorer"]["inputs"] == ["token_rep", "prompts"]
     with pytest.raises(UnsupportedArchError, match="span head 'factorized' is not available"):
         graph_specs("uniencoder_token", "factorized")
 
@@ -68,7 +74,7 @@ def test_a_head_that_loses_parity_falls_back_to_the_generic_one(
     monkeypatch.setattr(wrappers_mod.FactorizedSpanScorer, "forward", off_by_a_little)
     logs: list[str] = []
     report = export_model(uni_deberta.torch_model, tmp_path / "o", log=logs.append)
-    assert report.span_head == "generic"
+    assert report.span_head == "generic" and not report.optimized
     assert any("lost parity" in line and "end-to-end scores" in line for line in logs), logs
     assert _manifest(tmp_path / "o")["span_head"] == "generic"
     assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no temporary directory left behind
