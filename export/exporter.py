@@ -19,12 +19,14 @@ from torch import nn
 from gliner_onnx import __version__
 from gliner_onnx.archs import GraphSpec, check_arch, family, graph_specs, is_biencoder
 from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
-from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry, sha256_file
+from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
 from gliner_onnx.runtime.labels import normalize_label_set
 
 from . import samples
 from .detect import detect_arch, read_config
+from .graph_io import write_graph
+from .precision import LOWER_PRECISIONS, lower_precision
 from .tokenizer_io import (
     check_text_tokenization,
     check_words_tokenization,
@@ -60,15 +62,23 @@ class ExportReport:
     max_abs_diff: dict[str, dict[str, float]] = field(default_factory=dict)
     span_head: str = "generic"
     optimized: bool = False
+    precision: str = "fp32"
+    agreement: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        how = "optimized" if self.optimized else "plain"
+        how = ("optimized" if self.optimized else "plain") + f" {self.precision}"
         if family(self.arch) == "span":
             how += f", {self.span_head} span head"
         out = [f"exported {self.arch} ({how} graphs) to {self.output}"]
         for graph, diffs in self.max_abs_diff.items():
             shown = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
-            out.append(f"  {graph}: max abs diff vs torch: {shown}")
+            out.append(f"  fp32 {graph}: max abs diff vs torch: {shown}")
+        if self.agreement:
+            a = self.agreement
+            out.append(
+                f"  {self.precision} vs fp32: entity F1 {a['f1']:.3f} (precision {a['precision']:.3f}, "
+                f"recall {a['recall']:.3f}) on {a['texts']} texts"
+            )
         return out
 
 
@@ -221,29 +231,7 @@ def _save_graph(
     except Exception as e:
         raise ExportError(f"tracing graph {spec.name!r} failed: {type(e).__name__}: {e}") from e
     proto = onnx.load_from_string(buffer.getvalue())
-    file = f"{spec.name}.onnx"
-    data_file = f"{spec.name}.onnx.data"
-    has_weights = any(t.ByteSize() > 1024 for t in proto.graph.initializer)
-    if has_weights:
-        onnx.save_model(
-            proto,
-            str(directory / file),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=data_file,
-            size_threshold=1024,
-        )
-    else:
-        onnx.save_model(proto, str(directory / file))
-    onnx.checker.check_model(str(directory / file))
-    return GraphEntry(
-        file=file,
-        sha256=sha256_file(directory / file),
-        inputs=tuple(spec.input_names),
-        outputs=tuple(spec.output_names),
-        data_file=data_file if has_weights else None,
-        data_sha256=sha256_file(directory / data_file) if has_weights else None,
-    )
+    return write_graph(proto, directory, spec.name, spec.input_names, spec.output_names)
 
 
 def _versions(opset: int) -> dict[str, str]:
@@ -503,6 +491,7 @@ def export_model(
     atol: float = DEFAULT_ATOL,
     overwrite: bool = False,
     optimize: bool = True,
+    precision: str = "fp32",
     source: str | None = None,
     log: Callable[[str], None] = print,
 ) -> ExportReport:
@@ -511,8 +500,9 @@ def export_model(
     `arch`, when given, must match the checkpoint's architecture. The export is
     validated against torch and written atomically: on any failure nothing
     loadable is left at `output`. `optimize` rewrites the graphs for speed where
-    parity holds (the factorized span head for markerV0 span models), falling back
-    to the plain graphs otherwise.
+    parity holds (the factorized span head for markerV0 span models, the factorized
+    token scorer), falling back to the plain graphs otherwise. `precision` "int8" or
+    "fp16" converts the validated fp32 graphs and records their agreement with fp32.
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -523,6 +513,8 @@ def export_model(
         check_arch(arch)
     if atol <= 0 or not np.isfinite(atol):
         raise ValueError(f"atol must be a positive number, got {atol!r}")
+    if precision not in ("fp32", *LOWER_PRECISIONS):
+        raise ValueError(f"precision must be one of fp32, {', '.join(LOWER_PRECISIONS)}; got {precision!r}")
     if isinstance(model, (str, Path)):
         source = source or str(model)
         if Path(model).is_dir():  # fail fast, before loading any weights
@@ -541,8 +533,23 @@ def export_model(
         try:
             exporter = _Exporter(model, detected, tmp, opset, atol, log, optimize=optimized)
             diffs = _export_into(exporter, source or "")
+            agreement: dict[str, Any] = {}
+            if precision != "fp32":
+                fp32, tmp = tmp, Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+                try:
+                    agreement = lower_precision(fp32, tmp, precision, log).agreement
+                finally:
+                    shutil.rmtree(fp32, ignore_errors=True)
             _replace_dir(tmp, output)
-            return ExportReport(output, detected, diffs, span_head=exporter.span_head, optimized=optimized)
+            return ExportReport(
+                output,
+                detected,
+                diffs,
+                span_head=exporter.span_head,
+                optimized=optimized,
+                precision=precision,
+                agreement=agreement,
+            )
         except ParityError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if attempt == len(attempts):

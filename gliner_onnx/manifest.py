@@ -66,6 +66,8 @@ class Manifest:
     embed_ent_token: bool = True
     precision: str = "fp32"
     span_head: str = "generic"
+    # Lower precisions: entity-level agreement with the fp32 graphs (export/precision.py).
+    agreement: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
@@ -235,6 +237,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         embed_ent_token=bool(data.get("embed_ent_token", True)),
         precision=precision,
         span_head=span_head,
+        agreement=dict(data.get("agreement") or {}),
         source=str(data.get("source", "")),
         versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
         format_version=version,

@@ -1,0 +1,119 @@
+"""int8 and fp16 exports: what they convert, that they run, and their recorded agreement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from gliner_onnx import GLiNER
+from gliner_onnx.export import export_model
+from gliner_onnx.export.precision import entity_f1, lower_precision
+from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
+
+from .conftest import LABELS, TEXTS, Checkpoint
+
+
+def _ops(path: Path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+@pytest.fixture(scope="module")
+def int8_export(uni_deberta: Checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "o"
+    export_model(uni_deberta.model_dir, out, precision="int8", log=lambda _m: None)
+    return out
+
+
+def test_entity_f1_counts_exact_matches() -> None:
+    def e(start: int, end: int, label: str) -> dict[str, object]:
+        return {"start": start, "end": end, "label": label, "text": "", "score": 0.9}
+
+    ref = [[e(0, 5, "person"), e(9, 14, "location")], [e(1, 2, "date")]]
+    got = [[e(0, 5, "person"), e(9, 14, "person")], [e(1, 2, "date"), e(3, 4, "date")]]
+    m = entity_f1(ref, got)
+    assert m["precision"] == pytest.approx(2 / 4) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 * (1 / 2) * (2 / 3) / (1 / 2 + 2 / 3))
+    assert entity_f1([[]], [[]]) == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert entity_f1(ref, [[], []])["f1"] == 0.0
+
+
+def test_int8_export_quantizes_the_backbone_only(int8_export: Path) -> None:
+    m = load_manifest(int8_export)
+    assert m.precision == "int8" and m.span_head == "factorized"
+    enc = m.graphs["text_encoder"].optimization
+    assert enc["precision"] == "int8" and 0 < enc["quantized_matmuls"] < enc["matmuls"]
+    assert "rewrites" in enc  # the fp32 optimization record is kept
+    assert "DynamicQuantizeMatMul" in _ops(int8_export / "text_encoder.onnx") or "MatMulInteger" in _ops(
+        int8_export / "text_encoder.onnx"
+    )
+    assert "LSTM" in _ops(int8_export / "text_encoder.onnx")  # kept fp32
+    assert m.graphs["scorer"].optimization["quantized_matmuls"] == 0
+    a = m.agreement
+    assert a["texts"] == 115 and a["labels"] == [
+        "person",
+        "organization",
+        "location",
+        "date",
+        "event",
+        "product",
+    ]
+    assert 0.0 <= a["f1"] <= 1.0 and a["fp32_entities"] > 0
+
+
+def test_int8_export_predicts_close_to_fp32(int8_export: Path, uni_deberta: Checkpoint) -> None:
+    fp32 = GLiNER.from_pretrained(uni_deberta.export_dir).inference(TEXTS, LABELS, threshold=0.5)
+    int8 = GLiNER.from_pretrained(int8_export).inference(TEXTS, LABELS, threshold=0.5)
+    assert sum(map(len, int8)) > 0
+    assert entity_f1(fp32, int8)["f1"] > 0.3  # random heads amplify quantization noise
+
+
+def test_fp16_export_keeps_float32_inputs_and_outputs(uni_deberta: Checkpoint, tmp_path: Path) -> None:
+    out = tmp_path / "fp16"
+    out.mkdir()
+    m = lower_precision(uni_deberta.export_dir, out, "fp16", log=lambda _m: None)
+    assert m.precision == "fp16"
+    proto = onnx.load(str(out / "text_encoder.onnx"))
+    weights = {onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in proto.graph.initializer}
+    assert "float16" in weights
+    assert [i.type.tensor_type.elem_type for i in proto.graph.output] == [onnx.TensorProto.FLOAT] * 3
+    assert m.agreement["f1"] > 0.9  # fp16 rounding flips only near-ties
+    got = GLiNER.from_pretrained(out).inference(TEXTS, LABELS, threshold=0.5)
+    assert sum(map(len, got)) > 0
+
+
+def test_lower_precision_refuses_bad_input(int8_export: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="precision must be one of"):
+        lower_precision(int8_export, tmp_path, "int4")
+    with pytest.raises(ValueError, match="holds int8 graphs, not fp32"):
+        lower_precision(int8_export, tmp_path, "fp16")
+    with pytest.raises(ValueError, match="precision must be one of fp32, int8, fp16"):
+        export_model(object(), tmp_path / "x", precision="bf16")
+    raw = json.loads((int8_export / MANIFEST_NAME).read_text())
+    assert raw["precision"] == "int8"
+
+
+def test_cli_refuses_quantize_with_dtype(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gliner_onnx.export.cli",
+            "--arch",
+            "uniencoder_span",
+            "--output",
+            str(tmp_path / "o"),
+            "--quantize",
+            "int8",
+            "--dtype",
+            "fp16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
