@@ -3,6 +3,7 @@
     gliner-onnx predict EXPORT_DIR --labels person,location "Some text"
     cat texts.txt | gliner-onnx predict EXPORT_DIR --labels person,location -
     gliner-onnx info EXPORT_DIR
+    gliner-onnx bench EXPORT_DIR [--json bench.json]
 
 `predict` prints one JSON object per input text: {"text": ..., "entities": [...]}.
 From stdin it reads one text per line, or one JSON object per line with a "text"
@@ -70,7 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print an export's manifest summary")
     info.add_argument("export_dir")
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure latency and throughput of an export on this machine",
+        description="Batch-1 latency percentiles by text length and by label count, and throughput "
+        "by batch size, on synthetic news-like text; prints a table and optionally writes JSON "
+        "(with the machine, the providers actually used and the settings).",
+    )
+    bench.add_argument("export_dir")
+    bench.add_argument("--words", type=_ints, default=[20, 60, 200], help="text lengths (default 20,60,200)")
+    bench.add_argument("--labels", type=_ints, default=[5, 20, 50], help="label counts (default 5,20,50)")
+    bench.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32], help="batch sizes (default 1,8,32)")
+    bench.add_argument("--runs", type=int, default=20, help="timed calls per latency point (default 20)")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    bench.add_argument("--providers", default="cpu", help="cpu, cuda, or a comma-separated provider list")
+    bench.add_argument("--threads", type=int, default=0, help="intra-op threads (default: ONNX Runtime's)")
+    bench.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
     return p
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+    if not out or any(v < 1 for v in out):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {value!r}")
+    return out
 
 
 def _providers(value: str) -> str | list[str]:
@@ -146,9 +174,41 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
     m = load_manifest(args.export_dir)
     out.write(f"arch: {m.arch}\nprecision: {m.precision}\nsource: {m.source}\n")
     out.write(f"max_width: {m.max_width}  max_len: {m.max_len}  splitter: {m.words_splitter}\n")
+    if "span" in m.arch:
+        out.write(f"span head: {m.span_head}\n")
     for name, g in m.graphs.items():
         out.write(f"graph {name}: {g.file} {list(g.inputs)} -> {list(g.outputs)}\n")
+        if g.optimization:
+            out.write(f"  optimization: {json.dumps(g.optimization)}\n")
+    if m.agreement:
+        a = m.agreement
+        out.write(f"agreement with fp32: entity F1 {a['f1']:.3f} on {a['texts']} texts\n")
     out.write("versions: " + ", ".join(f"{k}={v}" for k, v in m.versions.items()) + "\n")
+
+
+def _bench(args: argparse.Namespace, out: TextIO) -> None:
+    from .bench import format_table, run_bench
+    from .runtime import GLiNER, SessionOptions
+
+    model = GLiNER.from_pretrained(
+        args.export_dir,
+        providers=_providers(args.providers),
+        session_options=SessionOptions(intra_op_num_threads=args.threads),
+    )
+    result = run_bench(
+        model,
+        words=args.words,
+        label_counts=args.labels,
+        batch_sizes=args.batch_sizes,
+        runs=args.runs,
+        warmup=args.warmup,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    result["threads"] = args.threads
+    out.write(format_table(result) + "\n")
+    if args.json_path:
+        with open(args.json_path, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2, ensure_ascii=False)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -168,9 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "batch_size", 1) < 1:
         print("gliner-onnx: error: --batch-size must be at least 1", file=sys.stderr)
         return 2
+    if getattr(args, "runs", 1) < 1 or getattr(args, "warmup", 0) < 0:
+        print("gliner-onnx: error: --runs must be at least 1 and --warmup at least 0", file=sys.stderr)
+        return 2
     try:
         if args.command == "predict":
             _predict(args, sys.stdout)
+        elif args.command == "bench":
+            _bench(args, sys.stdout)
         else:
             _info(args, sys.stdout)
     except (GlinerOnnxError, ValueError, TypeError) as e:
