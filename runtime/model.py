@@ -11,7 +11,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ class GLiNER:
         self._text_outputs = manifest.graphs["text_encoder"].outputs
         self._scorer_inputs = manifest.graphs["scorer"].inputs
         self._label_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # (device type, id) where the text encoder's outputs stay for the scorer; None: numpy.
+        self._device: tuple[str, int] | None = None
         self._cache_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
@@ -99,13 +101,7 @@ class GLiNER:
         directory = Path(path)
         manifest = load_manifest(directory, verify=verify)
         base = session_options or SessionOptions()
-        options = SessionOptions(
-            providers=providers,
-            intra_op_num_threads=base.intra_op_num_threads,
-            inter_op_num_threads=base.inter_op_num_threads,
-            graph_optimization_level=base.graph_optimization_level,
-            device_id=base.device_id,
-        )
+        options = replace(base, providers=providers)
         resolved = resolve_providers(options)
         sessions = {
             name: GraphSession(directory / g.file, name, g.inputs, g.outputs, options, resolved)
@@ -120,7 +116,12 @@ class GLiNER:
             )
             for name, t in manifest.tokenizers.items()
         }
-        return cls(directory, manifest, sessions, tokenizers)
+        model = cls(directory, manifest, sessions, tokenizers)
+        first = resolved[0][0] if isinstance(resolved[0], tuple) else resolved[0]
+        on_cuda = first == "CUDAExecutionProvider"
+        if options.io_binding or (options.io_binding is None and on_cuda):
+            model._device = ("cuda", options.device_id) if on_cuda else ("cpu", 0)
+        return model
 
     @property
     def arch(self) -> str:
@@ -350,11 +351,18 @@ class GLiNER:
 
     def _scores(self, contexts: list[TextContext], given: np.ndarray | None = None) -> np.ndarray:
         """Probabilities of a batch: (B, W, max_width, C_max) for spans, (B, W, C_max, 3) for tokens."""
-        feeds = self._text_feeds(contexts)
-        available = {**feeds, **dict(zip(self._text_outputs, self._sessions["text_encoder"].run(feeds)))}
+        feeds: dict[str, Any] = dict(self._text_feeds(contexts))
+        encoder, scorer = self._sessions["text_encoder"], self._sessions["scorer"]
+        if self._device is not None:
+            feeds.update(zip(self._text_outputs, encoder.run_on_device(feeds, *self._device)))
+        else:
+            feeds.update(zip(self._text_outputs, encoder.run(feeds)))
         if self.is_biencoder:
-            available["prompts"] = self._label_matrix(contexts, given)
-        (scores,) = self._sessions["scorer"].run({n: available[n] for n in self._scorer_inputs})
+            feeds["prompts"] = self._label_matrix(contexts, given)
+        if self._device is not None:
+            (scores,) = scorer.run_on_device(feeds, "cpu", 0)
+            return np.asarray(scores.numpy())
+        (scores,) = scorer.run(feeds)
         return scores
 
     def _entities(self, ctx: TextContext, kept: list[SpanCandidate]) -> list[Entity]:

@@ -43,12 +43,17 @@ class SessionOptions:
     inter_op_num_threads: int = 0
     graph_optimization_level: str = "all"  # "disable" | "basic" | "extended" | "all"
     device_id: int = 0  # CUDA device for providers="cuda"
+    # Keep the text encoder's outputs on the device for the scorer (ONNX Runtime IO
+    # binding). None: on when the first provider is CUDA.
+    io_binding: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("intra_op_num_threads", "inter_op_num_threads", "device_id"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        if self.io_binding is not None and not isinstance(self.io_binding, bool):
+            raise TypeError(f"io_binding must be a bool or None, got {self.io_binding!r}")
         if self.graph_optimization_level not in ("disable", "basic", "extended", "all"):
             raise ValueError(
                 "graph_optimization_level must be one of disable, basic, extended, all; "

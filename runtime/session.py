@@ -100,6 +100,28 @@ class GraphSession:
         self.input_names = list(inputs)
         self.output_names = list(outputs)
 
+    def run_on_device(self, feeds: Mapping[str, Any], device: str, device_id: int = 0) -> list[ort.OrtValue]:
+        """Run with IO binding: inputs are numpy arrays (copied in) or OrtValues already on
+        the session's device; outputs are OrtValues left on `device` ("cuda" or "cpu")."""
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise InferenceError(f"graph {self.name!r}: inputs {missing} were not given")
+        binding = self._session.io_binding()
+        for n in self.input_names:
+            value = feeds[n]
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(n, value)
+            else:
+                binding.bind_cpu_input(n, np.ascontiguousarray(value))
+        for n in self.output_names:
+            binding.bind_output(n, device, device_id)
+        try:
+            self._session.run_with_iobinding(binding)
+        except Exception as e:
+            raise InferenceError(f"ONNX Runtime failed running graph {self.name!r} (IO binding): {e}") from e
+        outputs: list[ort.OrtValue] = binding.get_outputs()
+        return outputs
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run on the graph's declared inputs, taken by name from `feeds` (extra keys ignored)."""
         missing = [n for n in self.input_names if n not in feeds]

@@ -43,3 +43,23 @@ def test_thread_settings_apply(uni_deberta: Checkpoint) -> None:
         uni_deberta.export_dir, session_options=SessionOptions(intra_op_num_threads=1)
     )
     assert model.predict_entities("Angela Merkel", ["person"], threshold=0.0)
+
+
+@pytest.mark.parametrize("name", ["uni_minilm", "bi_minilm_bert", "bi_token_deberta_bert"])
+def test_io_binding_path_gives_identical_answers(name: str, request: pytest.FixtureRequest) -> None:
+    """The CUDA path's IO binding (encoder outputs kept as OrtValues for the scorer), run on CPU."""
+    from .conftest import LABELS, TEXTS
+
+    ckpt = request.getfixturevalue(name)
+    plain = GLiNER.from_pretrained(ckpt.export_dir)
+    bound = GLiNER.from_pretrained(ckpt.export_dir, session_options=SessionOptions(io_binding=True))
+    assert plain._device is None and bound._device == ("cpu", 0)
+    kw = dict(threshold=0.3, flat_ner=False, multi_label=True)
+    ref = plain.inference(TEXTS, LABELS, **kw)
+    got = bound.inference(TEXTS, LABELS, **kw)
+    assert got == ref and sum(map(len, ref)) > 0
+
+
+def test_io_binding_option_is_checked() -> None:
+    with pytest.raises(TypeError, match="io_binding must be a bool or None"):
+        SessionOptions(io_binding="yes")  # type: ignore[arg-type]
