@@ -21,7 +21,7 @@ from gliner_onnx.archs import family
 from gliner_onnx.errors import GlinerOnnxError
 from gliner_onnx.manifest import Manifest, load_manifest
 
-from .decode import SpanCandidate, greedy_search, span_candidates, token_candidates
+from .decode import Candidates, SpanCandidate, greedy_search, span_candidate_arrays, token_candidates
 from .features import TextContext, text_feeds
 from .labels import LabelSet, build_prompt, is_per_text, normalize_label_set, normalize_labels
 from .options import InferenceParams, ProviderSpec, SessionOptions
@@ -227,20 +227,22 @@ class GLiNER:
         jobs = [(i, w) for i in valid for w in plans[i].windows]
         # Batch windows of similar length together (less padding), then restore the order.
         order = sorted(range(len(jobs)), key=lambda j: jobs[j][1][1] - jobs[j][1][0])
-        per_job: list[list[SpanCandidate]] = [[] for _ in jobs]
+        per_job: list[Candidates | list[SpanCandidate]] = [[] for _ in jobs]
         for lo in range(0, len(order), batch_size):
             batch = order[lo : lo + batch_size]
             contexts = [plans[jobs[j][0]].window_context(jobs[j][1]) for j in batch]
-            for j, candidates in zip(batch, self._candidates(contexts, params.threshold, given)):
-                per_job[j] = candidates
+            for j, found in zip(batch, self._candidates(contexts, params.threshold, given)):
+                per_job[j] = found
         k = 0
         for i in valid:
             plan = plans[i]
             parts, k = per_job[k : k + len(plan.windows)], k + len(plan.windows)
+            candidates: Candidates | list[SpanCandidate]
             if len(parts) == 1:
                 candidates = parts[0]
             else:
-                candidates = merge_candidates(parts, plan.windows, plan.context.num_words, self.family)
+                lists = [p.to_list() if isinstance(p, Candidates) else p for p in parts]
+                candidates = merge_candidates(lists, plan.windows, plan.context.num_words, self.family)
             kept = greedy_search(candidates, flat_ner=params.flat_ner, multi_label=params.multi_label)
             results[i] = self._entities(plan.context, kept)
         return results
@@ -336,11 +338,11 @@ class GLiNER:
 
     def _candidates(
         self, contexts: list[TextContext], threshold: float, given: np.ndarray | None
-    ) -> list[list[SpanCandidate]]:
+    ) -> list[Candidates | list[SpanCandidate]]:
         """Window-local candidate spans of each context of a batch."""
         scores = self._scores(contexts, given)
-        find = span_candidates if self.family == "span" else token_candidates
-        out = []
+        find = span_candidate_arrays if self.family == "span" else token_candidates
+        out: list[Candidates | list[SpanCandidate]] = []
         for b, c in enumerate(contexts):
             # span: (B, W, max_width, C); token: (B, W, C, 3)
             probs = (

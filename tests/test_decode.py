@@ -392,3 +392,29 @@ def test_decode_imports_only_numpy_and_stdlib() -> None:
     assert roots, "no imports found"
     foreign = {r for r in roots if r != "numpy" and r not in sys.stdlib_module_names}
     assert not foreign
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_vectorized_and_loop_flat_selection_agree(multi_label: bool) -> None:
+    """Both flat paths (arrays below 256 words, per-candidate loop above) on the same lists."""
+    from operator import itemgetter
+
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        words = int(rng.integers(1, 400))
+        count = int(rng.integers(1, 300))
+        starts = rng.integers(0, words, size=count)
+        ends = np.minimum(starts + rng.integers(0, 6, size=count), words - 1)
+        classes = rng.integers(0, 3, size=count)
+        scores = rng.choice(np.array([0.5, 0.6, 0.7, 0.8, 0.9], dtype=np.float32), size=count)
+        c = decode.Candidates(starts, ends, classes, scores)
+        by_arrays = c.to_list()
+        chosen = decode._select_flat_vectorized(starts, ends, scores, multi_label)
+        # Copies of a kept span are listed right after it (not at their visit), which the
+        # final stable sort by start makes irrelevant: compare after that sort.
+        vectorized = sorted((by_arrays[i] for i in chosen.tolist()), key=itemgetter(0))
+        loop = sorted(
+            decode._select_flat(sorted(by_arrays, key=lambda s: -s[3]), multi_label), key=itemgetter(0)
+        )
+        assert vectorized == loop, f"trial {trial}"
+        assert decode.greedy_search(c, True, multi_label) == loop, f"trial {trial}"

@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 
 from gliner_onnx import GLiNER
-from gliner_onnx.runtime.decode import greedy_search
+from gliner_onnx.runtime.decode import Candidates, greedy_search
 from gliner_onnx.runtime.labels import normalize_label_set
 from gliner_onnx.runtime.windows import merge_candidates, owner_window, plan_windows
 
@@ -71,7 +71,9 @@ def test_long_document_finds_entities_past_the_first_window_with_offsets(model: 
         sub = text[words.starts[ws] : words.ends[we - 1]]
         sub_plan = model._plan(sub, normalize_label_set(LABELS), 384, 24)
         assert sub_plan.windows == [(0, we - ws)]
-        per_window.append(model._candidates([sub_plan.window_context((0, we - ws))], 0.5, None)[0])
+        (found,) = model._candidates([sub_plan.window_context((0, we - ws))], 0.5, None)
+        assert isinstance(found, Candidates)  # span models keep candidates as arrays
+        per_window.append(found.to_list())
     merged = merge_candidates(per_window, plan.windows, plan.context.num_words, "span")
     by_hand = model._entities(plan.context, greedy_search(merged))
     assert [(e["start"], e["end"], e["label"]) for e in by_hand] == [
