@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the plain graphs (default: rewrite them for speed where parity with torch holds, "
         "e.g. the factorized span head; the export falls back to the plain graphs when it does not)",
     )
+    opt.add_argument(
+        "--fuse",
+        action="store_true",
+        help="also run ONNX Runtime's transformer optimizer on the encoders (fused attention, "
+        "LayerNorm and GELU operators; BERT-like backbones); off by default: no gain measured "
+        "on CPU, see benchmarks/README.md",
+    )
     prec = opt.add_mutually_exclusive_group()
     prec.add_argument(
         "--quantize",
@@ -95,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             atol=args.atol,
             overwrite=args.overwrite,
             optimize=args.optimize,
+            fuse=args.fuse,
             precision=args.quantize or args.dtype,
             source=source,
             log=lambda m: print(m, file=sys.stderr),

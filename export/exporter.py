@@ -25,6 +25,7 @@ from gliner_onnx.runtime.labels import normalize_label_set
 
 from . import samples
 from .detect import detect_arch, read_config
+from .fusion import ENCODER_GRAPHS, backbone_shape, fuse_graph
 from .graph_io import write_graph
 from .precision import LOWER_PRECISIONS, lower_precision
 from .tokenizer_io import (
@@ -262,6 +263,7 @@ class _Exporter:
         atol: float,
         log: Callable[[str], None],
         optimize: bool = False,
+        fuse: bool = False,
     ):
         self.model = model
         self.arch = arch
@@ -270,6 +272,8 @@ class _Exporter:
         self.atol = atol
         self.log = log
         self.optimize = optimize
+        self.fuse = optimize and fuse
+        self.fused: dict[str, dict[str, Any]] = {}
         self.span_head = span_head_for(model, arch, optimize)
         self.cfg = model.config
         self.is_bi = is_biencoder(arch)
@@ -359,7 +363,7 @@ class _Exporter:
             done.append("factorized span head")
         if self.optimize and self.family == "token" and graph == "scorer":
             done.append("factorized token scorer")
-        return {"rewrites": done} if done else {}
+        return {**({"rewrites": done} if done else {}), **self.fused.get(graph, {})}
 
     # -- graphs
     def graph_feeds(
@@ -401,6 +405,14 @@ class _Exporter:
             for name, spec in self.specs.items():
                 self.log(f"tracing {name} ...")
                 entries[name] = _save_graph(self.modules[name], spec, feeds[name], self.dir, self.opset)
+        if self.fuse:
+            for name in ENCODER_GRAPHS:
+                if name in entries:
+                    shape = backbone_shape(self.model.model, name)
+                    entries[name], self.fused[name] = fuse_graph(self.dir, entries[name], name, shape)
+                    if self.fused[name]:
+                        shown = ", ".join(f"{k} {v}" for k, v in self.fused[name]["fused"].items())
+                        self.log(f"fused {name}: {shown}")
         return entries
 
     def validate(self, graphs: dict[str, GraphEntry]) -> dict[str, dict[str, float]]:
@@ -491,6 +503,7 @@ def export_model(
     atol: float = DEFAULT_ATOL,
     overwrite: bool = False,
     optimize: bool = True,
+    fuse: bool = False,
     precision: str = "fp32",
     source: str | None = None,
     log: Callable[[str], None] = print,
@@ -503,6 +516,7 @@ def export_model(
     parity holds (the factorized span head for markerV0 span models, the factorized
     token scorer), falling back to the plain graphs otherwise. `precision` "int8" or
     "fp16" converts the validated fp32 graphs and records their agreement with fp32.
+    `fuse` (with `optimize`) runs ONNX Runtime's transformer optimizer on the encoders.
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -531,7 +545,7 @@ def export_model(
     for attempt, optimized in enumerate(attempts, start=1):
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         try:
-            exporter = _Exporter(model, detected, tmp, opset, atol, log, optimize=optimized)
+            exporter = _Exporter(model, detected, tmp, opset, atol, log, optimize=optimized, fuse=fuse)
             diffs = _export_into(exporter, source or "")
             agreement: dict[str, Any] = {}
             if precision != "fp32":

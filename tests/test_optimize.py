@@ -96,3 +96,24 @@ def test_other_span_layers_export_the_generic_head(tmp_path: Path, uni_deberta: 
     scores = np.array([e["score"] for r in got for e in r])
     ref_scores = np.array([e["score"] for r in ref for e in r])
     assert scores.size > 0 and np.abs(scores - ref_scores).max() <= 1e-4
+
+
+def test_fused_encoders_keep_parity(bi_minilm_bert: Checkpoint, tmp_path: Path) -> None:
+    """--fuse: ONNX Runtime's transformer optimizer on both BERT-like encoders."""
+    report = export_model(bi_minilm_bert.model_dir, tmp_path / "o", fuse=True, log=lambda _m: None)
+    assert report.optimized
+    m = _manifest(tmp_path / "o")
+    for graph in ("text_encoder", "label_encoder"):
+        fused = m["graphs"][graph]["optimization"]["fused"]
+        assert fused["Attention"] == 6 if graph == "text_encoder" else fused["Attention"] == 2
+        assert fused["SkipLayerNormalization"] > 0
+    assert "fused" not in m["graphs"]["scorer"]["optimization"]
+    ours = GLiNER.from_pretrained(tmp_path / "o")
+    for threshold in (0.3, 0.6):
+        ref = bi_minilm_bert.torch_model.inference(TEXTS, LABELS, threshold=threshold)
+        got = ours.inference(TEXTS, LABELS, threshold=threshold)
+        assert [[(e["start"], e["end"], e["label"]) for e in r] for r in ref] == [
+            [(e["start"], e["end"], e["label"]) for e in g] for g in got
+        ]
+        diffs = [abs(a["score"] - b["score"]) for r, g in zip(ref, got) for a, b in zip(r, g)]
+        assert diffs and max(diffs) <= 1e-4
