@@ -35,3 +35,13 @@ def test_predicting_loads_no_torch(uni_deberta: Checkpoint) -> None:
         "assert m.predict_entities('Angela Merkel visited Paris.', ['person'], threshold=0.0)"
     )
     assert _heavy(_loaded_after(code)) == set()
+
+
+def test_benchmarking_loads_no_torch(uni_deberta: Checkpoint) -> None:
+    code = (
+        "from gliner_onnx import GLiNER\n"
+        "from gliner_onnx.bench import run_bench\n"
+        f"m = GLiNER.from_pretrained({str(Path(uni_deberta.export_dir))!r})\n"
+        "run_bench(m, words=(5,), label_counts=(2,), batch_sizes=(2,), runs=1, warmup=0)"
+    )
+    assert _heavy(_loaded_after(code)) == set()
