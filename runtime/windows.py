@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .decode import SpanCandidate
+from .decode import Candidates, SpanCandidate
 
 Window = tuple[int, int]  # word range [start, end)
 
@@ -58,6 +58,31 @@ def owner_window(start: int, end: int, windows: Sequence[Window], num_words: int
         if margin > best_margin:
             best, best_margin = i, margin
     return best
+
+
+def merge_candidate_arrays(
+    per_window: Sequence[Candidates], windows: Sequence[Window], num_words: int, family: str
+) -> Candidates:
+    """`merge_candidates` over candidate arrays: the owner of every candidate at once."""
+    ws = np.array([w[0] for w in windows], dtype=np.int64)
+    we = np.array([w[1] for w in windows], dtype=np.int64)
+    parts = []
+    for i, c in enumerate(per_window):
+        gs, ge = c.starts + ws[i], c.ends + ws[i]
+        inside = (ws[None, :] <= gs[:, None]) & (ge[:, None] < we[None, :])
+        left = np.where(ws[None, :] > 0, gs[:, None] - ws[None, :], np.inf)
+        right = np.where(we[None, :] < num_words, we[None, :] - 1 - ge[:, None], np.inf)
+        margin = np.where(inside, np.minimum(left, right), -np.inf)
+        mine = np.argmax(margin, axis=1) == i  # argmax: the first window on ties, as owner_window
+        parts.append(Candidates(gs[mine], ge[mine], c.classes[mine], c.scores[mine]))
+    starts = np.concatenate([p.starts for p in parts])
+    ends = np.concatenate([p.ends for p in parts])
+    classes = np.concatenate([p.classes for p in parts])
+    scores = np.concatenate([p.scores for p in parts])
+    # span: start, then width (= end for one start), then class; token: start, class, end
+    keys = (classes, ends, starts) if family == "span" else (ends, classes, starts)
+    order = np.lexsort(keys)
+    return Candidates(starts[order], ends[order], classes[order], scores[order])
 
 
 def merge_candidates(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import tracemalloc
 
+import numpy as np
 import pytest
 
 from gliner_onnx import GLiNER
@@ -118,3 +119,26 @@ def test_token_models_run_in_windows_too(bi_token_deberta_bert: Checkpoint) -> N
     beyond = plan.context.words.starts[plan.windows[1][1]]
     assert any(e["start"] > beyond for e in entities)
     assert all(text[e["start"] : e["end"]] == e["text"] for e in entities)
+
+
+@pytest.mark.parametrize("family", ["span", "token"])
+def test_array_merge_equals_the_list_merge(family: str) -> None:
+    from gliner_onnx.runtime.windows import merge_candidate_arrays
+
+    rng = np.random.default_rng(3)
+    for trial in range(100):
+        num_words = int(rng.integers(5, 200))
+        windows = plan_windows(
+            [1] * num_words, max_words=int(rng.integers(3, 40)), max_cost=1e9, overlap=int(rng.integers(0, 3))
+        )
+        per_window = []
+        for ws, we in windows:
+            n = int(rng.integers(0, 40))
+            starts = rng.integers(0, we - ws, size=n)
+            ends = np.minimum(starts + rng.integers(0, 5, size=n), we - ws - 1)
+            classes = rng.integers(0, 4, size=n)
+            scores = rng.random(n).astype(np.float32)
+            per_window.append(Candidates(starts, ends, classes, scores))
+        lists = merge_candidates([c.to_list() for c in per_window], windows, num_words, family)
+        arrays = merge_candidate_arrays(per_window, windows, num_words, family)
+        assert arrays.to_list() == lists, f"trial {trial}"  # both sorts are stable
