@@ -68,13 +68,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 # The same ~60-word text and 5 labels as bench_latency.py.
-TEXT = (
-    "On 3 March 2021 Angela Merkel met Emmanuel Macron and Ursula von der Leyen in Paris to discuss "
-    "the European Union's vaccine strategy with executives from Pfizer, BioNTech and Moderna, while "
-    "protesters gathered near the Élysée Palace and journalists from Le Monde, the BBC and Reuters "
-    "waited outside for a statement that finally came shortly after nine in the evening."
-)
-LABELS = ["person", "organization", "location", "date", "event"]
+sys.path.insert(0, str(HERE))
+from bench_latency import LABELS, TEXT  # noqa: E402
+
 LABEL_COUNTS = (5, 20, 50, 100, 200)
 QUICK_LABEL_COUNTS = (5, 200)
 LONG_WORDS = (400, 2000)

@@ -15,21 +15,35 @@ from gliner.modeling.utils import extract_word_embeddings
 from torch import nn
 
 
-def _bi_encoder_words(
-    model: Any,
-    pooling: str,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    words_mask: torch.Tensor,
-    text_lengths: torch.Tensor,
-) -> torch.Tensor:
-    """Word embeddings of the bi-encoder text side (`BaseBiEncoderModel.get_representations`)."""
-    token_embeds = model.token_rep_layer.encode_text(input_ids, attention_mask)
-    batch, _, hidden = token_embeds.shape
-    words, _ = extract_word_embeddings(
-        token_embeds, words_mask, attention_mask, batch, text_lengths.max(), hidden, text_lengths, pooling
-    )
-    return words
+class _BiTextSide(nn.Module):
+    """Base of the bi-encoder text encoders: the text side's word embeddings
+    (`BaseBiEncoderModel.get_representations`; the bi-encoder never runs its LSTM)."""
+
+    def __init__(self, model: nn.Module, subtoken_pooling: str):
+        super().__init__()
+        self.model: Any = model
+        self.subtoken_pooling = subtoken_pooling
+
+    def words(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        token_embeds = self.model.token_rep_layer.encode_text(input_ids, attention_mask)
+        batch, _, hidden = token_embeds.shape
+        words, _ = extract_word_embeddings(
+            token_embeds,
+            words_mask,
+            attention_mask,
+            batch,
+            text_lengths.max(),
+            hidden,
+            text_lengths,
+            self.subtoken_pooling,
+        )
+        return words
 
 
 class UniSpanTextEncoder(nn.Module):
@@ -53,13 +67,8 @@ class UniSpanTextEncoder(nn.Module):
         return span_rep, prompts
 
 
-class BiSpanTextEncoder(nn.Module):
-    """Bi-encoder text side -> span_rep (the bi-encoder never runs its LSTM)."""
-
-    def __init__(self, model: nn.Module, subtoken_pooling: str):
-        super().__init__()
-        self.model: Any = model
-        self.subtoken_pooling = subtoken_pooling
+class BiSpanTextEncoder(_BiTextSide):
+    """Bi-encoder text side -> span_rep."""
 
     def forward(
         self,
@@ -69,9 +78,7 @@ class BiSpanTextEncoder(nn.Module):
         text_lengths: torch.Tensor,
         span_idx: torch.Tensor,
     ) -> torch.Tensor:
-        words = _bi_encoder_words(
-            self.model, self.subtoken_pooling, input_ids, attention_mask, words_mask, text_lengths
-        )
+        words = self.words(input_ids, attention_mask, words_mask, text_lengths)
         return self.model.span_rep_layer(words, span_idx)
 
 
@@ -142,14 +149,12 @@ class UniFactorizedSpanTextEncoder(nn.Module):
         return start, end, self.model.prompt_rep_layer(rep.prompts_embedding)
 
 
-class BiFactorizedSpanTextEncoder(nn.Module):
+class BiFactorizedSpanTextEncoder(_BiTextSide):
     """Bi-encoder text side -> (span_start, span_end) for the factorized span head."""
 
     def __init__(self, model: nn.Module, subtoken_pooling: str):
-        super().__init__()
-        self.model: Any = model
+        super().__init__(model, subtoken_pooling)
         self.marker = marker_v0(model)
-        self.subtoken_pooling = subtoken_pooling
 
     def forward(
         self,
@@ -158,9 +163,7 @@ class BiFactorizedSpanTextEncoder(nn.Module):
         words_mask: torch.Tensor,
         text_lengths: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        words = _bi_encoder_words(
-            self.model, self.subtoken_pooling, input_ids, attention_mask, words_mask, text_lengths
-        )
+        words = self.words(input_ids, attention_mask, words_mask, text_lengths)
         return _span_halves(self.marker, words)
 
 
@@ -214,13 +217,8 @@ class UniTokenTextEncoder(nn.Module):
         return scorer.proj_token(rep.words_embedding), scorer.proj_label(rep.prompts_embedding)
 
 
-class BiTokenTextEncoder(nn.Module):
-    """Bi-encoder text side, token level -> token_rep (no LSTM, as in the reference)."""
-
-    def __init__(self, model: nn.Module, subtoken_pooling: str):
-        super().__init__()
-        self.model: Any = model
-        self.subtoken_pooling = subtoken_pooling
+class BiTokenTextEncoder(_BiTextSide):
+    """Bi-encoder text side, token level -> token_rep."""
 
     def forward(
         self,
@@ -229,9 +227,7 @@ class BiTokenTextEncoder(nn.Module):
         words_mask: torch.Tensor,
         text_lengths: torch.Tensor,
     ) -> torch.Tensor:
-        words = _bi_encoder_words(
-            self.model, self.subtoken_pooling, input_ids, attention_mask, words_mask, text_lengths
-        )
+        words = self.words(input_ids, attention_mask, words_mask, text_lengths)
         return self.model.scorer.proj_token(words)
 
 
