@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--fuse",
         action="store_true",
         help="also run ONNX Runtime's transformer optimizer on the encoders (fused attention, "
-        "LayerNorm and GELU operators; BERT-like backbones); off by default: no gain measured "
-        "on CPU, see benchmarks/README.md",
+        "LayerNorm and GELU operators; BERT-like backbones); off by default: within noise on "
+        "CPU here, see benchmarks/README.md",
     )
     prec = opt.add_mutually_exclusive_group()
     prec.add_argument(
