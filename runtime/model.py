@@ -27,7 +27,7 @@ from .labels import LabelSet, build_prompt, is_per_text, normalize_label_set, no
 from .options import InferenceParams, ProviderSpec, SessionOptions
 from .session import GraphSession, resolve_providers
 from .tokenize import SubwordTokenizer
-from .windows import Window, merge_candidate_arrays, merge_candidates, plan_windows
+from .windows import Window, merge_candidates, plan_windows
 from .words import Words, split_words
 
 Entity = dict[str, Any]
@@ -240,12 +240,9 @@ class GLiNER:
             candidates: Candidates | list[SpanCandidate]
             if len(parts) == 1:
                 candidates = parts[0]
-            elif all(isinstance(p, Candidates) for p in parts):
-                arrays = [p for p in parts if isinstance(p, Candidates)]
-                candidates = merge_candidate_arrays(arrays, plan.windows, plan.context.num_words, self.family)
-            else:
-                lists = [p.to_list() if isinstance(p, Candidates) else p for p in parts]
-                candidates = merge_candidates(lists, plan.windows, plan.context.num_words, self.family)
+            else:  # token candidates come as lists
+                arrays = [p if isinstance(p, Candidates) else Candidates.from_list(p) for p in parts]
+                candidates = merge_candidates(arrays, plan.windows, plan.context.num_words, self.family)
             kept = greedy_search(candidates, flat_ner=params.flat_ner, multi_label=params.multi_label)
             results[i] = self._entities(plan.context, kept)
         return results

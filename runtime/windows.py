@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .decode import Candidates, SpanCandidate
+from .decode import Candidates
 
 Window = tuple[int, int]  # word range [start, end)
 
@@ -60,10 +60,14 @@ def owner_window(start: int, end: int, windows: Sequence[Window], num_words: int
     return best
 
 
-def merge_candidate_arrays(
+def merge_candidates(
     per_window: Sequence[Candidates], windows: Sequence[Window], num_words: int, family: str
 ) -> Candidates:
-    """`merge_candidates` over candidate arrays: the owner of every candidate at once."""
+    """Window-local candidates -> text-level candidates in the reference's candidate order.
+
+    Each span is kept only from its owner window (`owner_window`, computed for every
+    candidate at once), so overlaps never duplicate it.
+    """
     ws = np.array([w[0] for w in windows], dtype=np.int64)
     we = np.array([w[1] for w in windows], dtype=np.int64)
     parts = []
@@ -83,23 +87,3 @@ def merge_candidate_arrays(
     keys = (classes, ends, starts) if family == "span" else (ends, classes, starts)
     order = np.lexsort(keys)
     return Candidates(starts[order], ends[order], classes[order], scores[order])
-
-
-def merge_candidates(
-    per_window: Sequence[list[SpanCandidate]], windows: Sequence[Window], num_words: int, family: str
-) -> list[SpanCandidate]:
-    """Window-local candidates -> text-level candidates in the reference's candidate order.
-
-    Each span is kept only from its owner window, so overlaps never duplicate it.
-    """
-    merged: list[SpanCandidate] = []
-    for i, (candidates, (ws, _)) in enumerate(zip(per_window, windows)):
-        for s, e, c, score in candidates:
-            gs, ge = s + ws, e + ws
-            if owner_window(gs, ge, windows, num_words) == i:
-                merged.append((gs, ge, c, score))
-    if family == "span":  # start, then width, then class
-        merged.sort(key=lambda x: (x[0], x[1], x[2]))
-    else:  # token pairing order: start, then class, then end
-        merged.sort(key=lambda x: (x[0], x[2], x[1]))
-    return merged

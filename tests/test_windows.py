@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gliner_onnx import GLiNER
-from gliner_onnx.runtime.decode import Candidates, greedy_search
+from gliner_onnx.runtime.decode import Candidates, SpanCandidate, greedy_search
 from gliner_onnx.runtime.labels import normalize_label_set
 from gliner_onnx.runtime.windows import merge_candidates, owner_window, plan_windows
 
@@ -42,7 +42,7 @@ def test_merge_keeps_each_span_once_in_reference_order() -> None:
     windows = [(0, 6), (4, 10)]
     w0 = [(0, 1, 0, 0.9), (4, 5, 1, 0.6), (5, 5, 0, 0.7)]  # local indices
     w1 = [(0, 1, 1, 0.8), (1, 1, 0, 0.75), (3, 4, 0, 0.5)]  # global (4,5), (5,5), (7,8)
-    merged = merge_candidates([w0, w1], windows, 10, "span")
+    merged = merge_candidates([Candidates.from_list(w) for w in (w0, w1)], windows, 10, "span").to_list()
     # (4, 5): margins w0 right 0, w1 left 0 -> first window; (5, 5): w0 right 0, w1 left 1 -> w1
     assert merged == [(0, 1, 0, 0.9), (4, 5, 1, 0.6), (5, 5, 0, 0.75), (7, 8, 0, 0.5)]
 
@@ -74,7 +74,7 @@ def test_long_document_finds_entities_past_the_first_window_with_offsets(model: 
         assert sub_plan.windows == [(0, we - ws)]
         (found,) = model._candidates([sub_plan.window_context((0, we - ws))], 0.5, None)
         assert isinstance(found, Candidates)  # span models keep candidates as arrays
-        per_window.append(found.to_list())
+        per_window.append(found)
     merged = merge_candidates(per_window, plan.windows, plan.context.num_words, "span")
     by_hand = model._entities(plan.context, greedy_search(merged))
     assert [(e["start"], e["end"], e["label"]) for e in by_hand] == [
@@ -121,10 +121,24 @@ def test_token_models_run_in_windows_too(bi_token_deberta_bert: Checkpoint) -> N
     assert all(text[e["start"] : e["end"]] == e["text"] for e in entities)
 
 
-@pytest.mark.parametrize("family", ["span", "token"])
-def test_array_merge_equals_the_list_merge(family: str) -> None:
-    from gliner_onnx.runtime.windows import merge_candidate_arrays
+def _merge_one_by_one(
+    per_window: list[list[SpanCandidate]], windows: list[tuple[int, int]], num_words: int, family: str
+) -> list[SpanCandidate]:
+    """The merge rule spelled out one candidate at a time with `owner_window`."""
+    merged = []
+    for i, (candidates, (ws, _)) in enumerate(zip(per_window, windows)):
+        for s, e, c, score in candidates:
+            if owner_window(s + ws, e + ws, windows, num_words) == i:
+                merged.append((s + ws, e + ws, c, score))
+    if family == "span":  # start, then width, then class
+        merged.sort(key=lambda x: (x[0], x[1], x[2]))
+    else:  # token pairing order: start, then class, then end
+        merged.sort(key=lambda x: (x[0], x[2], x[1]))
+    return merged
 
+
+@pytest.mark.parametrize("family", ["span", "token"])
+def test_array_merge_equals_the_rule_one_candidate_at_a_time(family: str) -> None:
     rng = np.random.default_rng(3)
     for trial in range(100):
         num_words = int(rng.integers(5, 200))
@@ -139,6 +153,6 @@ def test_array_merge_equals_the_list_merge(family: str) -> None:
             classes = rng.integers(0, 4, size=n)
             scores = rng.random(n).astype(np.float32)
             per_window.append(Candidates(starts, ends, classes, scores))
-        lists = merge_candidates([c.to_list() for c in per_window], windows, num_words, family)
-        arrays = merge_candidate_arrays(per_window, windows, num_words, family)
-        assert arrays.to_list() == lists, f"trial {trial}"  # both sorts are stable
+        by_rule = _merge_one_by_one([c.to_list() for c in per_window], windows, num_words, family)
+        merged = merge_candidates(per_window, windows, num_words, family)
+        assert merged.to_list() == by_rule, f"trial {trial}"  # both sorts are stable
