@@ -15,13 +15,20 @@ from gliner.modeling.utils import extract_word_embeddings
 from torch import nn
 
 
-class _BiTextSide(nn.Module):
+class _Wrapper(nn.Module):
+    """Base of the wrappers around gliner's core model (`GLiNER.model`)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model: Any = model
+
+
+class _BiTextSide(_Wrapper):
     """Base of the bi-encoder text encoders: the text side's word embeddings
     (`BaseBiEncoderModel.get_representations`; the bi-encoder never runs its LSTM)."""
 
     def __init__(self, model: nn.Module, subtoken_pooling: str):
-        super().__init__()
-        self.model: Any = model
+        super().__init__(model)
         self.subtoken_pooling = subtoken_pooling
 
     def words(
@@ -46,12 +53,8 @@ class _BiTextSide(nn.Module):
         return words
 
 
-class UniSpanTextEncoder(nn.Module):
+class UniSpanTextEncoder(_Wrapper):
     """Uni-encoder: labels and text encoded together -> (span_rep, prompts)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model: Any = model
 
     def forward(
         self,
@@ -82,12 +85,8 @@ class BiSpanTextEncoder(_BiTextSide):
         return self.model.span_rep_layer(words, span_idx)
 
 
-class BiLabelEncoder(nn.Module):
+class BiLabelEncoder(_Wrapper):
     """Bi-encoder label side -> final label embeddings (after prompt_rep_layer)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model: Any = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pooled = self.model.token_rep_layer.encode_labels(input_ids, attention_mask)
@@ -129,12 +128,11 @@ def _span_halves(marker: Any, words: torch.Tensor) -> tuple[torch.Tensor, torch.
     return start @ w_start.T, end @ w_end.T + first.bias
 
 
-class UniFactorizedSpanTextEncoder(nn.Module):
+class UniFactorizedSpanTextEncoder(_Wrapper):
     """Uni-encoder -> (span_start, span_end, prompts) for the factorized span head."""
 
     def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model: Any = model
+        super().__init__(model)
         self.marker = marker_v0(model)
 
     def forward(
@@ -194,16 +192,12 @@ class FactorizedSpanScorer(nn.Module):
         return torch.sigmoid(logits.view(batch, -1, self.max_width, num_classes))
 
 
-class UniTokenTextEncoder(nn.Module):
+class UniTokenTextEncoder(_Wrapper):
     """Uni-encoder, token level -> (token_rep, prompts): the scorer's two projections.
 
     `Scorer.proj_token` depends only on the words and `Scorer.proj_label` only on the
     labels (`modeling/scorers.py`), so both run here and the scorer graph keeps the rest.
     """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model: Any = model
 
     def forward(
         self,
@@ -231,12 +225,8 @@ class BiTokenTextEncoder(_BiTextSide):
         return self.model.scorer.proj_token(words)
 
 
-class BiTokenLabelEncoder(nn.Module):
+class BiTokenLabelEncoder(_Wrapper):
     """Bi-encoder label side, token level -> proj_label(mean-pooled label encoding)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model: Any = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pooled = self.model.token_rep_layer.encode_labels(input_ids, attention_mask)

@@ -100,12 +100,15 @@ class GraphSession:
         self.input_names = list(inputs)
         self.output_names = list(outputs)
 
-    def run_on_device(self, feeds: Mapping[str, Any], device: str, device_id: int = 0) -> list[ort.OrtValue]:
-        """Run with IO binding: inputs are numpy arrays (copied in) or OrtValues already on
-        the session's device; outputs are OrtValues left on `device` ("cuda" or "cpu")."""
+    def _check_given(self, feeds: Mapping[str, Any]) -> None:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise InferenceError(f"graph {self.name!r}: inputs {missing} were not given")
+
+    def run_on_device(self, feeds: Mapping[str, Any], device: str, device_id: int = 0) -> list[ort.OrtValue]:
+        """Run with IO binding: inputs are numpy arrays (copied in) or OrtValues already on
+        the session's device; outputs are OrtValues left on `device` ("cuda" or "cpu")."""
+        self._check_given(feeds)
         binding = self._session.io_binding()
         for n in self.input_names:
             value = feeds[n]
@@ -124,9 +127,7 @@ class GraphSession:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run on the graph's declared inputs, taken by name from `feeds` (extra keys ignored)."""
-        missing = [n for n in self.input_names if n not in feeds]
-        if missing:
-            raise InferenceError(f"graph {self.name!r}: inputs {missing} were not given")
+        self._check_given(feeds)
         try:
             result: list[Any] = self._session.run(self.output_names, {n: feeds[n] for n in self.input_names})
         except Exception as e:
