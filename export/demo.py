@@ -52,4 +52,8 @@ def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LO
         return build_gliner(
             backbone, labels_encoder_dir=backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale
         )
+    if arch in ("uniencoder_span_relex", "uniencoder_token_relex"):
+        return build_gliner(
+            backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale, relations_layer="dot"
+        )
     raise ExportError(f"no demo checkpoint for arch {arch!r} yet")

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from gliner_onnx import __version__
-from gliner_onnx.archs import GraphSpec, check_arch, family, graph_specs, is_biencoder
+from gliner_onnx.archs import GraphSpec, check_arch, family, graph_specs, is_biencoder, is_relex
 from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry
+from gliner_onnx.runtime import relations as rel
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
-from gliner_onnx.runtime.labels import normalize_label_set
+from gliner_onnx.runtime.labels import build_prompt, normalize_label_set
 
 from . import samples
 from .detect import detect_arch, read_config
@@ -40,9 +41,14 @@ from .wrappers import (
     BiSpanTextEncoder,
     BiTokenLabelEncoder,
     BiTokenTextEncoder,
+    EntityEncoder,
     FactorizedSpanScorer,
     FactorizedTokenScorer,
+    RelationAdjacency,
+    RelationScorer,
+    SpanRelexTextEncoder,
     SpanScorer,
+    TokenRelexTextEncoder,
     TokenScorer,
     UniFactorizedSpanTextEncoder,
     UniSpanTextEncoder,
@@ -121,7 +127,7 @@ def _check_supported(model: Any, arch: str) -> None:
 
 def span_head_for(model: Any, arch: str, optimize: bool) -> str:
     """ "factorized" for span models whose span layer is gliner's markerV0 when optimizing."""
-    if optimize and family(arch) == "span" and marker_v0(model.model) is not None:
+    if optimize and arch in ("uniencoder_span", "biencoder_span") and marker_v0(model.model) is not None:
         return "factorized"
     return "generic"
 
@@ -145,6 +151,20 @@ def _wrappers(
         raise UnsupportedArchError(f"the factorized span head does not apply to {arch!r}")
     if arch == "uniencoder_span":
         return {"text_encoder": UniSpanTextEncoder(core), "scorer": SpanScorer()}
+    if is_relex(arch):
+        graphs: dict[str, nn.Module] = (
+            {"text_encoder": SpanRelexTextEncoder(core), "scorer": SpanScorer()}
+            if family(arch) == "span"
+            else {
+                "text_encoder": TokenRelexTextEncoder(core),
+                "scorer": token_scorer(core.scorer),
+                "entity_encoder": EntityEncoder(core),
+            }
+        )
+        if hasattr(core, "relations_rep_layer"):
+            graphs["relation_adjacency"] = RelationAdjacency(core)
+        graphs["relation_scorer"] = RelationScorer(core)
+        return graphs
     if arch == "biencoder_span":
         return {
             "text_encoder": BiSpanTextEncoder(core, pooling),
@@ -278,7 +298,10 @@ class _Exporter:
         self.cfg = model.config
         self.is_bi = is_biencoder(arch)
         self.family = family(arch)
-        self.specs = {s.name: s for s in graph_specs(arch, self.span_head)}
+        self.relex = is_relex(arch)
+        self.relations_layer = getattr(model.config, "relations_layer", None)
+        adjacency = not self.relex or self.relations_layer != "none"
+        self.specs = {s.name: s for s in graph_specs(arch, self.span_head, adjacency=adjacency)}
         self.modules = _wrappers(model, arch, self.span_head, optimize)
         for m in self.modules.values():
             m.eval()
@@ -297,7 +320,17 @@ class _Exporter:
     def contexts(self, texts: Sequence[str], labels: Sequence[str]) -> list[TextContext]:
         label_set = normalize_label_set(list(labels))
         splitter = getattr(self.cfg, "words_splitter_type", "whitespace")
-        return [make_context(t, label_set, splitter=splitter, max_len=self.cfg.max_len) for t in texts]
+        relations = samples.relations_for(labels) if self.relex else ()
+        return [
+            replace(
+                make_context(t, label_set, splitter=splitter, max_len=self.cfg.max_len), relations=relations
+            )
+            for t in texts
+        ]
+
+    @property
+    def rel_token(self) -> str | None:
+        return self.cfg.rel_token if self.relex else None
 
     def feeds(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, np.ndarray]:
         return text_feeds(
@@ -307,6 +340,7 @@ class _Exporter:
             pooling=getattr(self.cfg, "subtoken_pooling", "first"),
             prompt_tokens=None if self.is_bi else (self.cfg.ent_token, self.cfg.sep_token),
             with_spans=self.family == "span",
+            rel_token=self.rel_token,
         )
 
     def label_feeds(self, labels: Sequence[str]) -> dict[str, np.ndarray]:
@@ -320,9 +354,10 @@ class _Exporter:
             ctxs = self.contexts(texts, labels)
             words = [list(c.words.words[: c.num_words]) for c in ctxs]
             if not self.is_bi:
-                from gliner_onnx.runtime.labels import build_prompt
-
-                prompt = build_prompt(ctxs[0].labels.prompts, self.cfg.ent_token, self.cfg.sep_token)
+                c = ctxs[0]
+                prompt = build_prompt(
+                    c.labels.prompts, self.cfg.ent_token, self.cfg.sep_token, c.relations, self.rel_token
+                )
                 words = [prompt + w for w in words]
             check_words_tokenization(proc.transformer_tokenizer, self.text_tok, [words])
             if self.is_bi:
@@ -338,7 +373,22 @@ class _Exporter:
                 f"the tokenizer's id of {self.cfg.ent_token!r} ({ent_id}) differs from the model's "
                 f"class_token_index ({self.cfg.class_token_index})"
             )
+        relex: dict[str, Any] = {}
+        if self.relex:
+            rel_id = tok.convert_tokens_to_ids(self.cfg.rel_token)
+            if rel_id != self.cfg.rel_token_index:
+                raise ExportError(
+                    f"the tokenizer's id of {self.cfg.rel_token!r} ({rel_id}) differs from the model's "
+                    f"rel_token_index ({self.cfg.rel_token_index})"
+                )
+            relex = {
+                "rel_token": self.cfg.rel_token,
+                "rel_token_id": int(rel_id),
+                "relations_layer": str(self.relations_layer),
+                "triples_layer": getattr(self.cfg, "triples_layer", None),
+            }
         return Manifest(
+            **relex,
             arch=self.arch,
             graphs=graphs,
             tokenizers=self.tokenizer_entries,
@@ -394,7 +444,57 @@ class _Exporter:
             available["prompts"] = _batched(outs["label_encoder"][0], batch)
         feeds["scorer"] = {n: available[n] for n in self.specs["scorer"].input_names}
         outs["scorer"] = run("scorer", feeds["scorer"])
+        if self.relex:
+            self._chain_relations(feeds, outs, available, run)
         return outs
+
+    def _chain_relations(
+        self,
+        feeds: dict[str, dict[str, np.ndarray]],
+        outs: dict[str, list[np.ndarray]],
+        available: dict[str, np.ndarray],
+        run: Runner,
+    ) -> None:
+        """The relation graphs on a fixed choice of entities (up to 5 per text, text i gets
+        fewer as i grows, so entity and pair padding are exercised) and all their pairs."""
+        lengths = available["text_lengths"].reshape(-1)
+        if self.family == "span":
+            (probs,) = outs["scorer"]
+            best = probs.max(axis=-1).reshape(len(lengths), -1)
+            width = self.cfg.max_width
+            flat = []
+            for b, n in enumerate(lengths.tolist()):
+                idx = np.arange(best.shape[1])
+                valid = idx[(idx // width + idx % width) <= n - 1]
+                top = valid[np.argsort(-best[b, valid], kind="stable")[: max(1, 5 - b)]]
+                flat.append(np.sort(top))
+            count = max(len(f) for f in flat)
+            entity_rep = rel.span_entity_reps(available["span_rep"], flat, count)
+            mask = np.zeros((len(flat), count), dtype=np.int64)
+            for b, f in enumerate(flat):
+                mask[b, : len(f)] = 1
+        else:
+            spans = [
+                np.array([(i, min(i + i % 3, n - 1)) for i in range(min(n, max(1, 5 - b)))], dtype=np.int64)
+                for b, n in enumerate(lengths.tolist())
+            ]
+            batch = rel._pack(spans)
+            feeds["entity_encoder"] = {"word_rep": available["word_rep"], "entity_spans": batch.spans}
+            outs["entity_encoder"] = run("entity_encoder", feeds["entity_encoder"])
+            entity_rep, mask = outs["entity_encoder"][0], batch.mask
+        if "relation_adjacency" in self.specs:
+            feeds["relation_adjacency"] = {"entity_rep": entity_rep, "entity_mask": mask}
+            outs["relation_adjacency"] = run("relation_adjacency", feeds["relation_adjacency"])
+        pairs = rel.pad_pairs(rel.all_pairs([int(m) for m in mask.sum(axis=1)]))
+        if pairs.shape[1] == 0:
+            pairs = np.full((len(lengths), 1, 2), -1, dtype=np.int64)
+        safe = np.maximum(pairs, 0)
+        feeds["relation_scorer"] = {
+            "head_rep": rel.gather_rows(entity_rep, safe[..., 0]),
+            "tail_rep": rel.gather_rows(entity_rep, safe[..., 1]),
+            "rel_prompts": available["rel_prompts"],
+        }
+        outs["relation_scorer"] = run("relation_scorer", feeds["relation_scorer"])
 
     def trace(self) -> dict[str, GraphEntry]:
         feeds, _ = self.graph_feeds(samples.TRACE_TEXTS, samples.TRACE_LABELS)
@@ -459,12 +559,20 @@ class _Exporter:
 
     def _reference_batch(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
         m = self.model
+        if self.relex:
+            relations = list(samples.relations_for(labels))
+            prepared = m.prepare_batch(list(texts), list(labels), relations=relations)
+            return m.collate_batch(
+                prepared["input_x"], prepared["entity_types"], m.create_collator(), prepared["relation_types"]
+            )
         prepared = m.prepare_batch(list(texts), list(labels))
         return m.collate_batch(prepared["input_x"], prepared["entity_types"], m.create_collator())
 
     @torch.inference_mode()
     def _reference_scores(self, batch: dict[str, Any]) -> np.ndarray:
-        out = self.model.run_batch(batch)
+        # Relex: threshold 1.0 selects no entity, so gliner skips the relation layers, whose
+        # pairs grow as (W x max_width)^2 at low thresholds; the entity logits do not change.
+        out = self.model.run_batch(batch, threshold=1.0) if self.relex else self.model.run_batch(batch)
         return torch.sigmoid(out.logits).float().numpy()
 
     def _check_against_reference_batch(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 SHORT = "Angela Merkel met Emmanuel Macron in Paris."
 MEDIUM = (
     "On 3 March 2021, the e-mail from Dr. José Álvarez (CEO of Acme-Corp) reached 東京タワー's "
@@ -32,3 +34,16 @@ CASES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 )
 TRACE_TEXTS = ("Steve Jobs founded Apple in Cupertino.", "Berlin is the capital of Germany, 2024.")
 TRACE_LABELS = ("person", "organization", "location")
+
+# Relex checkpoints: the relation labels that go with each label set above (one, several,
+# and none, so an empty relation prompt is traced and validated too).
+_RELATIONS = {
+    1: ("works for",),
+    7: ("works for", "located in", "born in", "won"),
+    2: (),
+    3: ("founded", "located in"),
+}
+
+
+def relations_for(labels: Sequence[str]) -> tuple[str, ...]:
+    return _RELATIONS.get(len(labels), ("related to",))

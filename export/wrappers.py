@@ -278,3 +278,101 @@ class FactorizedTokenScorer(nn.Module):
         per_label = (l0 @ w[:, h : 2 * h].T + self.first.bias).unsqueeze(1)  # (B, 1, C, 4h)
         pairs = (t1.unsqueeze(2) * l1.unsqueeze(1)) @ w[:, 2 * h :].T  # (B, W, C, 4h)
         return torch.sigmoid(self.last(torch.relu(pairs + per_word + per_label)))
+
+
+# ------------------------------------------------------------------- relation extraction
+# UniEncoderSpanRelexModel.forward (`modeling/base.py`), inference path: the text encoder
+# returns what the entity scorer needs plus the raw encoder states at the `<<REL>>`
+# tokens (relation prompts are not passed through prompt_rep_layer); entity and pair
+# selection happen on the host; the relation graphs wrap the model's own layers.
+
+
+def _relex_representations(model: Any, input_ids, attention_mask, words_mask, text_lengths):
+    """(words_embedding, prompts after prompt_rep_layer, relation prompts), in forward's order."""
+    from gliner.modeling.utils import extract_prompt_features
+
+    token_embeds = model.token_rep_layer(input_ids, attention_mask)
+    prompts, _, words, mask = model._extract_prompt_features_and_word_embeddings(
+        token_embeds, input_ids, attention_mask, text_lengths, words_mask
+    )
+    if hasattr(model, "rnn"):
+        words = model.rnn(words, mask)
+    prompts = model.prompt_rep_layer(prompts)
+    batch, _, hidden = prompts.shape
+    rel_prompts, _ = extract_prompt_features(
+        model.config.rel_token_index,
+        token_embeds,
+        input_ids,
+        attention_mask,
+        batch,
+        hidden,
+        model.config.embed_rel_token,
+    )
+    return words, prompts, rel_prompts
+
+
+class SpanRelexTextEncoder(_Wrapper):
+    """Span relex -> (span_rep, prompts, rel_prompts)."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+        span_idx: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        words, prompts, rel_prompts = _relex_representations(
+            self.model, input_ids, attention_mask, words_mask, text_lengths
+        )
+        return self.model.span_rep_layer(words, span_idx), prompts, rel_prompts
+
+
+class TokenRelexTextEncoder(_Wrapper):
+    """Token relex -> (token_rep, prompts, rel_prompts, word_rep): the scorer's two
+    projections, the relation prompts, and the words the entity encoder marks spans on."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        words, prompts, rel_prompts = _relex_representations(
+            self.model, input_ids, attention_mask, words_mask, text_lengths
+        )
+        scorer = self.model.scorer
+        return scorer.proj_token(words), scorer.proj_label(prompts), rel_prompts, words
+
+
+class EntityEncoder(_Wrapper):
+    """Token relex: the span layer (TokenMarker) over the host-selected entity spans."""
+
+    def forward(self, word_rep: torch.Tensor, entity_spans: torch.Tensor) -> torch.Tensor:
+        return self.model.span_rep_layer(word_rep, entity_spans)
+
+
+class RelationAdjacency(_Wrapper):
+    """RelationsRepLayer(entity_rep, entity_mask) -> (B, E, E) adjacency."""
+
+    def forward(self, entity_rep: torch.Tensor, entity_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.relations_rep_layer(entity_rep, entity_mask)
+
+
+class RelationScorer(_Wrapper):
+    """Pair scores against the relation prompts, as probabilities: pair_rep_layer on
+    cat(head, tail) then einsum BND,BCD->BNC, or the triples layer per (pair, relation)."""
+
+    def forward(
+        self, head_rep: torch.Tensor, tail_rep: torch.Tensor, rel_prompts: torch.Tensor
+    ) -> torch.Tensor:
+        if hasattr(self.model, "pair_rep_layer"):
+            pair_rep = self.model.pair_rep_layer(torch.cat((head_rep, tail_rep), dim=-1))
+            return torch.sigmoid(torch.einsum("BND,BCD->BNC", pair_rep, rel_prompts))
+        batch, pairs, hidden = head_rep.shape
+        classes = rel_prompts.shape[1]
+        h = head_rep.unsqueeze(2).expand(batch, pairs, classes, hidden).reshape(-1, hidden)
+        t = tail_rep.unsqueeze(2).expand(batch, pairs, classes, hidden).reshape(-1, hidden)
+        r = rel_prompts.unsqueeze(1).expand(batch, pairs, classes, hidden).reshape(-1, hidden)
+        return torch.sigmoid(self.model.triples_score_layer(h, r, t).view(batch, pairs, classes))

@@ -116,6 +116,50 @@ GRAPHS: dict[str, tuple[GraphSpec, ...]] = {
     ),
 }
 
+# Relation extraction (UniEncoder{Span|Token}Relex): the entity graphs of the family, the
+# raw encoder states at the `<<REL>>` tokens from the text encoder, and two relation
+# graphs. Which entities and which pairs go on is decided on the host between graphs,
+# so the entity, adjacency and relation thresholds are run-time arguments.
+_REL_PROMPTS = TensorSpec("rel_prompts", _F32, ("batch", "num_relations", "hidden"))
+_WORD_REP = TensorSpec("word_rep", _F32, ("batch", "num_words", "hidden"))
+_ENTITY_REP = TensorSpec("entity_rep", _F32, ("batch", "num_entities", "hidden"))
+ENTITY_ENCODER = GraphSpec(  # token relex: gliner's TokenMarker over the selected spans
+    "entity_encoder",
+    inputs=(_WORD_REP, TensorSpec("entity_spans", _I64, ("batch", "num_entities", 2))),
+    outputs=(_ENTITY_REP,),
+)
+RELATION_ADJACENCY = GraphSpec(  # RelationsRepLayer: absent when relations_layer == "none"
+    "relation_adjacency",
+    inputs=(_ENTITY_REP, TensorSpec("entity_mask", _I64, ("batch", "num_entities"))),
+    outputs=(TensorSpec("adjacency", _F32, ("batch", "num_entities", "num_entities")),),
+)
+RELATION_SCORER = GraphSpec(  # pair_rep_layer + einsum (or the triples layer), sigmoid
+    "relation_scorer",
+    inputs=(
+        TensorSpec("head_rep", _F32, ("batch", "num_pairs", "hidden")),
+        TensorSpec("tail_rep", _F32, ("batch", "num_pairs", "hidden")),
+        _REL_PROMPTS,
+    ),
+    outputs=(TensorSpec("relation_scores", _F32, ("batch", "num_pairs", "num_relations")),),
+)
+GRAPHS["uniencoder_span_relex"] = (
+    GraphSpec("text_encoder", inputs=_SPAN_TEXT_INPUTS, outputs=(_SPAN_REP, _SPAN_PROMPTS, _REL_PROMPTS)),
+    SPAN_SCORER,
+    RELATION_ADJACENCY,
+    RELATION_SCORER,
+)
+GRAPHS["uniencoder_token_relex"] = (
+    GraphSpec(
+        "text_encoder",
+        inputs=_TOKEN_TEXT_INPUTS,
+        outputs=(_TOKEN_REP, _TOKEN_PROMPTS, _REL_PROMPTS, _WORD_REP),
+    ),
+    TOKEN_SCORER,
+    ENTITY_ENCODER,
+    RELATION_ADJACENCY,
+    RELATION_SCORER,
+)
+
 # The factorized span head (gliner's default `markerV0` span layer only): its output MLP's
 # first layer is split into a start half and an end half applied once per word in the
 # text encoder, and its last layer is folded into the labels in the scorer. The span
@@ -146,14 +190,26 @@ SUPPORTED_ARCHS: tuple[str, ...] = tuple(GRAPHS)
 SPAN_HEADS: tuple[str, ...] = ("generic", "factorized")
 
 
-def graph_specs(arch: str, span_head: str = "generic") -> tuple[GraphSpec, ...]:
-    """The graphs of `arch` in the given span-head layout ("factorized": span models only)."""
+def graph_specs(arch: str, span_head: str = "generic", *, adjacency: bool = True) -> tuple[GraphSpec, ...]:
+    """The graphs of `arch` in the given span-head layout ("factorized": span models only).
+
+    adjacency=False (relex checkpoints with relations_layer "none"): no adjacency graph,
+    every ordered pair of entities is scored.
+    """
     check_arch(arch)
     if span_head == "generic":
-        return GRAPHS[arch]
-    if span_head == "factorized" and arch in _FACTORIZED:
-        return _FACTORIZED[arch]
-    raise UnsupportedArchError(f"span head {span_head!r} is not available for arch {arch!r}")
+        specs = GRAPHS[arch]
+    elif span_head == "factorized" and arch in _FACTORIZED:
+        specs = _FACTORIZED[arch]
+    else:
+        raise UnsupportedArchError(f"span head {span_head!r} is not available for arch {arch!r}")
+    if not adjacency:
+        specs = tuple(s for s in specs if s.name != RELATION_ADJACENCY.name)
+    return specs
+
+
+def is_relex(arch: str) -> bool:
+    return arch.endswith("_relex")
 
 
 def family(arch: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archs import SPAN_HEADS, check_arch, graph_specs
+from .archs import SPAN_HEADS, check_arch, graph_specs, is_relex
 from .errors import ManifestError
 
 MANIFEST_NAME = "gliner_onnx.json"
@@ -68,6 +68,12 @@ class Manifest:
     span_head: str = "generic"
     # Lower precisions: entity-level agreement with the fp32 graphs (export/precision.py).
     agreement: dict[str, Any] = field(default_factory=dict)
+    # Relex: the relation-type marker, and the checkpoint's relation layers ("none": no
+    # adjacency graph, every ordered pair is scored; triples_layer: informational).
+    rel_token: str | None = None
+    rel_token_id: int | None = None
+    relations_layer: str | None = None
+    triples_layer: str | None = None
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
@@ -150,8 +156,15 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
     span_head = data.get("span_head", "generic")
     if span_head not in SPAN_HEADS:
         raise ManifestError(f"{where}: span head {span_head!r} is not one of {SPAN_HEADS}")
+    relations_layer = data.get("relations_layer")
+    rel_token_id = data.get("rel_token_id")
+    if is_relex(arch):
+        if not isinstance(relations_layer, str) or not relations_layer:
+            raise ManifestError(f"{where}: relex manifests need a 'relations_layer' name")
+        if not isinstance(rel_token_id, int) or not isinstance(data.get("rel_token"), str):
+            raise ManifestError(f"{where}: relex manifests need 'rel_token' and an integer 'rel_token_id'")
     try:
-        specs = graph_specs(arch, span_head)
+        specs = graph_specs(arch, span_head, adjacency=relations_layer != "none")
     except ValueError as e:
         raise ManifestError(f"{where}: {e}") from e
     precision = data.get("precision", "fp32")
@@ -238,6 +251,10 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         precision=precision,
         span_head=span_head,
         agreement=dict(data.get("agreement") or {}),
+        rel_token=data.get("rel_token") if is_relex(arch) else None,
+        rel_token_id=rel_token_id if is_relex(arch) else None,
+        relations_layer=relations_layer if is_relex(arch) else None,
+        triples_layer=data.get("triples_layer") if is_relex(arch) else None,
         source=str(data.get("source", "")),
         versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
         format_version=version,

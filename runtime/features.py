@@ -23,6 +23,7 @@ class TextContext:
     words: Words
     num_words: int  # after the reference's max_len word truncation
     labels: LabelSet
+    relations: tuple[str, ...] = ()  # relex models: the relation labels of the prompt
 
 
 def make_context(text: str, labels: LabelSet, *, splitter: str, max_len: int) -> TextContext:
@@ -38,11 +39,13 @@ def text_feeds(
     pooling: str,
     prompt_tokens: tuple[str, str] | None,
     with_spans: bool = True,
+    rel_token: str | None = None,
 ) -> dict[str, np.ndarray]:
     """input_ids, attention_mask, words_mask, text_lengths (and span_idx) of a batch.
 
     prompt_tokens: (ent_token, sep_token) for uni-encoders, whose labels are
     prepended to the words; None for bi-encoders. with_spans: add span_idx (span family).
+    rel_token: relex models, whose prompt also lists each context's relations.
     """
     tokens = [list(c.words.words[: c.num_words]) for c in contexts]
     lengths = [c.num_words for c in contexts]
@@ -51,7 +54,7 @@ def text_feeds(
         skip = np.zeros(len(contexts), dtype=np.int64)
     else:
         ent, sep = prompt_tokens
-        prompts = [build_prompt(c.labels.prompts, ent, sep) for c in contexts]
+        prompts = [build_prompt(c.labels.prompts, ent, sep, c.relations, rel_token) for c in contexts]
         batch = tokenizer.encode_words([p + t for p, t in zip(prompts, tokens)])
         skip = np.array([len(p) for p in prompts], dtype=np.int64)
     feeds = {

@@ -88,11 +88,49 @@ def normalize_labels(labels: object, num_texts: int) -> list[LabelSet]:
     return [shared] * num_texts
 
 
-def build_prompt(prompts: Sequence[str], ent_token: str, sep_token: str) -> list[str]:
-    """The uni-encoder prompt words: `ENT l1 ENT l2 ... SEP` (`processor.py::prepare_inputs`)."""
+def build_prompt(
+    prompts: Sequence[str],
+    ent_token: str,
+    sep_token: str,
+    relations: Sequence[str] | None = None,
+    rel_token: str | None = None,
+) -> list[str]:
+    """The uni-encoder prompt words: `ENT l1 ENT l2 ... SEP` (`processor.py::prepare_inputs`).
+
+    Relex models (rel_token given): `ENT l1 ... SEP REL r1 REL r2 ... SEP`, both SEPs even
+    with no relations (`RelationExtractionSpanProcessor.prepare_inputs`).
+    """
     words: list[str] = []
     for prompt in prompts:
         words.append(ent_token)
         words.append(prompt)
     words.append(sep_token)
+    if rel_token is not None:
+        for relation in relations or ():
+            words.append(rel_token)
+            words.append(relation)
+        words.append(sep_token)
     return words
+
+
+def normalize_relations(relations: object, num_texts: int) -> list[tuple[str, ...]]:
+    """Relation labels, shared or one list per text, de-duplicated in first-seen order
+    (`UniEncoderSpanRelexGLiNER.prepare_batch`). None or [] means no relations."""
+    if relations is None:
+        return [()] * num_texts
+    if isinstance(relations, str):
+        relations = [relations]
+    if not isinstance(relations, Sequence) or isinstance(relations, (bytes, bytearray)):
+        raise TypeError(f"relations must be a string or a list of strings, got {type(relations).__name__}")
+    if relations and all(isinstance(r, (list, tuple)) for r in relations):
+        if len(relations) != num_texts:
+            raise ValueError(
+                f"per-text relations must have one list per text ({num_texts}), got {len(relations)}"
+            )
+        return [_relation_list(r) for r in relations]
+    return [_relation_list(relations)] * num_texts
+
+
+def _relation_list(relations: Sequence[object]) -> tuple[str, ...]:
+    checked = [_check_label(r, f"relation {i}") for i, r in enumerate(relations)]
+    return tuple(dict.fromkeys(checked))

@@ -13,17 +13,25 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from gliner_onnx.archs import family
+from gliner_onnx.archs import family, is_relex
 from gliner_onnx.errors import GlinerOnnxError
 from gliner_onnx.manifest import Manifest, load_manifest
 
+from . import relations as rel
 from .decode import Candidates, SpanCandidate, greedy_search, span_candidate_arrays, token_candidates
 from .features import TextContext, text_feeds
-from .labels import LabelSet, build_prompt, is_per_text, normalize_label_set, normalize_labels
+from .labels import (
+    LabelSet,
+    build_prompt,
+    is_per_text,
+    normalize_label_set,
+    normalize_labels,
+    normalize_relations,
+)
 from .options import InferenceParams, ProviderSpec, SessionOptions
 from .session import GraphSession, resolve_providers
 from .tokenize import SubwordTokenizer
@@ -31,6 +39,19 @@ from .windows import Window, merge_candidates, plan_windows
 from .words import Words, split_words
 
 Entity = dict[str, Any]
+RelationDict = dict[str, Any]
+_PAIR_CHUNK = 4096  # relation scorer pairs per call: memory stays bounded at any threshold
+
+
+class _RelexJob(NamedTuple):
+    """What one window keeps for relation decoding after the entity graphs ran."""
+
+    entity_spans: np.ndarray  # (E, 2) window-local word boundaries of the model's entities
+    entity_rep: np.ndarray  # (E, hidden)
+    pairs: np.ndarray  # (P, 2) candidate (head, tail) entity pairs, -1 padding removed
+    rel_prompts: np.ndarray  # (C_rel, hidden) of this text's relation labels
+
+
 _LABEL_CACHE_SIZE = 100_000
 _MIN_TEXT_TOKENS = 16  # subword room a text needs beside the labels' prompt
 
@@ -44,9 +65,15 @@ class _Plan:
 
     def window_context(self, window: Window) -> TextContext:
         ws, we = window
-        w = self.context.words
-        words = Words(w.words[ws:we], w.starts[ws:we], w.ends[ws:we])
-        return TextContext(self.context.text, words, we - ws, self.context.labels)
+        c = self.context
+        words = Words(c.words.words[ws:we], c.words.starts[ws:we], c.words.ends[ws:we])
+        return TextContext(c.text, words, we - ws, c.labels, c.relations)
+
+
+def _check_threshold(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _check_encodable(value: str, what: str) -> None:
@@ -190,22 +217,43 @@ class GLiNER:
         multi_label: bool = False,
         batch_size: int = 8,
         *,
+        relations: Any = None,
+        adjacency_threshold: float | None = None,
+        relation_threshold: float | None = None,
+        return_relations: bool = True,
         label_embeddings: np.ndarray | None = None,
         window: int | None = None,
         overlap: int | None = None,
-    ) -> list[list[Entity]]:
+    ) -> Any:
         """Entities of each text, in gliner's output format.
 
         labels: a string, a list of strings, a {name: description} mapping, or one
         list/mapping per text. label_embeddings (bi-encoders): the rows returned by
         `encode_labels` for the de-duplicated labels, in order.
 
+        Relex exports return `(entities, relations)` as gliner does (entities only with
+        `return_relations=False`): `relations` are the relation labels (shared or one list
+        per text); adjacency_threshold and relation_threshold default to `threshold`. Each
+        relation is {head, tail, relation, score}, head and tail being {start, end, text,
+        type, entity_idx} with entity_idx the position in that text's entity list.
+
         A text longer than `window` words (default: the checkpoint's max_len, 384) or than
         the encoder's subword limit is run in windows overlapping by `overlap` words
         (default: 2 x max_width) instead of being truncated; a text that fits gets
-        exactly gliner's answer.
+        exactly gliner's answer. (Relex: relations are found within a window.)
         """
         params = InferenceParams(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
+        relex = is_relex(self.arch)
+        if not relex and (
+            relations is not None or adjacency_threshold is not None or relation_threshold is not None
+        ):
+            raise ValueError(f"relations need a relex export; this one is {self.arch!r}")
+        adjacency_threshold = _check_threshold(
+            threshold if adjacency_threshold is None else adjacency_threshold, "adjacency_threshold"
+        )
+        relation_threshold = _check_threshold(
+            threshold if relation_threshold is None else relation_threshold, "relation_threshold"
+        )
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, Sequence):
@@ -217,26 +265,42 @@ class GLiNER:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         label_sets = normalize_labels(labels, len(texts))
+        relation_sets = normalize_relations(relations, len(texts)) if relex else [()] * len(texts)
         given = self._check_label_embeddings(label_embeddings, labels, label_sets)
 
         window, overlap = self._window_settings(window, overlap)
 
         results: list[list[Entity]] = [[] for _ in texts]
+        found_relations: list[list[RelationDict]] = [[] for _ in texts]
         valid = [i for i, t in enumerate(texts) if t.strip()]
-        plans = {i: self._plan(texts[i], label_sets[i], window, overlap) for i in valid}
+        plans = {i: self._plan(texts[i], label_sets[i], window, overlap, relation_sets[i]) for i in valid}
         jobs = [(i, w) for i in valid for w in plans[i].windows]
         # Batch windows of similar length together (less padding), then restore the order.
-        order = sorted(range(len(jobs)), key=lambda j: jobs[j][1][1] - jobs[j][1][0])
+        # Relex keeps gliner's batches (input order): with contextual adjacency layers
+        # (attention, gcn, gat) an entity's pairs depend on the batch's padding entities.
+        order = list(range(len(jobs)))
+        if not relex:
+            order.sort(key=lambda j: jobs[j][1][1] - jobs[j][1][0])
         per_job: list[Candidates | list[SpanCandidate]] = [[] for _ in jobs]
+        relex_jobs: list[_RelexJob | None] = [None] * len(jobs)
         for lo in range(0, len(order), batch_size):
             batch = order[lo : lo + batch_size]
             contexts = [plans[jobs[j][0]].window_context(jobs[j][1]) for j in batch]
-            for j, found in zip(batch, self._candidates(contexts, params.threshold, given)):
-                per_job[j] = found
+            if relex:
+                found, kept_for_relations = self._relex_candidates(
+                    contexts, params.threshold, adjacency_threshold
+                )
+                for j, r in zip(batch, kept_for_relations):
+                    relex_jobs[j] = r
+            else:
+                found = self._candidates(contexts, params.threshold, given)
+            for j, f in zip(batch, found):
+                per_job[j] = f
         k = 0
         for i in valid:
             plan = plans[i]
-            parts, k = per_job[k : k + len(plan.windows)], k + len(plan.windows)
+            first, k = k, k + len(plan.windows)
+            parts = per_job[first:k]
             candidates: Candidates | list[SpanCandidate]
             if len(parts) == 1:
                 candidates = parts[0]
@@ -245,6 +309,11 @@ class GLiNER:
                 candidates = merge_candidates(arrays, plan.windows, plan.context.num_words, self.family)
             kept = greedy_search(candidates, flat_ner=params.flat_ner, multi_label=params.multi_label)
             results[i] = self._entities(plan.context, kept)
+            if relex and return_relations:
+                windows = [(w, relex_jobs[j]) for w, j in zip(plan.windows, range(first, k))]
+                found_relations[i] = self._relations(plan.context, kept, windows, relation_threshold)
+        if relex and return_relations:
+            return results, found_relations
         return results
 
     def encode_labels(self, labels: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -288,13 +357,19 @@ class GLiNER:
             raise ValueError(f"need 0 <= overlap < window, got window={window}, overlap={overlap}")
         return window, min(overlap, window - 1)
 
-    def _plan(self, text: str, labels: LabelSet, window: int, overlap: int) -> _Plan:
+    def _plan(
+        self, text: str, labels: LabelSet, window: int, overlap: int, relations: tuple[str, ...] = ()
+    ) -> _Plan:
         """Split the words; one window if they fit the word and subword limits, else several."""
         m = self.manifest
         words = split_words(text, m.words_splitter)
-        context = TextContext(text, words, len(words), labels)
+        context = TextContext(text, words, len(words), labels, relations)
         tok = self._tokenizers["text"]
-        prompt = [] if self.is_biencoder else build_prompt(labels.prompts, m.ent_token, m.sep_token)
+        prompt = (
+            []
+            if self.is_biencoder
+            else build_prompt(labels.prompts, m.ent_token, m.sep_token, relations, m.rel_token)
+        )
         costs = tok.word_costs(prompt + list(words.words))
         prompt_cost = int(costs[: len(prompt)].sum())
         text_costs = costs[len(prompt) :]
@@ -331,6 +406,7 @@ class GLiNER:
             pooling=m.subtoken_pooling,
             prompt_tokens=None if self.is_biencoder else (m.ent_token, m.sep_token),
             with_spans=self.family == "span",
+            rel_token=m.rel_token,
         )
         if not self.is_biencoder:
             self._check_prompt_tokens(feeds["input_ids"], feeds["attention_mask"], contexts)
@@ -366,6 +442,102 @@ class GLiNER:
             return np.asarray(scores.numpy())
         (scores,) = scorer.run(feeds)
         return scores
+
+    # ------------------------------------------------------------------ relex
+    def _relex_candidates(
+        self, contexts: list[TextContext], threshold: float, adjacency_threshold: float
+    ) -> tuple[list[Candidates | list[SpanCandidate]], list[_RelexJob]]:
+        """Entity candidates of a batch and, per context, the model's entities and pairs."""
+        feeds: dict[str, Any] = dict(self._text_feeds(contexts))
+        feeds.update(zip(self._text_outputs, self._sessions["text_encoder"].run(feeds)))
+        (probs,) = self._sessions["scorer"].run(feeds)
+        found: list[Candidates | list[SpanCandidate]] = []
+        for b, c in enumerate(contexts):
+            if self.family == "span":
+                found.append(span_candidate_arrays(probs[b, :, :, : len(c.labels)], c.num_words, threshold))
+            else:
+                found.append(token_candidates(probs[b, :, : len(c.labels)], c.num_words, threshold))
+        if self.family == "span":
+            entities, flat = rel.select_span_entities(probs, [c.num_words for c in contexts], threshold)
+            entity_rep = rel.span_entity_reps(feeds["span_rep"], flat, entities.spans.shape[1])
+        else:
+            entities = rel.select_token_entities(probs, threshold)
+            (entity_rep,) = self._sessions["entity_encoder"].run(
+                {"word_rep": feeds["word_rep"], "entity_spans": entities.spans}
+            )
+        num_entities = entities.spans.shape[1]
+        if "relation_adjacency" not in self._sessions:
+            pairs = rel.all_pairs(entities.counts)
+        elif num_entities >= 2:
+            (adjacency,) = self._sessions["relation_adjacency"].run(
+                {"entity_rep": entity_rep, "entity_mask": entities.mask}
+            )
+            pairs = rel.adjacency_pairs(adjacency, adjacency_threshold)
+        else:  # one entity slot has no pair (i != j)
+            pairs = [np.zeros((0, 2), dtype=np.int64)] * len(contexts)
+        rel_prompts = feeds["rel_prompts"]
+        jobs = [
+            _RelexJob(entities.spans[b], entity_rep[b], pairs[b], rel_prompts[b, : len(c.relations)])
+            for b, c in enumerate(contexts)
+        ]
+        return found, jobs
+
+    def _relation_scores(self, job: _RelexJob, pairs: np.ndarray) -> np.ndarray:
+        """(N, C_rel) probabilities of `pairs`, scored in chunks so memory stays bounded."""
+        scorer = self._sessions["relation_scorer"]
+        prompts = job.rel_prompts[None]
+        chunks = []
+        for lo in range(0, len(pairs), _PAIR_CHUNK):
+            part = pairs[lo : lo + _PAIR_CHUNK]
+            (scores,) = scorer.run(
+                {
+                    "head_rep": job.entity_rep[part[:, 0]][None],
+                    "tail_rep": job.entity_rep[part[:, 1]][None],
+                    "rel_prompts": prompts,
+                }
+            )
+            chunks.append(scores[0])
+        return np.concatenate(chunks)
+
+    def _relations(
+        self,
+        ctx: TextContext,
+        kept: list[SpanCandidate],
+        windows: list[tuple[Window, _RelexJob | None]],
+        threshold: float,
+    ) -> list[RelationDict]:
+        """The relations among a text's decoded entities. Only pairs whose both ends
+        survived greedy decoding are scored: gliner drops the others after scoring them.
+        Across windows a (head, tail, relation) found twice keeps its higher score."""
+        decoded = [(s, e) for s, e, _, _ in kept]
+        best: dict[tuple[int, int, int], float] = {}
+        for (ws, _we), job in windows:
+            if job is None or len(job.rel_prompts) == 0 or len(job.pairs) == 0:
+                continue
+            mapping = rel.entity_map(job.entity_spans + ws, decoded)
+            pairs = job.pairs[rel.surviving_pairs(job.pairs, mapping)]
+            if len(pairs) == 0:
+                continue
+            probs = self._relation_scores(job, pairs)
+            for h, t, c, p in rel.decode_relations(pairs, probs, mapping, threshold):
+                if p > best.get((h, t, c), -math.inf):
+                    best[(h, t, c)] = p
+        entities = self._entities(ctx, kept)
+
+        def end(i: int) -> dict[str, Any]:
+            e = entities[i]
+            return {
+                "start": e["start"],
+                "end": e["end"],
+                "text": e["text"],
+                "type": e["label"],
+                "entity_idx": i,
+            }
+
+        return [
+            {"head": end(h), "tail": end(t), "relation": ctx.relations[c], "score": p}
+            for (h, t, c), p in best.items()
+        ]
 
     def _entities(self, ctx: TextContext, kept: list[SpanCandidate]) -> list[Entity]:
         """Word spans -> gliner's entity dicts: the one place offsets are made."""
