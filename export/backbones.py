@@ -629,7 +629,10 @@ def _calibration_texts() -> list[str]:
 def _capture_head(
     model: Any, texts: Sequence[str], label_sets: Sequence[Sequence[str]]
 ) -> dict[str, list[Any]]:
-    """Run ``model.inference`` and collect, per batch, what the scoring head saw."""
+    """Run ``model.inference`` and collect, per batch, what the scoring head saw.
+
+    Threshold 1.0: the logits do not depend on it, and relex models then select no
+    entity, so gliner skips scoring its (W x max_width)^2 entity pairs."""
     import torch
 
     core = model.model
@@ -648,7 +651,7 @@ def _capture_head(
     try:
         with torch.no_grad():
             for labels in label_sets:
-                model.inference(list(texts), list(labels), threshold=0.5, batch_size=8)
+                model.inference(list(texts), list(labels), threshold=1.0, batch_size=8)
     finally:
         for hook in hooks:
             hook.remove()
@@ -769,6 +772,67 @@ def calibrate_head(
         core.train(was_training)
 
 
+def calibrate_relations(
+    model: gliner.GLiNER, logit_std: float, *, texts: Sequence[str] | None = None
+) -> None:
+    """Centre and rescale a relex GLiNER's relation logits to about N(0, logit_std²).
+
+    Relation logits are ``pair_rep_layer(cat(head, tail)) . rel_prompt`` with the raw
+    encoder states at ``<<REL>>`` as prompts: as for the entity head, the mean pair
+    representation (over the pairs seen on ``texts``) is subtracted from the bias of
+    ``pair_rep_layer``'s last ``nn.Linear``, then that layer is scaled so the logits have
+    standard deviation ``logit_std``. Checkpoints scored by a triples layer are left as
+    they are. Call after :func:`calibrate_head` (entity selection feeds the pairs).
+    """
+    import torch
+
+    core = model.model
+    if not hasattr(core, "pair_rep_layer"):
+        return
+    last = _last_linear(core.pair_rep_layer)
+    # Few short texts and a high entity threshold: gliner scores every selected pair.
+    texts = [t for t in _calibration_texts() if len(t) < 120][:6] if texts is None else list(texts)
+    relations = ["works for", "located in", "born in", "founded", "part of"]
+
+    def capture(threshold: float) -> tuple[Any, Any]:
+        reps, logits = [], []
+        hooks = [
+            core.pair_rep_layer.register_forward_hook(lambda _m, _a, out: reps.append(out)),
+            core.register_forward_hook(lambda _m, _a, out: logits.append(out)),
+        ]
+        try:
+            with torch.no_grad():
+                labels = ["person", "location", "organization"]
+                model.inference(texts, labels, relations=relations, threshold=threshold)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        valid_reps = torch.cat([r[o.rel_mask.bool()] for r, o in zip(reps, logits)])
+        valid_logits = torch.cat([o.rel_logits[o.rel_mask.bool()].flatten() for o in logits])
+        return valid_reps.double().mean(0), valid_logits.double()
+
+    was_training = core.training
+    model.eval()
+    try:
+        # The highest entity threshold that still gives enough pairs (token models need
+        # start, end and inside above it).
+        for threshold in (0.9, 0.8, 0.7, 0.6, 0.5, 0.3):
+            mean_rep, logits = capture(threshold)
+            if logits.numel() >= 200:
+                break
+        with torch.no_grad():
+            last.bias.sub_(mean_rep.to(last.bias.dtype))
+        _, logits = capture(threshold)
+        std = float(logits.std())
+        if not std > 0:
+            raise ValueError("the relation calibration logits are constant")
+        with torch.no_grad():
+            last.weight.mul_(logit_std / std)
+            last.bias.mul_(logit_std / std)
+    finally:
+        core.train(was_training)
+
+
 def build_gliner(
     backbone_dir: str | Path,
     *,
@@ -847,4 +911,6 @@ def build_gliner(
         model.eval()
         if logit_scale != 1.0:
             calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
+            if getattr(config, "relations_layer", None) is not None:
+                calibrate_relations(model, logit_scale)
     return model

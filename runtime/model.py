@@ -508,9 +508,12 @@ class GLiNER:
     ) -> list[RelationDict]:
         """The relations among a text's decoded entities. Only pairs whose both ends
         survived greedy decoding are scored: gliner drops the others after scoring them.
-        Across windows a (head, tail, relation) found twice keeps its higher score."""
+        A (head, tail, relation) that an earlier window found is not repeated by a later
+        one; within a window gliner's duplicates stay (token models can select the same
+        span once per class)."""
         decoded = [(s, e) for s, e, _, _ in kept]
-        best: dict[tuple[int, int, int], float] = {}
+        found: list[rel.Relation] = []
+        earlier: set[tuple[int, int, int]] = set()
         for (ws, _we), job in windows:
             if job is None or len(job.rel_prompts) == 0 or len(job.pairs) == 0:
                 continue
@@ -519,9 +522,9 @@ class GLiNER:
             if len(pairs) == 0:
                 continue
             probs = self._relation_scores(job, pairs)
-            for h, t, c, p in rel.decode_relations(pairs, probs, mapping, threshold):
-                if p > best.get((h, t, c), -math.inf):
-                    best[(h, t, c)] = p
+            here = rel.decode_relations(pairs, probs, mapping, threshold)
+            found.extend(r for r in here if r[:3] not in earlier)
+            earlier.update(r[:3] for r in here)
         entities = self._entities(ctx, kept)
 
         def end(i: int) -> dict[str, Any]:
@@ -535,8 +538,7 @@ class GLiNER:
             }
 
         return [
-            {"head": end(h), "tail": end(t), "relation": ctx.relations[c], "score": p}
-            for (h, t, c), p in best.items()
+            {"head": end(h), "tail": end(t), "relation": ctx.relations[c], "score": p} for h, t, c, p in found
         ]
 
     def _entities(self, ctx: TextContext, kept: list[SpanCandidate]) -> list[Entity]:
