@@ -629,10 +629,10 @@ def _calibration_texts() -> list[str]:
 def _capture_head(
     model: Any, texts: Sequence[str], label_sets: Sequence[Sequence[str]]
 ) -> dict[str, list[Any]]:
-    """Run ``model.inference`` and collect, per batch, what the scoring head saw.
-
-    Threshold 1.0: the logits do not depend on it, and relex models then select no
-    entity, so gliner skips scoring its (W x max_width)^2 entity pairs."""
+    """Run the model on ``texts`` (batches of 8) and collect, per batch, what the scoring
+    head saw. Relex models run without their relation layers (the entity logits do not
+    depend on them; gliner would score every pair of selected entities, and its
+    attention layers crash on a batch with none)."""
     import torch
 
     core = model.model
@@ -648,14 +648,31 @@ def _capture_head(
         hooks.append(
             core.span_rep_layer.register_forward_hook(lambda _m, _a, out: seen["span_rep"].append(out))
         )
+    from .wrappers import relation_layers_removed
+
     try:
-        with torch.no_grad():
+        with torch.no_grad(), relation_layers_removed(core) as relex:
             for labels in label_sets:
-                model.inference(list(texts), list(labels), threshold=1.0, batch_size=8)
+                if relex:
+                    _run_batches(model, list(texts), list(labels))
+                else:
+                    model.inference(list(texts), list(labels), threshold=0.5, batch_size=8)
     finally:
         for hook in hooks:
             hook.remove()
     return seen
+
+
+def _run_batches(model: Any, texts: list[str], labels: list[str], batch_size: int = 8) -> None:
+    """gliner's relex forward on texts in batches, without decoding (which needs the
+    relation outputs that the stashed relation layers would make)."""
+    prepared = model.prepare_batch(texts, labels, relations=[])
+    collator = model.create_collator()
+    for lo in range(0, len(prepared["input_x"]), batch_size):
+        batch = model.collate_batch(
+            prepared["input_x"][lo : lo + batch_size], prepared["entity_types"], collator, []
+        )
+        model.run_batch(batch, threshold=0.5)
 
 
 def _span_head_stats(seen: dict[str, list[Any]]):
@@ -803,7 +820,10 @@ def calibrate_relations(
         try:
             with torch.no_grad():
                 labels = ["person", "location", "organization"]
-                model.inference(texts, labels, relations=relations, threshold=threshold)
+                # adjacency 0: every pair (attention-style adjacencies are ~1/E each)
+                model.inference(
+                    texts, labels, relations=relations, threshold=threshold, adjacency_threshold=0.0
+                )
         finally:
             for hook in hooks:
                 hook.remove()
@@ -823,9 +843,9 @@ def calibrate_relations(
         with torch.no_grad():
             last.bias.sub_(mean_rep.to(last.bias.dtype))
         _, logits = capture(threshold)
-        std = float(logits.std())
+        std = float(logits.std()) if logits.numel() > 1 else 0.0
         if not std > 0:
-            raise ValueError("the relation calibration logits are constant")
+            raise ValueError("no pair of entities to calibrate the relation logits on")
         with torch.no_grad():
             last.weight.mul_(logit_std / std)
             last.bias.mul_(logit_std / std)

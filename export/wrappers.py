@@ -8,6 +8,9 @@ only on the labels in the label encoder, and the scorer is the einsum plus sigmo
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -287,6 +290,22 @@ class FactorizedTokenScorer(nn.Module):
 # selection happen on the host; the relation graphs wrap the model's own layers.
 
 
+RELATION_LAYERS = ("relations_rep_layer", "pair_rep_layer", "triples_score_layer")
+
+
+@contextlib.contextmanager
+def relation_layers_removed(model: nn.Module) -> Iterator[bool]:
+    """A relex core model without its relation layers for a while (yields whether it had
+    any): its forward then computes the entity logits only, as they do not depend on
+    those layers. gliner would otherwise score every pair of selected entities, and its
+    attention adjacency layers crash on a batch where no entity is selected."""
+    stashed = {n: model._modules.pop(n) for n in RELATION_LAYERS if n in model._modules}
+    try:
+        yield bool(stashed)
+    finally:
+        model._modules.update(stashed)
+
+
 def _relex_representations(model: Any, input_ids, attention_mask, words_mask, text_lengths):
     """(words_embedding, prompts after prompt_rep_layer, relation prompts), in forward's order."""
     from gliner.modeling.utils import extract_prompt_features
@@ -353,11 +372,60 @@ class EntityEncoder(_Wrapper):
         return self.model.span_rep_layer(word_rep, entity_spans)
 
 
+def _diag_embed(v: torch.Tensor) -> torch.Tensor:
+    """torch.diag_embed of the last axis, from ops the ONNX exporter has (no aten::diag_embed)."""
+    idx = torch.arange(v.shape[-1], device=v.device)
+    return v.unsqueeze(-1) * (idx.unsqueeze(-1) == idx).to(v.dtype)
+
+
 class RelationAdjacency(_Wrapper):
-    """RelationsRepLayer(entity_rep, entity_mask) -> (B, E, E) adjacency."""
+    """RelationsRepLayer(entity_rep, entity_mask) -> (B, E, E) adjacency.
+
+    Two operators the ONNX exporter lacks are avoided while this runs: torch.diag_embed
+    (gcn's self-loops) becomes the same product of the mask with an identity, and
+    nn.MultiheadAttention (attention, gat) takes its composite path, not the fused
+    inference kernel."""
 
     def forward(self, entity_rep: torch.Tensor, entity_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.relations_rep_layer(entity_rep, entity_mask)
+        layer = self.model.relations_rep_layer
+        attentions = [m for m in layer.modules() if isinstance(m, nn.MultiheadAttention)]
+        original = torch.diag_embed
+        torch.diag_embed = _diag_embed  # type: ignore[assignment]
+        for mha in attentions:
+            mha.forward = functools.partial(_attention, mha)  # type: ignore[method-assign]
+        try:
+            return layer(entity_rep, entity_mask)
+        finally:
+            torch.diag_embed = original
+            for mha in attentions:
+                del mha.forward
+
+
+def _attention(
+    mha: nn.MultiheadAttention,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    need_weights: bool = True,
+    **_: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """nn.MultiheadAttention's self-attention (batch_first, packed projections, weights
+    averaged over heads) written with -1 reshapes: torch's own traces the entity count
+    of the tracing input into the graph."""
+    if not (mha.batch_first and mha._qkv_same_embed_dim and mha.in_proj_bias is not None):
+        raise ValueError("only batch-first self-attention with packed, biased projections is exported")
+    batch, dim = query.shape[0], query.shape[-1]
+    heads = mha.num_heads
+    head_dim = dim // heads
+    q, k, v = torch.nn.functional.linear(query, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (t.reshape(batch, -1, heads, head_dim).transpose(1, 2) for t in (q, k, v))
+    scores = (q * head_dim**-0.5) @ k.transpose(-1, -2)
+    if key_padding_mask is not None:
+        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    out = (weights @ v).transpose(1, 2).reshape(batch, -1, dim)
+    return mha.out_proj(out), weights.mean(dim=1) if need_weights else None
 
 
 class RelationScorer(_Wrapper):

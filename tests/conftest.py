@@ -142,3 +142,67 @@ def bi_token_deberta_bert(ckpt_root: Path) -> Checkpoint:
             logit_scale=LOGIT_STD,
         ),
     )
+
+
+# Relex: short texts keep gliner's torch reference fast at low thresholds (it scores
+# every ordered pair of selected entities, (W x max_width)^2 at worst).
+RELEX_TEXTS = [
+    "Angela Merkel met Emmanuel Macron in Paris on 3 March 2021.",
+    "Tim Cook, CEO of Apple, visited 東京 with José Álvarez 😀.",
+    "x",
+    "Marie Curie was born in Warsaw!",
+]
+RELEX_LABELS = ["person", "organization", "location", "date"]
+RELATIONS = ["works for", "located in", "born in", "met"]
+
+
+@pytest.fixture(scope="session")
+def span_relex_minilm(ckpt_root: Path) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner
+
+    return _checkpoint(
+        ckpt_root,
+        "span-relex-minilm",
+        lambda: build_gliner(_minilm(), seed=6, logit_scale=LOGIT_STD, relations_layer="dot"),
+    )
+
+
+@pytest.fixture(scope="session")
+def token_relex_minilm(ckpt_root: Path) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner
+
+    return _checkpoint(
+        ckpt_root,
+        "token-relex-minilm",
+        lambda: build_gliner(
+            _minilm(), span_mode="token_level", seed=7, logit_scale=LOGIT_STD, relations_layer="dot"
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def relex_backbone(ckpt_root: Path) -> Path:
+    """A tiny DeBERTa-v3 (hidden 48): every relation layer is exported on it."""
+    from gliner_onnx.export.backbones import make_tiny_deberta_v3
+
+    return make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-relex", seed=2)
+
+
+def relex_layer_checkpoint(
+    ckpt_root: Path, backbone: Path, relations_layer: str, triples_layer: str | None = None
+) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner
+
+    name = f"relex-{relations_layer}-{triples_layer or 'pair'}"
+    return _checkpoint(
+        ckpt_root,
+        name,
+        lambda: build_gliner(
+            backbone,
+            seed=8,
+            max_width=6,
+            logit_scale=LOGIT_STD,
+            relations_layer=relations_layer,
+            triples_layer=triples_layer,
+        ),
+    )

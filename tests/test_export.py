@@ -47,7 +47,7 @@ def test_unknown_and_unsupported_arch_names() -> None:
 
 
 def test_cli_unsupported_arch_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert export_main(["--arch", "uniencoder_token_relex", "--output", str(tmp_path / "o")]) == 1
+    assert export_main(["--arch", "uniencoder_token_decoder", "--output", str(tmp_path / "o")]) == 1
     assert "not supported yet" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

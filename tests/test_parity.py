@@ -31,7 +31,9 @@ SCORE_TOL = 1e-4
 
 
 def test_every_supported_arch_has_a_parity_checkpoint() -> None:
-    assert set(CHECKPOINTS.values()) == set(SUPPORTED_ARCHS)
+    from .test_relex import RELEX_CHECKPOINTS  # relex parity: entities and relations
+
+    assert set(CHECKPOINTS.values()) | set(RELEX_CHECKPOINTS.values()) == set(SUPPORTED_ARCHS)
 
 
 def _key(entities: list[dict[str, Any]]) -> list[tuple[int, int, str, str]]:
