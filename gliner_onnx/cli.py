@@ -8,7 +8,8 @@
 `predict` prints one JSON object per input text: {"text": ..., "entities": [...]}.
 From stdin it reads one text per line, or one JSON object per line with a "text"
 field (and optionally "labels", a list or comma-separated string); the object is
-echoed back with "entities" added.
+echoed back with "entities" added. Relex exports also print "relations" (gliner's
+relation dicts), for the relation labels given with --relations (or per line).
 """
 
 from __future__ import annotations
@@ -60,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--nested", action="store_true", help="allow nested entities (flat_ner=False)")
     g.add_argument("--multi-label", action="store_true", help="allow one span to carry several labels")
+    x = pr.add_argument_group("relations (relex exports)")
+    x.add_argument("--relations", type=_labels, default=None, help="comma-separated relation labels")
+    x.add_argument(
+        "--relation-threshold",
+        type=_threshold,
+        default=None,
+        help="relation score threshold (default: --threshold)",
+    )
+    x.add_argument(
+        "--adjacency-threshold",
+        type=_threshold,
+        default=None,
+        help="entity-pair adjacency threshold (default: --threshold)",
+    )
     r = pr.add_argument_group("runtime")
     r.add_argument(
         "--providers", default="cpu", help="cpu, cuda, or a comma-separated ONNX Runtime provider list"
@@ -124,6 +139,15 @@ def _records(stream: TextIO) -> Iterator[dict[str, Any]]:
             yield {"text": line}
 
 
+def _field_list(rec: dict[str, Any], name: str, default: list[str]) -> list[str]:
+    value = rec.get(name, default)
+    if isinstance(value, str):
+        value = _labels(value)
+    if not isinstance(value, list):
+        raise ValueError(f"{name!r} must be a list or a comma-separated string, got {value!r}")
+    return value
+
+
 def _predict(args: argparse.Namespace, out: TextIO) -> None:
     from .runtime import GLiNER, SessionOptions
 
@@ -132,31 +156,48 @@ def _predict(args: argparse.Namespace, out: TextIO) -> None:
         providers=_providers(args.providers),
         session_options=SessionOptions(intra_op_num_threads=args.threads),
     )
-    kwargs = {"threshold": args.threshold, "flat_ner": not args.nested, "multi_label": args.multi_label}
+    kwargs: dict[str, Any] = {
+        "threshold": args.threshold,
+        "flat_ner": not args.nested,
+        "multi_label": args.multi_label,
+    }
+    relex = model.manifest.relations_layer is not None
+    extra = {"relation_threshold": args.relation_threshold, "adjacency_threshold": args.adjacency_threshold}
+    if relex:
+        kwargs.update(extra)
+    elif args.relations is not None or any(v is not None for v in extra.values()):
+        raise ValueError(
+            f"--relations and the relation thresholds need a relex export; this one is {model.arch}"
+        )
+
+    def predict(texts: list[str], labels: list[str], relations: list[str] | None) -> list[dict[str, Any]]:
+        if not relex:
+            preds = model.inference(texts, labels, batch_size=args.batch_size, **kwargs)
+            return [{"entities": e} for e in preds]
+        ents, rels = model.inference(
+            texts, labels, relations=relations or [], batch_size=args.batch_size, **kwargs
+        )
+        return [{"entities": e, "relations": r} for e, r in zip(ents, rels)]
+
     if args.text != "-":
-        entities = model.predict_entities(args.text, args.labels, **kwargs)
-        out.write(json.dumps({"text": args.text, "entities": entities}, ensure_ascii=False) + "\n")
+        (found,) = predict([args.text], args.labels, args.relations)
+        out.write(json.dumps({"text": args.text, **found}, ensure_ascii=False) + "\n")
         return
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
         for rec in batch:
-            labels = rec.get("labels", args.labels)
-            if isinstance(labels, str):
-                labels = _labels(labels)
-            if not isinstance(labels, list):
-                raise ValueError(f"'labels' must be a list or a comma-separated string, got {labels!r}")
-            groups.setdefault(tuple(labels), []).append(rec)
-        results: dict[int, list[dict[str, Any]]] = {}
-        for labels, recs in groups.items():
-            preds = model.inference(
-                [r["text"] for r in recs], list(labels), batch_size=args.batch_size, **kwargs
-            )
-            for rec, ents in zip(recs, preds):
-                results[id(rec)] = ents
+            labels = _field_list(rec, "labels", args.labels)
+            relations = _field_list(rec, "relations", args.relations or [])
+            groups.setdefault((tuple(labels), tuple(relations)), []).append(rec)
+        results: dict[int, dict[str, Any]] = {}
+        for (label_key, relation_key), recs in groups.items():
+            texts = [r["text"] for r in recs]
+            for rec, found in zip(recs, predict(texts, list(label_key), list(relation_key))):
+                results[id(rec)] = found
         for rec in batch:
-            out.write(json.dumps({**rec, "entities": results[id(rec)]}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({**rec, **results[id(rec)]}, ensure_ascii=False) + "\n")
         out.flush()
         batch.clear()
 
@@ -173,6 +214,8 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
 
     m = load_manifest(args.export_dir)
     out.write(f"arch: {m.arch}\nprecision: {m.precision}\nsource: {m.source}\n")
+    if m.relations_layer is not None:
+        out.write(f"relations layer: {m.relations_layer}, triples layer: {m.triples_layer}\n")
     out.write(f"max_width: {m.max_width}  max_len: {m.max_len}  splitter: {m.words_splitter}\n")
     if "span" in m.arch:
         out.write(f"span head: {m.span_head}\n")

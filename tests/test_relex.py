@@ -307,3 +307,21 @@ def test_every_relation_layer_exports_with_parity(
     # crashes there: nn.MultiheadAttention returns no weights for zero entities).
     entities, relations = model.inference(RELEX_TEXTS, RELEX_LABELS, relations=RELATIONS, threshold=0.9999)
     assert entities == relations == [[] for _ in RELEX_TEXTS]
+
+
+def test_predict_cli_prints_relations(
+    span_relex_minilm: Checkpoint, uni_minilm: Checkpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gliner_onnx.cli import main
+
+    text = RELEX_TEXTS[0]
+    argv = ["predict", str(span_relex_minilm.export_dir), "--labels", ",".join(RELEX_LABELS), text]
+    assert main([*argv, "--relations", ",".join(RELATIONS), "--relation-threshold", "0.3"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    model = GLiNER.from_pretrained(span_relex_minilm.export_dir)
+    entities, relations = model.inference([text], RELEX_LABELS, relations=RELATIONS, relation_threshold=0.3)
+    assert record == {"text": text, "entities": entities[0], "relations": relations[0]}
+    assert relations[0]
+    plain = ["predict", str(uni_minilm.export_dir), "--labels", "person", "--relations", "met", text]
+    assert main(plain) == 1
+    assert "need a relex export" in capsys.readouterr().err
