@@ -17,7 +17,15 @@ import torch
 from torch import nn
 
 from gliner_onnx import __version__
-from gliner_onnx.archs import GraphSpec, check_arch, family, graph_specs, is_biencoder
+from gliner_onnx.archs import (
+    DECODER_GRAPHS,
+    GraphSpec,
+    check_arch,
+    family,
+    graph_specs,
+    is_biencoder,
+    is_decoder,
+)
 from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
@@ -121,7 +129,7 @@ def _check_supported(model: Any, arch: str) -> None:
 
 def span_head_for(model: Any, arch: str, optimize: bool) -> str:
     """ "factorized" for span models whose span layer is gliner's markerV0 when optimizing."""
-    if optimize and family(arch) == "span" and marker_v0(model.model) is not None:
+    if optimize and family(arch) == "span" and not is_decoder(arch) and marker_v0(model.model) is not None:
         return "factorized"
     return "generic"
 
@@ -143,7 +151,7 @@ def _wrappers(
                 "scorer": scorer,
             }
         raise UnsupportedArchError(f"the factorized span head does not apply to {arch!r}")
-    if arch == "uniencoder_span":
+    if arch in ("uniencoder_span", "uniencoder_span_decoder"):  # decoder graphs: decoder_export.py
         return {"text_encoder": UniSpanTextEncoder(core), "scorer": SpanScorer()}
     if arch == "biencoder_span":
         return {
@@ -278,7 +286,7 @@ class _Exporter:
         self.cfg = model.config
         self.is_bi = is_biencoder(arch)
         self.family = family(arch)
-        self.specs = {s.name: s for s in graph_specs(arch, self.span_head)}
+        self.specs = {s.name: s for s in graph_specs(arch, self.span_head) if s.name not in DECODER_GRAPHS}
         self.modules = _wrappers(model, arch, self.span_head, optimize)
         for m in self.modules.values():
             m.eval()
@@ -464,7 +472,8 @@ class _Exporter:
 
     @torch.inference_mode()
     def _reference_scores(self, batch: dict[str, Any]) -> np.ndarray:
-        out = self.model.run_batch(batch)
+        # decoder models: the forward alone (run_batch would also generate labels)
+        out = self.model.model(**batch) if is_decoder(self.arch) else self.model.run_batch(batch)
         return torch.sigmoid(out.logits).float().numpy()
 
     def _check_against_reference_batch(
@@ -538,6 +547,8 @@ def export_model(
     detected = detect_arch(model.config)
     _check_detected(detected, arch)
     _check_supported(model, detected)
+    if is_decoder(detected) and precision != "fp32":
+        raise ExportError(f"{detected} exports are fp32 only (got precision {precision!r})")
     model.eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -582,6 +593,13 @@ def _export_into(exporter: _Exporter, source: str) -> dict[str, dict[str, float]
     graphs = exporter.trace()
     exporter.log("validating against torch ...")
     diffs = exporter.validate(graphs)
+    decoder: dict[str, Any] = {}
+    if is_decoder(exporter.arch):
+        from .decoder_export import export_decoder
+
+        decoder_graphs, decoder_diffs, decoder = export_decoder(exporter)
+        graphs.update(decoder_graphs)
+        diffs.update(decoder_diffs)
     e2e = {"end_to_end_scores": diffs["end_to_end"]["scores"]}
     graphs = {
         name: replace(
@@ -591,7 +609,7 @@ def _export_into(exporter: _Exporter, source: str) -> dict[str, dict[str, float]
         )
         for name, g in graphs.items()
     }
-    exporter.manifest(graphs, source).save(exporter.dir)
+    replace(exporter.manifest(graphs, source), decoder=decoder).save(exporter.dir)
     return diffs
 
 

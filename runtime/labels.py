@@ -93,6 +93,7 @@ def build_prompt(prompts: Sequence[str], ent_token: str, sep_token: str) -> list
     words: list[str] = []
     for prompt in prompts:
         words.append(ent_token)
-        words.append(prompt)
+        if prompt:  # an empty prompt adds no word (decoder prompt mode: class tokens only)
+            words.append(prompt)
     words.append(sep_token)
     return words
