@@ -846,7 +846,14 @@ def build_gliner(
         )
         model.eval()
         if logit_scale != 1.0:
-            calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
+            # Decoder models: calibrate the span head without generating labels (gliner's
+            # generation fails on a batch with no span above the threshold).
+            labels_decoder = getattr(model.config, "labels_decoder", None)
+            model.config.labels_decoder = None
+            try:
+                calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
+            finally:
+                model.config.labels_decoder = labels_decoder
     return model
 
 

@@ -29,7 +29,7 @@ from gliner_onnx.archs import (
 from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
-from gliner_onnx.runtime.labels import normalize_label_set
+from gliner_onnx.runtime.labels import LabelSet, normalize_label_set
 
 from . import samples
 from .detect import detect_arch, read_config
@@ -304,6 +304,8 @@ class _Exporter:
 
     def contexts(self, texts: Sequence[str], labels: Sequence[str]) -> list[TextContext]:
         label_set = normalize_label_set(list(labels))
+        if is_decoder(self.arch) and getattr(self.cfg, "decoder_mode", None) == "prompt":
+            label_set = LabelSet(("",) * len(label_set), label_set.names)  # class tokens only
         splitter = getattr(self.cfg, "words_splitter_type", "whitespace")
         return [make_context(t, label_set, splitter=splitter, max_len=self.cfg.max_len) for t in texts]
 
