@@ -891,6 +891,7 @@ def make_tiny_gpt2(
     seed: int = 0,
     n_positions: int = 1024,
     logit_std: float = 4.0,
+    model_vocab_size: int | None = None,
 ) -> Path:
     """Write a tiny random GPT-2 (``GPT2LMHeadModel`` + byte-level BPE tokenizer) to ``out_dir``.
 
@@ -898,7 +899,8 @@ def make_tiny_gpt2(
     bos, eos and unk, like GPT-2's) and saved as a (fast) ``GPT2Tokenizer`` directory. The
     LM head is untied from the input embeddings and scaled so that the logits spread
     (standard deviation about ``logit_std``): greedy choices of a random model are then
-    far from ties, which float rounding could otherwise flip.
+    far from ties, which float rounding could otherwise flip. ``model_vocab_size`` (at least
+    the tokenizer's) pads the model's vocabulary, e.g. to GPT-2's 50257 for timing work.
     """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
@@ -914,8 +916,10 @@ def make_tiny_gpt2(
         model_max_length=n_positions,
     )
     eos_id = backend.token_to_id(GPT2_EOS)
+    if model_vocab_size is not None and model_vocab_size < backend.get_vocab_size():
+        raise ValueError(f"model_vocab_size must be at least the tokenizer's {backend.get_vocab_size()}")
     config = GPT2Config(
-        vocab_size=backend.get_vocab_size(),
+        vocab_size=model_vocab_size or backend.get_vocab_size(),
         n_positions=n_positions,
         n_embd=hidden_size,
         n_layer=num_layers,

@@ -150,7 +150,8 @@ def generate(
             break
         active, tokens = active[keep], tokens[keep]
         if params.use_cache:
-            out_step = step_graph.run({"input_ids": tokens[:, None], "past": cache[:, :, keep]})
+            past = cache if keep.all() else cache[:, :, keep]
+            out_step = step_graph.run({"input_ids": tokens[:, None], "past": past})
             logits, cache = np.asarray(out_step[0]), np.asarray(out_step[1])
         else:
             feeds = {k: v[keep] for k, v in feeds.items()}

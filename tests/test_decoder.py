@@ -29,7 +29,9 @@ from gliner_onnx.runtime.trie import LabelsTrie, build_trie
 
 from .conftest import LABELS, LOGIT_STD, TEXTS, Checkpoint, _checkpoint, _minilm
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+THRESHOLDS = (0.3, 0.5, 0.7)
+# Every span above the threshold is generated for, so keep the batch small.
+PARITY_TEXTS = [*TEXTS[:4], TEXTS[-1]]
 CONSTRAINTS = ["person", "city", "organization name", "date of birth", "award"]
 SCORE_TOL = 1e-4
 
@@ -97,8 +99,8 @@ def test_span_mode_entities_and_generated_labels_equal_gliner(
     generated: set[str] = set()
     for threshold in THRESHOLDS:
         kw: dict[str, Any] = dict(threshold=threshold, do_sample=False, gen_constraints=constraints)
-        ref = span_decoder.torch_model.inference(TEXTS, LABELS, **kw)
-        got = span_ours.inference(TEXTS, LABELS, **kw)
+        ref = span_decoder.torch_model.inference(PARITY_TEXTS, LABELS, **kw)
+        got = span_ours.inference(PARITY_TEXTS, LABELS, **kw)
         counts[threshold] = _assert_same(ref, got, f"threshold {threshold}, constraints {constrained}")
         generated |= {label for entities in got for e in entities for label in e["generated_labels"]}
         assert all(len(e["generated_labels"]) == 1 for entities in got for e in entities)
@@ -116,8 +118,8 @@ def test_span_mode_batching_and_nested_modes_equal_gliner(
 ) -> None:
     """The prefixes' padding depends on the batch: batch_size 2 and nested/multi-label too."""
     kw: dict[str, Any] = dict(threshold=0.5, do_sample=False, batch_size=2, flat_ner=False, multi_label=True)
-    ref = span_decoder.torch_model.inference(TEXTS, LABELS, **kw)
-    assert _assert_same(ref, span_ours.inference(TEXTS, LABELS, **kw), "batch 2, nested") > 0
+    ref = span_decoder.torch_model.inference(PARITY_TEXTS, LABELS, **kw)
+    assert _assert_same(ref, span_ours.inference(PARITY_TEXTS, LABELS, **kw), "batch 2, nested") > 0
     per_text = [["person", "date"], ["location"], ["organization", "person"]]
     ref = span_decoder.torch_model.inference(TEXTS[:3], per_text, threshold=0.4, do_sample=False)
     assert _assert_same(
