@@ -474,8 +474,12 @@ class _Exporter:
 
     @torch.inference_mode()
     def _reference_scores(self, batch: dict[str, Any]) -> np.ndarray:
-        # decoder models: the forward alone (run_batch would also generate labels)
-        out = self.model.model(**batch) if is_decoder(self.arch) else self.model.run_batch(batch)
+        if is_decoder(self.arch):  # the span forward only: no label generation, no decoder inputs
+            from gliner.modeling.base import UniEncoderSpanModel
+
+            out = UniEncoderSpanModel.forward(self.model.model, **batch)
+        else:
+            out = self.model.run_batch(batch)
         return torch.sigmoid(out.logits).float().numpy()
 
     def _check_against_reference_batch(

@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--nested", action="store_true", help="allow nested entities (flat_ner=False)")
     g.add_argument("--multi-label", action="store_true", help="allow one span to carry several labels")
+    gen = pr.add_argument_group("generated labels (decoder exports)")
+    gen.add_argument("--gen-constraints", type=_labels, help="comma-separated labels to generate from")
+    gen.add_argument("--greedy", action="store_true", help="greedy generation (default: gliner's sampling)")
+    gen.add_argument("--temperature", type=float, help="sampling temperature (default 0.01, gliner's)")
+    gen.add_argument("--max-new-tokens", type=int, help="tokens generated per label at most (default 15)")
+    gen.add_argument("--seed", type=int, help="seed of the sampling, for reproducible output")
     r = pr.add_argument_group("runtime")
     r.add_argument(
         "--providers", default="cpu", help="cpu, cuda, or a comma-separated ONNX Runtime provider list"
@@ -132,7 +138,19 @@ def _predict(args: argparse.Namespace, out: TextIO) -> None:
         providers=_providers(args.providers),
         session_options=SessionOptions(intra_op_num_threads=args.threads),
     )
-    kwargs = {"threshold": args.threshold, "flat_ner": not args.nested, "multi_label": args.multi_label}
+    kwargs: dict[str, Any] = {
+        "threshold": args.threshold,
+        "flat_ner": not args.nested,
+        "multi_label": args.multi_label,
+    }
+    generation = {
+        "gen_constraints": args.gen_constraints,
+        "do_sample": False if args.greedy else None,
+        "temperature": args.temperature,
+        "max_new_tokens": args.max_new_tokens,
+        "seed": args.seed,
+    }
+    kwargs.update({k: v for k, v in generation.items() if v is not None})
     if args.text != "-":
         entities = model.predict_entities(args.text, args.labels, **kwargs)
         out.write(json.dumps({"text": args.text, "entities": entities}, ensure_ascii=False) + "\n")

@@ -31,7 +31,11 @@ _F32_MIN = float(np.finfo(np.float32).min)
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Generation settings with gliner's defaults (`model.py::generate_labels`)."""
+    """Generation settings with gliner's defaults (`model.py::generate_labels`).
+
+    num_gen_sequences > 1 is beam search with that many beams, as gliner does it
+    (`runtime/beam.py`); beam sampling when do_sample.
+    """
 
     max_new_tokens: int = 15
     do_sample: bool = True
@@ -56,12 +60,6 @@ class GenerationParams:
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise TypeError(f"seed must be an int or None, got {self.seed!r}")
-        if self.num_gen_sequences != 1:
-            raise ValueError(
-                f"num_gen_sequences={self.num_gen_sequences}: the reference generates several sequences "
-                "per span with beam search (num_beams = num_gen_sequences), which is not implemented; "
-                "use num_gen_sequences=1"
-            )
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from tokenizers import Tokenizer
 
 from gliner_onnx.errors import ManifestError
 
+from .beam import beam_search
 from .decode import greedy_search, span_candidate_arrays
 from .features import make_context
 from .generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
@@ -158,6 +159,8 @@ class LabelDecoder:
         self.mode: str = mode
         self.full_context = bool(settings.get("full_context", True))
         self.eos_token_id = eos
+        pad = settings.get("pad_token_id")
+        self.pad_token_id = pad if isinstance(pad, int) else eos
         bos = settings.get("bos_token_id")
         self.bos_token_id = bos if isinstance(bos, int) else None
         self.clean_up = bool(settings.get("clean_up_tokenization_spaces", False))
@@ -177,7 +180,10 @@ class LabelDecoder:
             eos_token_id=self.eos_token_id,
         )
 
-    def generate(self, prefixes: Prefixes, trie: LabelsTrie | None, params: GenerationParams) -> list[str]:
+    def generate(
+        self, prefixes: Prefixes, trie: LabelsTrie | None, params: GenerationParams
+    ) -> list[list[str]]:
+        """Per prefix, `num_gen_sequences` generated labels (best first)."""
         longest = prefixes.prefix_ids.shape[1] + params.max_new_tokens
         if self.max_positions is not None and len(prefixes) and longest > self.max_positions:
             raise ValueError(
@@ -185,11 +191,26 @@ class LabelDecoder:
                 f"max_new_tokens={params.max_new_tokens} they exceed the decoder's {self.max_positions} "
                 "positions; pass shorter texts, fewer labels or a smaller batch_size"
             )
-        ids = generate(
-            self.prefix, self.step, prefixes, eos_token_id=self.eos_token_id, trie=trie, params=params
-        )
-        texts = self._plain.decode_batch(ids, skip_special_tokens=True) if ids else []
-        return [clean_up_tokenization(t) for t in texts] if self.clean_up else list(texts)
+        if params.num_gen_sequences == 1:
+            ids = [[seq] for seq in generate(
+                self.prefix, self.step, prefixes, eos_token_id=self.eos_token_id, trie=trie, params=params
+            )]  # fmt: skip
+        else:
+            ids = beam_search(
+                self.prefix,
+                self.step,
+                prefixes,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.pad_token_id,
+                trie=trie,
+                params=params,
+            )
+        flat = [seq for rows in ids for seq in rows]
+        texts = self._plain.decode_batch(flat, skip_special_tokens=True) if flat else []
+        if self.clean_up:
+            texts = [clean_up_tokenization(t) for t in texts]
+        n = params.num_gen_sequences
+        return [list(texts[i : i + n]) for i in range(0, len(texts), n)]
 
 
 def decoder_inference(
@@ -235,13 +256,15 @@ def decoder_inference(
             prefixes = span_prefixes(span_rep, selected, dec_ids, dec_words, m.max_width)
         else:
             prefixes = prompt_prefixes(prompts, [len(c.labels) for c in contexts])
+        if dec.mode == "prompt" and gen.num_gen_sequences != 1:
+            raise ValueError("decoder_mode 'prompt' names each label once: num_gen_sequences must be 1")
         generated = dec.generate(prefixes, trie, gen)
         cursor = 0
         for b, (i, c) in enumerate(zip(rows, contexts)):
             found = span_candidate_arrays(probs[b, :, :, : len(c.labels)], c.num_words, params.threshold)
             kept = greedy_search(found, flat_ner=params.flat_ner, multi_label=params.multi_label)
             if dec.mode == "prompt":
-                names = tuple(generated[cursor : cursor + len(c.labels)])
+                names = tuple(g[0] for g in generated[cursor : cursor + len(c.labels)])
                 cursor += len(c.labels)
                 results[i] = model._entities(replace(c, labels=LabelSet(c.labels.prompts, names)), kept)
                 continue
@@ -252,6 +275,6 @@ def decoder_inference(
             for entity, (start, end, _cls, _score) in zip(entities, kept):
                 label = by_span.get(start * m.max_width + end - start)
                 if label is not None:
-                    entity["generated_labels"] = [label]
+                    entity["generated_labels"] = list(label)
             results[i] = entities
     return results

@@ -221,7 +221,7 @@ class GLiNER:
         exactly gliner's answer.
 
         Decoder exports (generative labels) take gliner's generation arguments:
-        gen_constraints (labels the generated ones must be), num_gen_sequences (1),
+        gen_constraints (labels the generated ones must be), num_gen_sequences (1; more: beam search),
         max_new_tokens (15), do_sample (True), temperature (0.01), top_k (50), seed
         (None), use_cache (True); each entity gets `generated_labels` (decoder_mode
         "span"), or its label is the generated one (decoder_mode "prompt"). They

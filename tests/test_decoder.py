@@ -127,6 +127,36 @@ def test_span_mode_batching_and_nested_modes_equal_gliner(
     )
 
 
+@pytest.mark.parametrize("constrained", [False, True])
+def test_beam_search_labels_equal_gliner(
+    span_decoder: Checkpoint, span_ours: GLiNER, constrained: bool
+) -> None:
+    """num_gen_sequences > 1: gliner runs HF beam search with that many beams."""
+    kw: dict[str, Any] = dict(
+        threshold=0.5,
+        do_sample=False,
+        num_gen_sequences=3,
+        gen_constraints=CONSTRAINTS if constrained else None,
+    )
+    ref = span_decoder.torch_model.inference(PARITY_TEXTS[:2], LABELS, **kw)
+    got = span_ours.inference(PARITY_TEXTS[:2], LABELS, **kw)
+    assert _assert_same(ref, got, f"beams, constraints {constrained}") > 0
+    labels = [e["generated_labels"] for entities in got for e in entities]
+    assert all(len(g) == 3 for g in labels) and any(len(set(g)) == 3 for g in labels)
+
+
+def test_beam_sampling_is_seeded(span_ours: GLiNER) -> None:
+    def labels(seed: int) -> list[list[str]]:
+        kw: dict[str, Any] = dict(threshold=0.5, num_gen_sequences=2, temperature=2.0, top_k=0, seed=seed)
+        return [
+            e["generated_labels"]
+            for entities in span_ours.inference(TEXTS[:1], LABELS, **kw)
+            for e in entities
+        ]
+
+    assert labels(1) == labels(1) and labels(1) != labels(2)
+
+
 def test_kv_cache_off_gives_the_same_labels(span_ours: GLiNER) -> None:
     kw: dict[str, Any] = dict(threshold=0.6, do_sample=False)
     cached = span_ours.inference(TEXTS[:3], LABELS, **kw)
@@ -160,8 +190,8 @@ def test_max_new_tokens_bounds_the_generated_labels(span_ours: GLiNER) -> None:
 
 
 def test_bad_generation_arguments_are_clear_errors(span_ours: GLiNER, uni_minilm: Checkpoint) -> None:
-    with pytest.raises(ValueError, match="beam search"):
-        span_ours.inference(TEXTS[:1], LABELS, num_gen_sequences=2)
+    with pytest.raises(ValueError, match="num_gen_sequences"):
+        span_ours.inference(TEXTS[:1], LABELS, num_gen_sequences=0)
     with pytest.raises(TypeError, match="unknown generation arguments"):
         span_ours.inference(TEXTS[:1], LABELS, num_beams=2)
     with pytest.raises(TypeError, match="gen_constraints"):
@@ -185,10 +215,46 @@ def test_manifest_records_the_decoder(span_decoder: Checkpoint, span_ours: GLiNE
     assert m.span_head == "generic"
 
 
+def test_cli_predict_prints_generated_labels(
+    span_decoder: Checkpoint, span_ours: GLiNER, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from gliner_onnx.cli import main
+
+    text = TEXTS[0]
+    args = ["predict", str(span_decoder.export_dir), "--labels", "person,location", text]
+    assert main([*args, "--greedy", "--gen-constraints", "person,city"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = span_ours.predict_entities(
+        text, ["person", "location"], do_sample=False, gen_constraints=["person", "city"]
+    )
+    assert printed["entities"] == json.loads(json.dumps(expected)) and expected
+
+
+def test_manifest_without_decoder_settings_is_refused(span_decoder: Checkpoint, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from gliner_onnx.errors import ManifestError
+    from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
+
+    copy = tmp_path / "export"
+    shutil.copytree(span_decoder.export_dir, copy)
+    data = json.loads((copy / MANIFEST_NAME).read_text())
+    del data["decoder"]
+    (copy / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="decoder"):
+        load_manifest(copy)
+
+
 # ------------------------------------------------------------------------- prompt mode
 def test_gliner_itself_fails_in_prompt_mode(prompt_decoder: Checkpoint) -> None:
     with pytest.raises(ValueError, match="not enough values to unpack"):
         prompt_decoder.torch_model.inference(TEXTS[:1], LABELS, do_sample=False)
+    ours = GLiNER.from_pretrained(prompt_decoder.export_dir)
+    with pytest.raises(ValueError, match="num_gen_sequences must be 1"):
+        ours.inference(TEXTS[:1], LABELS, num_gen_sequences=2)
 
 
 @pytest.mark.parametrize("constraints", [None, ["human", "place", "company"]])
