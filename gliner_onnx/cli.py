@@ -198,6 +198,10 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
         out.write(f"graph {name}: {g.file} {list(g.inputs)} -> {list(g.outputs)}\n")
         if g.optimization:
             out.write(f"  optimization: {json.dumps(g.optimization)}\n")
+    if m.decoder:
+        d = m.decoder
+        out.write(f"decoder: mode {d.get('mode')}, {d.get('num_layers')} layers, ")
+        out.write(f"vocab {d.get('vocab_size')}\n")
     if m.agreement:
         a = m.agreement
         out.write(f"agreement with fp32: entity F1 {a['f1']:.3f} on {a['texts']} texts\n")
