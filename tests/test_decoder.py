@@ -157,6 +157,23 @@ def test_beam_sampling_is_seeded(span_ours: GLiNER) -> None:
     assert labels(1) == labels(1) and labels(1) != labels(2)
 
 
+def test_without_full_decoder_context_equals_gliner(span_decoder: Checkpoint) -> None:
+    """full_decoder_context=False: the prefix is the projected span representation alone
+    (the export records the flag; here the same graphs run with it switched off)."""
+    ours = GLiNER.from_pretrained(span_decoder.export_dir)
+    assert ours._decoder is not None
+    ours._decoder.full_context = False
+    model = span_decoder.torch_model
+    model.config.full_decoder_context = False
+    try:
+        for constraints in (None, CONSTRAINTS):
+            kw: dict[str, Any] = dict(threshold=0.5, do_sample=False, gen_constraints=constraints)
+            ref = model.inference(PARITY_TEXTS, LABELS, **kw)
+            assert _assert_same(ref, ours.inference(PARITY_TEXTS, LABELS, **kw), "no decoder context") > 0
+    finally:
+        model.config.full_decoder_context = True
+
+
 def test_kv_cache_off_gives_the_same_labels(span_ours: GLiNER) -> None:
     kw: dict[str, Any] = dict(threshold=0.6, do_sample=False)
     cached = span_ours.inference(TEXTS[:3], LABELS, **kw)
