@@ -930,7 +930,98 @@ def build_gliner(
         )
         model.eval()
         if logit_scale != 1.0:
-            calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
+            # Decoder models: calibrate the span head without generating labels (gliner's
+            # generation fails on a batch with no span above the threshold).
+            labels_decoder = getattr(model.config, "labels_decoder", None)
+            model.config.labels_decoder = None
+            try:
+                calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
+            finally:
+                model.config.labels_decoder = labels_decoder
             if getattr(config, "relations_layer", None) is not None:
                 calibrate_relations(model, logit_scale)
     return model
+
+
+# ---------------------------------------------------------------------------------------
+# GPT-2 (the generative label decoder)
+# ---------------------------------------------------------------------------------------
+GPT2_EOS = "<|endoftext|>"
+
+
+def _byte_level_bpe(vocab_size: int):
+    """A GPT-2-style byte-level BPE `tokenizers.Tokenizer` trained on :data:`CORPUS`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[GPT2_EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus_lines(), trainer=trainer)
+    return tok
+
+
+def make_tiny_gpt2(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    vocab_size: int = 600,
+    seed: int = 0,
+    n_positions: int = 1024,
+    logit_std: float = 4.0,
+    model_vocab_size: int | None = None,
+) -> Path:
+    """Write a tiny random GPT-2 (``GPT2LMHeadModel`` + byte-level BPE tokenizer) to ``out_dir``.
+
+    The tokenizer is trained with ``tokenizers`` on :data:`CORPUS` (``<|endoftext|>`` is
+    bos, eos and unk, like GPT-2's) and saved as a (fast) ``GPT2Tokenizer`` directory. The
+    LM head is untied from the input embeddings and scaled so that the logits spread
+    (standard deviation about ``logit_std``): greedy choices of a random model are then
+    far from ties, which float rounding could otherwise flip. ``model_vocab_size`` (at least
+    the tokenizer's) pads the model's vocabulary, e.g. to GPT-2's 50257 for timing work.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = _byte_level_bpe(vocab_size)
+    tokenizer = GPT2Tokenizer(  # transformers 5: the fast (tokenizers) one
+        tokenizer_object=backend,
+        bos_token=GPT2_EOS,
+        eos_token=GPT2_EOS,
+        unk_token=GPT2_EOS,
+        model_max_length=n_positions,
+    )
+    eos_id = backend.token_to_id(GPT2_EOS)
+    if model_vocab_size is not None and model_vocab_size < backend.get_vocab_size():
+        raise ValueError(f"model_vocab_size must be at least the tokenizer's {backend.get_vocab_size()}")
+    config = GPT2Config(
+        vocab_size=model_vocab_size or backend.get_vocab_size(),
+        n_positions=n_positions,
+        n_embd=hidden_size,
+        n_layer=num_layers,
+        n_head=num_heads,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        tie_word_embeddings=False,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config).eval()
+        with torch.no_grad():
+            head = model.lm_head.weight
+            # logits = h . w with h ~ LayerNorm output (unit variance per coordinate)
+            head.copy_(torch.randn_like(head) * (logit_std / math.sqrt(hidden_size)))
+    with _no_progress_bars():
+        model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,4 +1,5 @@
-"""The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s), untrained GLiNER heads.
+"""The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s), untrained GLiNER heads
+(the decoder arch: plus a tiny random GPT-2 label decoder with a locally trained tokenizer).
 
 Its entity output is meaningless; it exists so that the export pipeline, the
 runtime and latency work run with no network. The weights come from the
@@ -55,5 +56,18 @@ def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LO
     if arch in ("uniencoder_span_relex", "uniencoder_token_relex"):
         return build_gliner(
             backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale, relations_layer="dot"
+        )
+    if arch == "uniencoder_span_decoder":
+        import tempfile
+
+        from .backbones import make_tiny_gpt2
+
+        gpt2 = make_tiny_gpt2(Path(tempfile.mkdtemp(prefix="gliner-onnx-demo-gpt2-")))
+        return build_gliner(
+            backbone,
+            seed=seed,
+            logit_scale=logit_scale,
+            labels_decoder=str(gpt2),
+            decoder_mode="span",
         )
     raise ExportError(f"no demo checkpoint for arch {arch!r} yet")

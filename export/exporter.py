@@ -17,12 +17,21 @@ import torch
 from torch import nn
 
 from gliner_onnx import __version__
-from gliner_onnx.archs import GraphSpec, check_arch, family, graph_specs, is_biencoder, is_relex
+from gliner_onnx.archs import (
+    DECODER_GRAPHS,
+    GraphSpec,
+    check_arch,
+    family,
+    graph_specs,
+    is_biencoder,
+    is_decoder,
+    is_relex,
+)
 from gliner_onnx.errors import ExportError, ParityError, UnsupportedArchError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerEntry
 from gliner_onnx.runtime import relations as rel
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
-from gliner_onnx.runtime.labels import build_prompt, normalize_label_set
+from gliner_onnx.runtime.labels import LabelSet, build_prompt, normalize_label_set
 
 from . import samples
 from .detect import detect_arch, read_config
@@ -150,7 +159,7 @@ def _wrappers(
                 "scorer": scorer,
             }
         raise UnsupportedArchError(f"the factorized span head does not apply to {arch!r}")
-    if arch == "uniencoder_span":
+    if arch in ("uniencoder_span", "uniencoder_span_decoder"):  # decoder graphs: decoder_export.py
         return {"text_encoder": UniSpanTextEncoder(core), "scorer": SpanScorer()}
     if is_relex(arch):
         graphs: dict[str, nn.Module] = (
@@ -302,7 +311,11 @@ class _Exporter:
         self.relex = is_relex(arch)
         self.relations_layer = getattr(model.config, "relations_layer", None)
         adjacency = not self.relex or self.relations_layer != "none"
-        self.specs = {s.name: s for s in graph_specs(arch, self.span_head, adjacency=adjacency)}
+        self.specs = {
+            s.name: s
+            for s in graph_specs(arch, self.span_head, adjacency=adjacency)
+            if s.name not in DECODER_GRAPHS
+        }
         self.modules = _wrappers(model, arch, self.span_head, optimize)
         for m in self.modules.values():
             m.eval()
@@ -320,6 +333,8 @@ class _Exporter:
 
     def contexts(self, texts: Sequence[str], labels: Sequence[str]) -> list[TextContext]:
         label_set = normalize_label_set(list(labels))
+        if is_decoder(self.arch) and getattr(self.cfg, "decoder_mode", None) == "prompt":
+            label_set = LabelSet(("",) * len(label_set), label_set.names)  # class tokens only
         splitter = getattr(self.cfg, "words_splitter_type", "whitespace")
         relations = samples.relations_for(labels) if self.relex else ()
         return [
@@ -575,8 +590,13 @@ class _Exporter:
 
     @torch.inference_mode()
     def _reference_scores(self, batch: dict[str, Any]) -> np.ndarray:
-        with relation_layers_removed(self.model.model):
-            out = self.model.run_batch(batch)
+        if is_decoder(self.arch):  # the span forward only: no label generation, no decoder inputs
+            from gliner.modeling.base import UniEncoderSpanModel
+
+            out = UniEncoderSpanModel.forward(self.model.model, **batch)
+        else:
+            with relation_layers_removed(self.model.model):
+                out = self.model.run_batch(batch)
         return torch.sigmoid(out.logits).float().numpy()
 
     def _check_against_reference_batch(
@@ -650,6 +670,8 @@ def export_model(
     detected = detect_arch(model.config)
     _check_detected(detected, arch)
     _check_supported(model, detected)
+    if is_decoder(detected) and precision != "fp32":
+        raise ExportError(f"{detected} exports are fp32 only (got precision {precision!r})")
     model.eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -694,6 +716,13 @@ def _export_into(exporter: _Exporter, source: str) -> dict[str, dict[str, float]
     graphs = exporter.trace()
     exporter.log("validating against torch ...")
     diffs = exporter.validate(graphs)
+    decoder: dict[str, Any] = {}
+    if is_decoder(exporter.arch):
+        from .decoder_export import export_decoder
+
+        decoder_graphs, decoder_diffs, decoder = export_decoder(exporter)
+        graphs.update(decoder_graphs)
+        diffs.update(decoder_diffs)
     e2e = {"end_to_end_scores": diffs["end_to_end"]["scores"]}
     graphs = {
         name: replace(
@@ -703,7 +732,7 @@ def _export_into(exporter: _Exporter, source: str) -> dict[str, dict[str, float]
         )
         for name, g in graphs.items()
     }
-    exporter.manifest(graphs, source).save(exporter.dir)
+    replace(exporter.manifest(graphs, source), decoder=decoder).save(exporter.dir)
     return diffs
 
 

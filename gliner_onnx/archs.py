@@ -159,6 +159,38 @@ GRAPHS["uniencoder_token_relex"] = (
     RELATION_ADJACENCY,
     RELATION_SCORER,
 )
+# Generative label decoder (`uniencoder_span_decoder`): the generic span graphs, plus a
+# GPT-2-like decoder in two graphs. `decoder_prefix` embeds each sequence's prefix (kind
+# 0: a zero vector, 1: the projected span or label representation, 2: the decoder token
+# `prefix_ids`) and runs it; `decoder_step` runs one token on the key/value cache. The
+# cache of every layer is one tensor: (num_layers, 2 = key/value, num_seqs, num_heads,
+# length, head_dim).
+_KV_AXES = ("num_layers", 2, "num_seqs", "num_heads")
+DECODER_PREFIX = GraphSpec(
+    "decoder_prefix",
+    inputs=(
+        TensorSpec("span_rep", _F32, ("num_seqs", "label_dim")),
+        TensorSpec("prefix_ids", _I64, ("num_seqs", "prefix_len")),
+        TensorSpec("prefix_kind", _I64, ("num_seqs", "prefix_len")),
+    ),
+    outputs=(
+        TensorSpec("logits", _F32, ("num_seqs", "vocab")),
+        TensorSpec("present", _F32, (*_KV_AXES, "prefix_len", "head_dim")),
+    ),
+)
+DECODER_STEP = GraphSpec(
+    "decoder_step",
+    inputs=(
+        TensorSpec("input_ids", _I64, ("num_seqs", 1)),
+        TensorSpec("past", _F32, (*_KV_AXES, "past_len", "head_dim")),
+    ),
+    outputs=(
+        TensorSpec("logits", _F32, ("num_seqs", "vocab")),
+        TensorSpec("present", _F32, (*_KV_AXES, "total_len", "head_dim")),
+    ),
+)
+DECODER_GRAPHS: tuple[str, ...] = ("decoder_prefix", "decoder_step")
+GRAPHS["uniencoder_span_decoder"] = (*GRAPHS["uniencoder_span"], DECODER_PREFIX, DECODER_STEP)
 
 # The factorized span head (gliner's default `markerV0` span layer only): its output MLP's
 # first layer is split into a start half and an end half applied once per word in the
@@ -215,6 +247,11 @@ def is_relex(arch: str) -> bool:
 def family(arch: str) -> str:
     """ "span" or "token": how the scorer's output is decoded."""
     return "token" if "_token" in arch else "span"
+
+
+def is_decoder(arch: str) -> bool:
+    """Architectures with a generative label decoder."""
+    return arch.endswith("_decoder")
 
 
 def is_biencoder(arch: str) -> bool:

@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="entity-pair adjacency threshold (default: --threshold)",
     )
+    gen = pr.add_argument_group("generated labels (decoder exports)")
+    gen.add_argument("--gen-constraints", type=_labels, help="comma-separated labels to generate from")
+    gen.add_argument("--greedy", action="store_true", help="greedy generation (default: gliner's sampling)")
+    gen.add_argument("--temperature", type=float, help="sampling temperature (default 0.01, gliner's)")
+    gen.add_argument("--max-new-tokens", type=int, help="tokens generated per label at most (default 15)")
+    gen.add_argument("--seed", type=int, help="seed of the sampling, for reproducible output")
     r = pr.add_argument_group("runtime")
     r.add_argument(
         "--providers", default="cpu", help="cpu, cuda, or a comma-separated ONNX Runtime provider list"
@@ -179,6 +185,14 @@ def _predict(args: argparse.Namespace, out: TextIO) -> None:
         )
         return [{"entities": e, "relations": r} for e, r in zip(ents, rels)]
 
+    generation = {
+        "gen_constraints": args.gen_constraints,
+        "do_sample": False if args.greedy else None,
+        "temperature": args.temperature,
+        "max_new_tokens": args.max_new_tokens,
+        "seed": args.seed,
+    }
+    kwargs.update({k: v for k, v in generation.items() if v is not None})
     if args.text != "-":
         (found,) = predict([args.text], args.labels, args.relations)
         out.write(json.dumps({"text": args.text, **found}, ensure_ascii=False) + "\n")
@@ -223,6 +237,10 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
         out.write(f"graph {name}: {g.file} {list(g.inputs)} -> {list(g.outputs)}\n")
         if g.optimization:
             out.write(f"  optimization: {json.dumps(g.optimization)}\n")
+    if m.decoder:
+        d = m.decoder
+        out.write(f"decoder: mode {d.get('mode')}, {d.get('num_layers')} layers, ")
+        out.write(f"vocab {d.get('vocab_size')}\n")
     if m.agreement:
         a = m.agreement
         out.write(f"agreement with fp32: entity F1 {a['f1']:.3f} on {a['texts']} texts\n")

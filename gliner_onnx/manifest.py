@@ -74,6 +74,9 @@ class Manifest:
     rel_token_id: int | None = None
     relations_layer: str | None = None
     triples_layer: str | None = None
+    # Generative label decoder (decoder archs): mode, full_context, eos/bos/pad ids,
+    # clean_up_tokenization_spaces and the decoder's shape (runtime/generative.py).
+    decoder: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
@@ -115,6 +118,15 @@ def _check_file(directory: Path, name: str, digest: str | None, verify: bool, wh
         raise ManifestError(
             f"{what}: {path} is damaged or altered (sha256 differs from the manifest); re-export it"
         )
+
+
+def _decoder_settings(data: dict[str, Any], needed: bool, where: str) -> dict[str, Any]:
+    raw = data.get("decoder") or {}
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: field 'decoder' must be an object")
+    if needed and (raw.get("mode") not in ("span", "prompt") or not isinstance(raw.get("eos_token_id"), int)):
+        raise ManifestError(f"{where}: decoder archs need 'decoder' with a mode and an integer eos_token_id")
+    return dict(raw)
 
 
 def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
@@ -203,6 +215,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
     tokenizers: dict[str, TokenizerEntry] = {}
     raw_tok = _require(data, "tokenizers", dict, where)
     needed = ["text"] + (["labels"] if "label_encoder" in graphs else [])
+    needed += ["decoder"] if "decoder_step" in graphs else []
     for name in needed:
         if name not in raw_tok or not isinstance(raw_tok[name], dict):
             raise ManifestError(f"{where}: tokenizer {name!r} is not listed")
@@ -255,6 +268,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         rel_token_id=rel_token_id if is_relex(arch) else None,
         relations_layer=relations_layer if is_relex(arch) else None,
         triples_layer=data.get("triples_layer") if is_relex(arch) else None,
+        decoder=_decoder_settings(data, "decoder_step" in graphs, where),
         source=str(data.get("source", "")),
         versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
         format_version=version,

@@ -103,7 +103,8 @@ def build_prompt(
     words: list[str] = []
     for prompt in prompts:
         words.append(ent_token)
-        words.append(prompt)
+        if prompt:  # an empty prompt adds no word (decoder prompt mode: class tokens only)
+            words.append(prompt)
     words.append(sep_token)
     if rel_token is not None:
         for relation in relations or ():

@@ -24,6 +24,8 @@ from gliner_onnx.manifest import Manifest, load_manifest
 from . import relations as rel
 from .decode import Candidates, SpanCandidate, greedy_search, span_candidate_arrays, token_candidates
 from .features import TextContext, text_feeds
+from .generate import GenerationParams
+from .generative import LabelDecoder, decoder_inference
 from .labels import (
     LabelSet,
     build_prompt,
@@ -109,6 +111,15 @@ class GLiNER:
         # (device type, id) where the text encoder's outputs stay for the scorer; None: numpy.
         self._device: tuple[str, int] | None = None
         self._cache_lock = threading.Lock()
+        self._decoder: LabelDecoder | None = None
+        if "decoder_step" in sessions:  # generative label decoder
+            self._decoder = LabelDecoder(
+                manifest.decoder,
+                sessions["decoder_prefix"],
+                sessions["decoder_step"],
+                tokenizers["decoder"],
+                directory / manifest.tokenizers["decoder"].file,
+            )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -173,6 +184,7 @@ class GLiNER:
         multi_label: bool = False,
         *,
         label_embeddings: np.ndarray | None = None,
+        **gen_kwargs: Any,
     ) -> list[Entity]:
         """Entities of one text: a list of {start, end, text, label, score}."""
         if not isinstance(text, str):
@@ -184,6 +196,7 @@ class GLiNER:
             threshold=threshold,
             multi_label=multi_label,
             label_embeddings=label_embeddings,
+            **gen_kwargs,
         )[0]
 
     def batch_predict_entities(
@@ -224,6 +237,8 @@ class GLiNER:
         label_embeddings: np.ndarray | None = None,
         window: int | None = None,
         overlap: int | None = None,
+        gen_constraints: Sequence[str] | None = None,
+        **gen_kwargs: Any,
     ) -> Any:
         """Entities of each text, in gliner's output format.
 
@@ -241,6 +256,13 @@ class GLiNER:
         the encoder's subword limit is run in windows overlapping by `overlap` words
         (default: 2 x max_width) instead of being truncated; a text that fits gets
         exactly gliner's answer. (Relex: relations are found within a window.)
+
+        Decoder exports (generative labels) take gliner's generation arguments:
+        gen_constraints (labels the generated ones must be), num_gen_sequences (1; more: beam search),
+        max_new_tokens (15), do_sample (True), temperature (0.01), top_k (50), seed
+        (None), use_cache (True); each entity gets `generated_labels` (decoder_mode
+        "span"), or its label is the generated one (decoder_mode "prompt"). They
+        batch texts in order and truncate to max_len words, as gliner does.
         """
         params = InferenceParams(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
         relex = is_relex(self.arch)
@@ -266,6 +288,20 @@ class GLiNER:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         label_sets = normalize_labels(labels, len(texts))
         relation_sets = normalize_relations(relations, len(texts)) if relex else [()] * len(texts)
+        if self._decoder is not None:
+            if window is not None or overlap is not None or label_embeddings is not None:
+                raise ValueError("window, overlap and label_embeddings do not apply to decoder exports")
+            unknown = sorted(set(gen_kwargs) - set(GenerationParams.__dataclass_fields__))
+            if unknown:
+                raise TypeError(
+                    f"unknown generation arguments {unknown}; "
+                    f"valid: gen_constraints, {', '.join(GenerationParams.__dataclass_fields__)}"
+                )
+            gen = GenerationParams(**gen_kwargs)
+            return decoder_inference(self, texts, label_sets, params, gen, gen_constraints, batch_size)
+        if gen_kwargs or gen_constraints is not None:
+            names = sorted([*gen_kwargs, *(["gen_constraints"] if gen_constraints is not None else [])])
+            raise TypeError(f"generation arguments {names} need a decoder export; this one is {self.arch!r}")
         given = self._check_label_embeddings(label_embeddings, labels, label_sets)
 
         window, overlap = self._window_settings(window, overlap)

@@ -160,12 +160,12 @@ def test_demo_export_and_predict_cli(tmp_path: Path) -> None:
 def test_checkpoint_dir_is_checked_before_loading_weights(tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    config = {"span_mode": "markerV0", "labels_decoder": "gpt2", "model_type": None}
+    config = {"span_mode": "token_level", "labels_decoder": "gpt2", "model_type": None}
     (ckpt / "gliner_config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedArchError, match="'uniencoder_span_decoder' is not supported yet"):
+    with pytest.raises(UnsupportedArchError, match="'uniencoder_token_decoder' is not supported yet"):
         export_model(ckpt, tmp_path / "o", log=lambda _m: None)
     with pytest.raises(
-        ExportError, match=r"--arch uniencoder_span does not match .* uniencoder_span_decoder"
+        ExportError, match=r"--arch uniencoder_span does not match .* uniencoder_token_decoder"
     ):
         export_model(ckpt, tmp_path / "o", arch="uniencoder_span", log=lambda _m: None)
     (ckpt / "gliner_config.json").unlink()

@@ -1,0 +1,280 @@
+"""The generative label decoder's pipeline: spans (or labels) -> decoder prefixes -> labels.
+
+gliner 0.2.29, `modeling/base.py::UniEncoderSpanDecoderModel`, decoder_mode "span":
+
+* a span is sent to the decoder when its best probability over the batch's label
+  columns (padding columns included) is above the threshold (`select_span_decoder_embedding`);
+* its prefix is [zeros..., projected span representation, decoder embeddings of the
+  span's subword tokens], left-padded with zero vectors to `max_tokens + 1`, where
+  `max_tokens` is the batch's largest token count, *counting the padding slots of the
+  selection*: a padding slot has index -1, which the reference reads as the span
+  (0, max_width - 1) of 1-based word indices, i.e. every token whose word index is
+  below max_width, prompt, special and padding tokens included (their index is 0);
+* the zero vectors are attended (generation passes no attention mask), so this padding
+  changes the result and is reproduced exactly; sequences run b-major, spans in flat
+  (start * max_width + width) order, all spans of a batch in one generation.
+
+The decoder's text is the encoder's words (prompt included), every word after the first
+prefixed with a space, tokenized by the decoder tokenizer (`processor.py::tokenize_inputs`);
+token word indices are 1-based over the text words on every subtoken.
+
+decoder_mode "prompt": each label's representation (after `prompt_rep_layer`) is one
+sequence, and the generated strings replace the label names; the encoder's prompt has
+no label names, only the class tokens (`prepare_inputs(add_entities=False)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from gliner_onnx.errors import ManifestError
+
+from .beam import beam_search
+from .decode import greedy_search, span_candidate_arrays
+from .features import make_context
+from .generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
+from .labels import LabelSet, build_prompt
+from .options import InferenceParams
+from .tokenize import SubwordTokenizer, words_mask
+from .trie import LabelsTrie, build_trie
+
+DECODER_MODES = ("span", "prompt")
+
+
+def decoder_words(prompt: Sequence[str], words: Sequence[str]) -> list[str]:
+    """The decoder tokenizer's words: every word but the first prefixed with a space."""
+    return [w if i == 0 else f" {w}" for i, w in enumerate([*prompt, *words])]
+
+
+def decoder_tokens(
+    tokenizer: SubwordTokenizer, prompts: Sequence[Sequence[str]], texts: Sequence[Sequence[str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(decoder input ids (B, T), 1-based text word index of every token, 0 elsewhere)."""
+    batch = tokenizer.encode_words([decoder_words(p, t) for p, t in zip(prompts, texts)])
+    skip = np.array([len(p) for p in prompts], dtype=np.int64)
+    return batch.input_ids, words_mask(batch.word_ids, skip, "mean")
+
+
+def selected_spans(probs: np.ndarray, num_words: Sequence[int], threshold: float) -> list[np.ndarray]:
+    """Flat indices (start * max_width + width) of the spans each text sends to the decoder.
+
+    probs: (B, W, max_width, C) over all the batch's label columns.
+    """
+    batch, width, max_width, _ = probs.shape
+    best = probs.max(axis=-1).reshape(batch, width * max_width)
+    starts = np.repeat(np.arange(width), max_width)
+    ends = starts + np.tile(np.arange(max_width), width)
+    out = []
+    for b in range(batch):
+        valid = ends < num_words[b]
+        out.append(np.flatnonzero((best[b] > probs.dtype.type(threshold)) & valid))
+    return out
+
+
+def span_prefixes(
+    span_rep: np.ndarray,
+    selected: Sequence[np.ndarray],
+    dec_ids: np.ndarray | None,
+    dec_words: np.ndarray | None,
+    max_width: int,
+) -> Prefixes:
+    """The prefixes of the selected spans. dec_ids/dec_words None: no decoder context
+    (`full_decoder_context=False`): the prefix is the span representation alone."""
+    batch, width = span_rep.shape[:2]
+    flat_rep = span_rep.reshape(batch, width * max_width, -1)
+    reps = [flat_rep[b, sel] for b, sel in enumerate(selected)]
+    rep = np.concatenate(reps) if reps else np.zeros((0, span_rep.shape[-1]), np.float32)
+    total = len(rep)
+    if dec_ids is None or dec_words is None:
+        ids = np.zeros((total, 1), dtype=np.int64)
+        return Prefixes(rep, ids, np.full((total, 1), KIND_REP, dtype=np.int64))
+    token_lists: list[np.ndarray] = []
+    longest = 0
+    for b, sel in enumerate(selected):
+        starts = sel // max_width + 1
+        ends = sel % max_width + starts
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            inside = np.flatnonzero((dec_words[b] >= s) & (dec_words[b] <= e))
+            token_lists.append(dec_ids[b, inside])
+            longest = max(longest, len(inside))
+        if len(sel) < width * max_width:  # padding slots: the span (0, max_width - 1)
+            longest = max(longest, int((dec_words[b] <= max_width - 1).sum()))
+    length = longest + 1
+    ids = np.zeros((total, length), dtype=np.int64)
+    kind = np.zeros((total, length), dtype=np.int64)
+    for m, tokens in enumerate(token_lists):
+        n = len(tokens)
+        kind[m, length - n - 1] = KIND_REP
+        if n:
+            ids[m, length - n :] = tokens
+            kind[m, length - n :] = KIND_TOKEN
+    return Prefixes(rep.astype(np.float32), ids, kind)
+
+
+def prompt_prefixes(prompts: np.ndarray, num_labels: Sequence[int]) -> Prefixes:
+    """Prompt mode: one sequence per label of each text, its representation alone."""
+    rep = np.concatenate([prompts[b, :n] for b, n in enumerate(num_labels)])
+    total = len(rep)
+    return Prefixes(
+        rep.astype(np.float32),
+        np.zeros((total, 1), dtype=np.int64),
+        np.full((total, 1), KIND_REP, dtype=np.int64),
+    )
+
+
+# transformers' `clean_up_tokenization` (applied by `decode` when the tokenizer asks for it).
+_CLEAN_UP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+             (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))  # fmt: skip
+
+
+def clean_up_tokenization(text: str) -> str:
+    for old, new in _CLEAN_UP:
+        text = text.replace(old, new)
+    return text
+
+
+class LabelDecoder:
+    """The decoder graphs, the decoder tokenizer and the manifest's decoder settings."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        prefix: Any,
+        step: Any,
+        tokenizer: SubwordTokenizer,
+        tokenizer_file: Path,
+    ):
+        mode = settings.get("mode")
+        if mode not in DECODER_MODES:
+            raise ManifestError(f"decoder mode {mode!r} is not one of {DECODER_MODES}")
+        eos = settings.get("eos_token_id")
+        if not isinstance(eos, int):
+            raise ManifestError("the manifest's decoder settings need an integer 'eos_token_id'")
+        self.mode: str = mode
+        self.full_context = bool(settings.get("full_context", True))
+        self.eos_token_id = eos
+        pad = settings.get("pad_token_id")
+        self.pad_token_id = pad if isinstance(pad, int) else eos
+        bos = settings.get("bos_token_id")
+        self.bos_token_id = bos if isinstance(bos, int) else None
+        self.clean_up = bool(settings.get("clean_up_tokenization_spaces", False))
+        positions = settings.get("max_positions")
+        self.max_positions = positions if isinstance(positions, int) else None
+        self.prefix, self.step = prefix, step
+        self.tokenizer = tokenizer
+        self._plain = Tokenizer.from_file(str(tokenizer_file))
+        self._plain.no_padding()
+        self._plain.no_truncation()
+
+    def trie(self, gen_constraints: Sequence[str] | None) -> LabelsTrie | None:
+        return build_trie(
+            gen_constraints,
+            lambda s: self._plain.encode(s).ids,
+            bos_token_id=self.bos_token_id,
+            eos_token_id=self.eos_token_id,
+        )
+
+    def generate(
+        self, prefixes: Prefixes, trie: LabelsTrie | None, params: GenerationParams
+    ) -> list[list[str]]:
+        """Per prefix, `num_gen_sequences` generated labels (best first)."""
+        longest = prefixes.prefix_ids.shape[1] + params.max_new_tokens
+        if self.max_positions is not None and len(prefixes) and longest > self.max_positions:
+            raise ValueError(
+                f"the decoder prefixes of this batch are {prefixes.prefix_ids.shape[1]} positions long: with "
+                f"max_new_tokens={params.max_new_tokens} they exceed the decoder's {self.max_positions} "
+                "positions; pass shorter texts, fewer labels or a smaller batch_size"
+            )
+        if params.num_gen_sequences == 1:
+            ids = [[seq] for seq in generate(
+                self.prefix, self.step, prefixes, eos_token_id=self.eos_token_id, trie=trie, params=params
+            )]  # fmt: skip
+        else:
+            ids = beam_search(
+                self.prefix,
+                self.step,
+                prefixes,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.pad_token_id,
+                trie=trie,
+                params=params,
+            )
+        flat = [seq for rows in ids for seq in rows]
+        texts = self._plain.decode_batch(flat, skip_special_tokens=True) if flat else []
+        if self.clean_up:
+            texts = [clean_up_tokenization(t) for t in texts]
+        n = params.num_gen_sequences
+        return [list(texts[i : i + n]) for i in range(0, len(texts), n)]
+
+
+def decoder_inference(
+    model: Any,
+    texts: Sequence[str],
+    label_sets: Sequence[LabelSet],
+    params: InferenceParams,
+    gen: GenerationParams,
+    gen_constraints: Sequence[str] | None,
+    batch_size: int,
+) -> list[list[dict[str, Any]]]:
+    """`GLiNER.inference` of a decoder export: texts batched in order as the reference's
+    DataLoader does (the prefixes' padding depends on the batch), each text truncated to
+    max_len words as the reference does (no windows)."""
+    dec: LabelDecoder = model._decoder
+    m = model.manifest
+    trie = dec.trie(gen_constraints)
+    results: list[list[dict[str, Any]]] = [[] for _ in texts]
+    valid = [i for i, t in enumerate(texts) if t.strip()]
+    for lo in range(0, len(valid), batch_size):
+        rows = valid[lo : lo + batch_size]
+        contexts = [
+            make_context(texts[i], label_sets[i], splitter=m.words_splitter, max_len=m.max_len) for i in rows
+        ]
+        encoder_contexts = contexts
+        if dec.mode == "prompt":  # class tokens only: the decoder names the classes
+            encoder_contexts = [
+                replace(c, labels=LabelSet(("",) * len(c.labels), c.labels.names)) for c in contexts
+            ]
+        feeds = model._text_feeds(encoder_contexts)
+        span_rep, prompts = model._sessions["text_encoder"].run(feeds)
+        (probs,) = model._sessions["scorer"].run({"span_rep": span_rep, "prompts": prompts})
+        selected: list[np.ndarray] = []
+        if dec.mode == "span":
+            selected = selected_spans(probs, [c.num_words for c in contexts], params.threshold)
+            dec_ids = dec_words = None
+            if dec.full_context:
+                dec_ids, dec_words = decoder_tokens(
+                    dec.tokenizer,
+                    [build_prompt(c.labels.prompts, m.ent_token, m.sep_token) for c in contexts],
+                    [c.words.words[: c.num_words] for c in contexts],
+                )
+            prefixes = span_prefixes(span_rep, selected, dec_ids, dec_words, m.max_width)
+        else:
+            prefixes = prompt_prefixes(prompts, [len(c.labels) for c in contexts])
+        if dec.mode == "prompt" and gen.num_gen_sequences != 1:
+            raise ValueError("decoder_mode 'prompt' names each label once: num_gen_sequences must be 1")
+        generated = dec.generate(prefixes, trie, gen)
+        cursor = 0
+        for b, (i, c) in enumerate(zip(rows, contexts)):
+            found = span_candidate_arrays(probs[b, :, :, : len(c.labels)], c.num_words, params.threshold)
+            kept = greedy_search(found, flat_ner=params.flat_ner, multi_label=params.multi_label)
+            if dec.mode == "prompt":
+                names = tuple(g[0] for g in generated[cursor : cursor + len(c.labels)])
+                cursor += len(c.labels)
+                results[i] = model._entities(replace(c, labels=LabelSet(c.labels.prompts, names)), kept)
+                continue
+            n = len(selected[b])
+            by_span = dict(zip(selected[b].tolist(), generated[cursor : cursor + n]))
+            cursor += n
+            entities = model._entities(c, kept)
+            for entity, (start, end, _cls, _score) in zip(entities, kept):
+                label = by_span.get(start * m.max_width + end - start)
+                if label is not None:
+                    entity["generated_labels"] = list(label)
+            results[i] = entities
+    return results

@@ -1,0 +1,409 @@
+"""The generative label decoder (`uniencoder_span_decoder`).
+
+Span mode: entities and their `generated_labels` equal gliner's torch output exactly
+(greedy, thresholds 0.3-0.7, with and without gen_constraints) on random heads over
+MiniLM with a tiny GPT-2 decoder (byte-level BPE trained locally). Prompt mode: gliner's
+own inference fails there (it feeds a 3-D tensor to a 4-D unpacking), so the labels are
+checked against gliner's decoder run by hand on the label representations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gliner_onnx import GLiNER
+from gliner_onnx.runtime.generate import (
+    KIND_REP,
+    KIND_TOKEN,
+    GenerationParams,
+    Prefixes,
+    generate,
+    process_logits,
+)
+from gliner_onnx.runtime.generative import span_prefixes
+from gliner_onnx.runtime.trie import LabelsTrie, build_trie
+
+from .conftest import LABELS, LOGIT_STD, TEXTS, Checkpoint, _checkpoint, _minilm
+
+THRESHOLDS = (0.3, 0.5, 0.7)
+# Every span above the threshold is generated for, so keep the batch small.
+PARITY_TEXTS = [*TEXTS[:4], TEXTS[-1]]
+CONSTRAINTS = ["person", "city", "organization name", "date of birth", "award"]
+SCORE_TOL = 1e-4
+
+
+@pytest.fixture(scope="session")
+def span_decoder(ckpt_root: Path) -> Checkpoint:
+    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+
+    gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2")
+    return _checkpoint(
+        ckpt_root,
+        "span-decoder",
+        lambda: build_gliner(
+            _minilm(), seed=6, logit_scale=LOGIT_STD, labels_decoder=str(gpt2), decoder_mode="span"
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def prompt_decoder(ckpt_root: Path) -> Checkpoint:
+    """Prompt mode on a tiny DeBERTa whose width equals the decoder's (no projection)."""
+    from gliner_onnx.export.backbones import build_gliner, make_tiny_deberta_v3, make_tiny_gpt2
+
+    gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2-48", hidden_size=48, seed=1)
+    backbone = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-dec")
+    return _checkpoint(
+        ckpt_root,
+        "prompt-decoder",
+        lambda: build_gliner(
+            backbone,
+            seed=7,
+            max_width=8,
+            hidden_size=48,
+            logit_scale=LOGIT_STD,
+            labels_decoder=str(gpt2),
+            decoder_mode="prompt",
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def span_ours(span_decoder: Checkpoint) -> GLiNER:
+    return GLiNER.from_pretrained(span_decoder.export_dir)
+
+
+def _assert_same(ref: list[list[dict[str, Any]]], got: list[list[dict[str, Any]]], where: str) -> int:
+    assert len(ref) == len(got), where
+    n = 0
+    for i, (r, g) in enumerate(zip(ref, got)):
+        assert [{**e, "score": 0} for e in g] == [{**e, "score": 0} for e in r], f"{where}, text {i}"
+        for er, eg in zip(r, g):
+            assert abs(er["score"] - eg["score"]) <= SCORE_TOL, f"{where}, text {i}"
+        n += len(r)
+    return n
+
+
+# --------------------------------------------------------------------------- span mode
+@pytest.mark.parametrize("constrained", [False, True])
+def test_span_mode_entities_and_generated_labels_equal_gliner(
+    span_decoder: Checkpoint, span_ours: GLiNER, constrained: bool
+) -> None:
+    assert span_ours.arch == "uniencoder_span_decoder"
+    constraints = CONSTRAINTS if constrained else None
+    counts = {}
+    generated: set[str] = set()
+    for threshold in THRESHOLDS:
+        kw: dict[str, Any] = dict(threshold=threshold, do_sample=False, gen_constraints=constraints)
+        ref = span_decoder.torch_model.inference(PARITY_TEXTS, LABELS, **kw)
+        got = span_ours.inference(PARITY_TEXTS, LABELS, **kw)
+        counts[threshold] = _assert_same(ref, got, f"threshold {threshold}, constraints {constrained}")
+        generated |= {label for entities in got for e in entities for label in e["generated_labels"]}
+        assert all(len(e["generated_labels"]) == 1 for entities in got for e in entities)
+    assert all(n > 0 for n in counts.values()), counts
+    assert counts[0.3] > counts[0.7]
+    if constrained:  # every label is one of the constraints, as the decoder tokenizer decodes it
+        assert generated <= {f" {c}" for c in CONSTRAINTS}
+        assert len(generated) > 1
+    else:  # free generation of a random decoder: many different strings
+        assert len(generated) > 10
+
+
+def test_span_mode_batching_and_nested_modes_equal_gliner(
+    span_decoder: Checkpoint, span_ours: GLiNER
+) -> None:
+    """The prefixes' padding depends on the batch: batch_size 2 and nested/multi-label too."""
+    kw: dict[str, Any] = dict(threshold=0.5, do_sample=False, batch_size=2, flat_ner=False, multi_label=True)
+    ref = span_decoder.torch_model.inference(PARITY_TEXTS, LABELS, **kw)
+    assert _assert_same(ref, span_ours.inference(PARITY_TEXTS, LABELS, **kw), "batch 2, nested") > 0
+    per_text = [["person", "date"], ["location"], ["organization", "person"]]
+    ref = span_decoder.torch_model.inference(TEXTS[:3], per_text, threshold=0.4, do_sample=False)
+    assert _assert_same(
+        ref, span_ours.inference(TEXTS[:3], per_text, threshold=0.4, do_sample=False), "per text"
+    )
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_beam_search_labels_equal_gliner(
+    span_decoder: Checkpoint, span_ours: GLiNER, constrained: bool
+) -> None:
+    """num_gen_sequences > 1: gliner runs HF beam search with that many beams."""
+    kw: dict[str, Any] = dict(
+        threshold=0.5,
+        do_sample=False,
+        num_gen_sequences=3,
+        gen_constraints=CONSTRAINTS if constrained else None,
+    )
+    ref = span_decoder.torch_model.inference(PARITY_TEXTS[:2], LABELS, **kw)
+    got = span_ours.inference(PARITY_TEXTS[:2], LABELS, **kw)
+    assert _assert_same(ref, got, f"beams, constraints {constrained}") > 0
+    labels = [e["generated_labels"] for entities in got for e in entities]
+    assert all(len(g) == 3 for g in labels) and any(len(set(g)) == 3 for g in labels)
+
+
+def test_beam_sampling_is_seeded(span_ours: GLiNER) -> None:
+    def labels(seed: int) -> list[list[str]]:
+        kw: dict[str, Any] = dict(threshold=0.5, num_gen_sequences=2, temperature=2.0, top_k=0, seed=seed)
+        return [
+            e["generated_labels"]
+            for entities in span_ours.inference(TEXTS[:1], LABELS, **kw)
+            for e in entities
+        ]
+
+    assert labels(1) == labels(1) and labels(1) != labels(2)
+
+
+def test_without_full_decoder_context_equals_gliner(span_decoder: Checkpoint) -> None:
+    """full_decoder_context=False: the prefix is the projected span representation alone
+    (the export records the flag; here the same graphs run with it switched off)."""
+    ours = GLiNER.from_pretrained(span_decoder.export_dir)
+    assert ours._decoder is not None
+    ours._decoder.full_context = False
+    model = span_decoder.torch_model
+    model.config.full_decoder_context = False
+    try:
+        for constraints in (None, CONSTRAINTS):
+            kw: dict[str, Any] = dict(threshold=0.5, do_sample=False, gen_constraints=constraints)
+            ref = model.inference(PARITY_TEXTS, LABELS, **kw)
+            assert _assert_same(ref, ours.inference(PARITY_TEXTS, LABELS, **kw), "no decoder context") > 0
+    finally:
+        model.config.full_decoder_context = True
+
+
+def test_kv_cache_off_gives_the_same_labels(span_ours: GLiNER) -> None:
+    kw: dict[str, Any] = dict(threshold=0.6, do_sample=False)
+    cached = span_ours.inference(TEXTS[:3], LABELS, **kw)
+    assert cached == span_ours.inference(TEXTS[:3], LABELS, use_cache=False, **kw)
+
+
+def test_sampling_is_seeded_and_respects_constraints(span_ours: GLiNER) -> None:
+    def labels(**kw: Any) -> list[str]:
+        out = span_ours.inference(TEXTS[:2], LABELS, threshold=0.5, do_sample=True, **kw)
+        return [g for entities in out for e in entities for g in e["generated_labels"]]
+
+    hot = dict(temperature=2.0, top_k=0)
+    assert labels(seed=1, **hot) == labels(seed=1, **hot)
+    assert labels(seed=1, **hot) != labels(seed=2, **hot)
+    greedy = span_ours.inference(TEXTS[:2], LABELS, threshold=0.5, do_sample=False)
+    cold = span_ours.inference(TEXTS[:2], LABELS, threshold=0.5, do_sample=True, temperature=1e-6, seed=3)
+    assert cold == greedy  # at a temperature near 0 sampling is greedy
+    constrained = labels(seed=4, gen_constraints=CONSTRAINTS, **hot)
+    assert set(constrained) <= {f" {c}" for c in CONSTRAINTS} and len(set(constrained)) > 1
+
+
+def test_max_new_tokens_bounds_the_generated_labels(span_ours: GLiNER) -> None:
+    one = span_ours.inference(TEXTS[:2], LABELS, threshold=0.5, do_sample=False, max_new_tokens=1)
+    full = span_ours.inference(TEXTS[:2], LABELS, threshold=0.5, do_sample=False)
+    for a, b in zip(one, full):
+        for ea, eb in zip(a, b):
+            assert eb["generated_labels"][0].startswith(ea["generated_labels"][0])
+    assert any(
+        e["generated_labels"][0] != f["generated_labels"][0] for a, b in zip(one, full) for e, f in zip(a, b)
+    )
+
+
+def test_bad_generation_arguments_are_clear_errors(span_ours: GLiNER, uni_minilm: Checkpoint) -> None:
+    with pytest.raises(ValueError, match="num_gen_sequences"):
+        span_ours.inference(TEXTS[:1], LABELS, num_gen_sequences=0)
+    with pytest.raises(TypeError, match="unknown generation arguments"):
+        span_ours.inference(TEXTS[:1], LABELS, num_beams=2)
+    with pytest.raises(TypeError, match="gen_constraints"):
+        span_ours.inference(TEXTS[:1], LABELS, gen_constraints="person")
+    with pytest.raises(ValueError, match="temperature"):
+        span_ours.inference(TEXTS[:1], LABELS, temperature=0.0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        span_ours.inference(TEXTS[:1], LABELS, max_new_tokens=0)
+    plain = GLiNER.from_pretrained(uni_minilm.export_dir)
+    with pytest.raises(TypeError, match="need a decoder export"):
+        plain.inference(TEXTS[:1], LABELS, gen_constraints=["person"])
+
+
+def test_manifest_records_the_decoder(span_decoder: Checkpoint, span_ours: GLiNER) -> None:
+    m = span_ours.manifest
+    tok = span_decoder.torch_model.data_processor.decoder_tokenizer
+    assert m.decoder["mode"] == "span" and m.decoder["full_context"] is True
+    assert m.decoder["eos_token_id"] == tok.eos_token_id and m.decoder["projection"] is True
+    assert m.tokenizers["decoder"].file == "decoder/tokenizer.json"
+    assert set(m.graphs) == {"text_encoder", "scorer", "decoder_prefix", "decoder_step"}
+    assert m.span_head == "generic"
+
+
+def test_cli_predict_prints_generated_labels(
+    span_decoder: Checkpoint, span_ours: GLiNER, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from gliner_onnx.cli import main
+
+    text = TEXTS[0]
+    args = ["predict", str(span_decoder.export_dir), "--labels", "person,location", text]
+    assert main([*args, "--greedy", "--gen-constraints", "person,city"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = span_ours.predict_entities(
+        text, ["person", "location"], do_sample=False, gen_constraints=["person", "city"]
+    )
+    assert printed["entities"] == json.loads(json.dumps(expected)) and expected
+
+
+def test_manifest_without_decoder_settings_is_refused(span_decoder: Checkpoint, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from gliner_onnx.errors import ManifestError
+    from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
+
+    copy = tmp_path / "export"
+    shutil.copytree(span_decoder.export_dir, copy)
+    data = json.loads((copy / MANIFEST_NAME).read_text())
+    del data["decoder"]
+    (copy / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="decoder"):
+        load_manifest(copy)
+
+
+# ------------------------------------------------------------------------- prompt mode
+def test_gliner_itself_fails_in_prompt_mode(prompt_decoder: Checkpoint) -> None:
+    with pytest.raises(ValueError, match="not enough values to unpack"):
+        prompt_decoder.torch_model.inference(TEXTS[:1], LABELS, do_sample=False)
+    ours = GLiNER.from_pretrained(prompt_decoder.export_dir)
+    with pytest.raises(ValueError, match="num_gen_sequences must be 1"):
+        ours.inference(TEXTS[:1], LABELS, num_gen_sequences=2)
+
+
+@pytest.mark.parametrize("constraints", [None, ["human", "place", "company"]])
+def test_prompt_mode_labels_are_gliners_decoder_on_the_label_representations(
+    prompt_decoder: Checkpoint, constraints: list[str] | None
+) -> None:
+    """Expected by hand: gliner's forward gives the label representations; its own
+    `Decoder.generate_from_embeds` (HF generate, greedy) names each one; the entities
+    are gliner's span decoding with those names."""
+    import torch
+
+    model = prompt_decoder.torch_model
+    ours = GLiNER.from_pretrained(prompt_decoder.export_dir)
+    labels = ["person", "location", "date"]
+    trie = model.set_labels_trie(constraints) if constraints else None
+    prepared = model.prepare_batch(TEXTS[:3], labels)
+    batch = model.collate_batch(prepared["input_x"], prepared["entity_types"], model.create_collator())
+    with torch.inference_mode():
+        out = model.model(**batch)
+        reps = out.prompts_embedding[out.prompts_embedding_mask.bool()].unsqueeze(1)
+        ids = model.model.decoder.generate_from_embeds(
+            reps,
+            max_new_tokens=15,
+            eos_token_id=model.data_processor.decoder_tokenizer.eos_token_id,
+            pad_token_id=model.data_processor.decoder_tokenizer.pad_token_id,
+            do_sample=False,
+            labels_trie=trie,
+        )
+    names = model.data_processor.decoder_tokenizer.batch_decode(ids, skip_special_tokens=True)
+    assert len(names) == 3 * len(labels)
+    if constraints:
+        assert set(names) <= {f" {c}" for c in constraints}
+    got = ours.inference(TEXTS[:3], labels, threshold=0.4, do_sample=False, gen_constraints=constraints)
+    # gliner's prompt-mode forward and plain span decoding (no generation), names replaced
+    model.config.labels_decoder, decoder = None, model.config.labels_decoder
+    try:
+        plain = model.inference(TEXTS[:3], labels, threshold=0.4)
+    finally:
+        model.config.labels_decoder = decoder
+    assert sum(len(g) for g in got) > 0
+    for i, (r, g) in enumerate(zip(plain, got)):
+        rename = {lab: names[i * len(labels) + k] for k, lab in enumerate(labels)}
+        assert [(e["start"], e["end"], rename[e["label"]]) for e in r] == [
+            (e["start"], e["end"], e["label"]) for e in g
+        ]
+        assert np.allclose([e["score"] for e in r], [e["score"] for e in g], atol=SCORE_TOL)
+        assert all("generated_labels" not in e for e in g)
+
+
+# ------------------------------------------------------------------------- unit stages
+def test_labels_trie_matches_gliners() -> None:
+    from gliner.decoding.trie import LabelsTrie as Reference
+
+    rng = np.random.default_rng(0)
+    seqs = [[*rng.integers(0, 6, size=int(rng.integers(1, 5))).tolist(), 9] for _ in range(30)]
+    ours, ref = LabelsTrie(seqs), Reference([[int(t) for t in s] for s in seqs])
+    for prefix in [[], *[s[:k] for s in seqs for k in range(len(s) + 1)], [7], [0, 7, 1]]:
+        assert ours.get(prefix) == ref.get([int(t) for t in prefix]), prefix
+    assert build_trie(None, str.encode, bos_token_id=None, eos_token_id=9) is None
+    assert build_trie([], str.encode, bos_token_id=None, eos_token_id=9) is None
+    with pytest.raises(ValueError, match="no decoder token"):
+        build_trie([""], lambda s: [], bos_token_id=None, eos_token_id=9)
+    trie = build_trie(["ab"], lambda s: [1, 2, 3], bos_token_id=1, eos_token_id=9)
+    assert trie is not None and trie.get([]) == [2] and trie.get([2, 3]) == [9]
+
+
+def test_logits_processing_is_the_references() -> None:
+    logits = np.array([[0.5, 2.0, -1.0, 1.0], [3.0, -2.0, 0.0, 0.1]], dtype=np.float32)
+    trie = LabelsTrie([[2, 3], [0, 3]])
+    greedy = GenerationParams(do_sample=False)
+    got = process_logits(logits, [[], [5]], trie, 3, greedy)
+    f32min = np.finfo(np.float32).min
+    # row 0: tokens 2 and 0 allowed; row 1: the prefix left the trie -> eos (3) only
+    expected = np.array([[0.5, -1e9, -1.0, -1e9], [-1e9, -1e9, -1e9, 0.1]], dtype=np.float32) + np.float32(
+        1e-6
+    )
+    np.testing.assert_array_equal(got, expected)
+    assert f32min < -1e9
+    sampled = process_logits(logits, [[], []], None, 3, GenerationParams(temperature=0.5, top_k=2))
+    np.testing.assert_allclose(sampled[0], [-np.inf, 4.000002, -np.inf, 2.000002], rtol=1e-6)
+
+
+def test_span_prefix_layout_pads_with_the_references_padding_slots() -> None:
+    """Two texts, max_width 2, 3 words max: text 0 keeps spans 0 (word 0) and 3 (words 1-2),
+    text 1 keeps nothing. Decoder word index per token (0: prompt/special/padding)."""
+    span_rep = np.arange(2 * 3 * 2 * 1, dtype=np.float32).reshape(2, 3, 2, 1)
+    dec_ids = np.array([[50, 51, 52, 53, 54, 55], [60, 61, 62, 0, 0, 0]])
+    dec_words = np.array([[0, 1, 2, 2, 3, 0], [0, 1, 1, 0, 0, 0]])
+    selected = [np.array([0, 3]), np.array([], dtype=np.int64)]
+    p = span_prefixes(span_rep, selected, dec_ids, dec_words, max_width=2)
+    # padding slots read as the span of word indices 0..1: text 0 has 3 such tokens and
+    # text 1 has 6, so every prefix is 6 + 1 long although the longest span has 3 tokens.
+    assert p.prefix_ids.shape == (2, 7)
+    np.testing.assert_array_equal(p.span_rep[:, 0], [0.0, 3.0])
+    np.testing.assert_array_equal(p.prefix_kind[0], [0, 0, 0, 0, 0, KIND_REP, KIND_TOKEN])
+    np.testing.assert_array_equal(p.prefix_ids[0, -1:], [51])
+    np.testing.assert_array_equal(p.prefix_kind[1], [0, 0, 0, KIND_REP, KIND_TOKEN, KIND_TOKEN, KIND_TOKEN])
+    np.testing.assert_array_equal(p.prefix_ids[1, -3:], [52, 53, 54])
+    alone = span_prefixes(span_rep, selected, None, None, max_width=2)
+    assert alone.prefix_kind.tolist() == [[KIND_REP], [KIND_REP]]
+
+
+class _Fake:
+    """A decoder whose next token is (last token + 1) % vocab; eos = 4."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if "past" in feeds:
+            self.calls.append("step")
+            last, past = feeds["input_ids"][:, 0], feeds["past"]
+            cache = np.concatenate([past, np.zeros((*past.shape[:4], 1, 1), np.float32)], axis=4)
+        else:
+            self.calls.append("prefix")
+            last = feeds["prefix_ids"][:, -1]
+            cache = np.zeros((1, 2, len(last), 1, feeds["prefix_ids"].shape[1], 1), np.float32)
+        logits = np.eye(6, dtype=np.float32)[(last + 1) % 6] * 5
+        return [logits, cache]
+
+
+def test_generation_loop_stops_at_eos_and_drops_finished_rows() -> None:
+    fake = _Fake()
+    p = Prefixes(
+        np.zeros((2, 1), np.float32),
+        np.array([[0, 1], [0, 2]]),
+        np.array([[KIND_REP, KIND_TOKEN], [KIND_REP, KIND_TOKEN]]),
+    )
+    out = generate(fake, fake, p, eos_token_id=4, trie=None, params=GenerationParams(do_sample=False))
+    assert out == [[2, 3], [3]]
+    assert fake.calls == ["prefix", "step", "step"]
+    nocache = _Fake()
+    params = GenerationParams(do_sample=False, use_cache=False)
+    assert generate(nocache, nocache, p, eos_token_id=4, trie=None, params=params) == out
+    assert nocache.calls == ["prefix"] * 3
