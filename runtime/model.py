@@ -196,8 +196,37 @@ class GLiNER:
             threshold=threshold,
             multi_label=multi_label,
             label_embeddings=label_embeddings,
+            return_relations=False,  # relex exports: entities only, as gliner's
             **gen_kwargs,
         )[0]
+
+    def predict_relations(
+        self,
+        text: str,
+        labels: Any,
+        relations: Any,
+        flat_ner: bool = True,
+        threshold: float = 0.5,
+        adjacency_threshold: float | None = None,
+        relation_threshold: float | None = None,
+        multi_label: bool = False,
+    ) -> tuple[list[Entity], list[RelationDict]]:
+        """Relex exports: (entities, relations) of one text (gliner's `predict_relations`)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {type(text).__name__}")
+        if not is_relex(self.arch):
+            raise ValueError(f"relations need a relex export; this one is {self.arch!r}")
+        entities, found = self.inference(
+            [text],
+            labels,
+            relations=relations,
+            flat_ner=flat_ner,
+            threshold=threshold,
+            adjacency_threshold=adjacency_threshold,
+            relation_threshold=relation_threshold,
+            multi_label=multi_label,
+        )
+        return entities[0], found[0]
 
     def batch_predict_entities(
         self,

@@ -23,6 +23,7 @@ from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
 from gliner_onnx.runtime import relations as rel
 
 from .conftest import RELATIONS, RELEX_LABELS, RELEX_TEXTS, Checkpoint, relex_layer_checkpoint
+from .test_parity import assert_same
 
 SCORE_TOL = 1e-4
 MODES = ((True, False), (False, False), (False, True))  # (flat_ner, multi_label)
@@ -129,10 +130,6 @@ def test_decode_relations_maps_to_first_decoded_entity_and_drops_removed_ones() 
 
 
 # ------------------------------------------------------------------ end to end vs gliner
-def _entity_key(entities: list[dict[str, Any]]) -> list[tuple[int, int, str, str]]:
-    return [(e["start"], e["end"], e["text"], e["label"]) for e in entities]
-
-
 def _relation_key(relations: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [
         (
@@ -147,17 +144,14 @@ def _relation_key(relations: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 def assert_same_relex(ref: Any, got: Any, where: str) -> tuple[int, int]:
     ref_entities, ref_relations = ref
     got_entities, got_relations = got
-    assert len(got_entities) == len(ref_entities) == len(got_relations) == len(ref_relations), where
-    n_ent = n_rel = 0
+    assert len(got_relations) == len(ref_relations) == len(ref_entities), where
+    n_ent = assert_same(ref_entities, got_entities, where)
+    n_rel = 0
     for i in range(len(ref_entities)):
-        assert _entity_key(got_entities[i]) == _entity_key(ref_entities[i]), f"{where}, text {i}"
-        for r, g in zip(ref_entities[i], got_entities[i]):
-            assert abs(r["score"] - g["score"]) <= SCORE_TOL, f"{where}, text {i}"
         assert _relation_key(got_relations[i]) == _relation_key(ref_relations[i]), f"{where}, text {i}"
         for r, g in zip(ref_relations[i], got_relations[i]):
             assert set(g) == {"head", "tail", "relation", "score"} and isinstance(g["score"], float)
             assert abs(r["score"] - g["score"]) <= SCORE_TOL, f"{where}, text {i}: {r} vs {g}"
-        n_ent += len(ref_entities[i])
         n_rel += len(ref_relations[i])
     return n_ent, n_rel
 
@@ -325,3 +319,15 @@ def test_predict_cli_prints_relations(
     plain = ["predict", str(uni_minilm.export_dir), "--labels", "person", "--relations", "met", text]
     assert main(plain) == 1
     assert "need a relex export" in capsys.readouterr().err
+
+
+def test_single_text_methods_are_gliners(span_relex_minilm: Checkpoint) -> None:
+    model = GLiNER.from_pretrained(span_relex_minilm.export_dir)
+    ref_model = span_relex_minilm.torch_model
+    text = RELEX_TEXTS[0]
+    ref = ref_model.predict_relations(text, RELEX_LABELS, RELATIONS, threshold=0.4, flat_ner=False)
+    got = model.predict_relations(text, RELEX_LABELS, RELATIONS, threshold=0.4, flat_ner=False)
+    assert assert_same_relex(([ref[0]], [ref[1]]), ([got[0]], [got[1]]), "predict_relations")[1] > 0
+    ref_entities = ref_model.predict_entities(text, RELEX_LABELS, relations=RELATIONS, threshold=0.4)
+    got_entities = model.predict_entities(text, RELEX_LABELS, relations=RELATIONS, threshold=0.4)
+    assert_same([ref_entities], [got_entities], "predict_entities")
