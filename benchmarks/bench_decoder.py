@@ -24,28 +24,19 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_latency import timed
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
 TEXT = "On 3 March 2021 Angela Merkel met Emmanuel Macron in Paris to discuss vaccines with Pfizer."
 LABELS = ["person", "organization", "location", "date"]
-
-
-def timed(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def median_ms(times: list[float]) -> float:

@@ -32,6 +32,7 @@ from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest, TokenizerE
 from gliner_onnx.runtime import relations as rel
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
 from gliner_onnx.runtime.labels import LabelSet, build_prompt, normalize_label_set
+from gliner_onnx.runtime.spans import span_grid
 
 from . import samples
 from .detect import detect_arch, read_config
@@ -477,24 +478,21 @@ class _Exporter:
         if self.family == "span":
             (probs,) = outs["scorer"]
             best = probs.max(axis=-1).reshape(len(lengths), -1)
-            width = self.cfg.max_width
+            grid, valid = span_grid(lengths, self.cfg.max_width)
             flat = []
-            for b, n in enumerate(lengths.tolist()):
-                idx = np.arange(best.shape[1])
-                valid = idx[(idx // width + idx % width) <= n - 1]
-                top = valid[np.argsort(-best[b, valid], kind="stable")[: max(1, 5 - b)]]
+            for b in range(len(lengths)):
+                idx = np.flatnonzero(valid[b])
+                top = idx[np.argsort(-best[b, idx], kind="stable")[: max(1, 5 - b)]]
                 flat.append(np.sort(top))
-            count = max(len(f) for f in flat)
-            entity_rep = rel.span_entity_reps(available["span_rep"], flat, count)
-            mask = np.zeros((len(flat), count), dtype=np.int64)
-            for b, f in enumerate(flat):
-                mask[b, : len(f)] = 1
+            entities = rel.pack_entities([grid[f] for f in flat])
+            entity_rep = rel.span_entity_reps(available["span_rep"], flat, entities.spans.shape[1])
+            mask = entities.mask
         else:
             spans = [
                 np.array([(i, min(i + i % 3, n - 1)) for i in range(min(n, max(1, 5 - b)))], dtype=np.int64)
                 for b, n in enumerate(lengths.tolist())
             ]
-            batch = rel._pack(spans)
+            batch = rel.pack_entities(spans)
             feeds["entity_encoder"] = {"word_rep": available["word_rep"], "entity_spans": batch.spans}
             outs["entity_encoder"] = run("entity_encoder", feeds["entity_encoder"])
             entity_rep, mask = outs["entity_encoder"][0], batch.mask

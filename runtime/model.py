@@ -72,12 +72,6 @@ class _Plan:
         return TextContext(c.text, words, we - ws, c.labels, c.relations)
 
 
-def _check_threshold(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def _check_encodable(value: str, what: str) -> None:
     """Lone surrogates cannot reach the (Rust) tokenizer: say so instead of crashing there."""
     try:
@@ -293,18 +287,22 @@ class GLiNER:
         "span"), or its label is the generated one (decoder_mode "prompt"). They
         batch texts in order and truncate to max_len words, as gliner does.
         """
-        params = InferenceParams(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
+        params = InferenceParams(
+            threshold=threshold,
+            flat_ner=flat_ner,
+            multi_label=multi_label,
+            adjacency_threshold=adjacency_threshold,
+            relation_threshold=relation_threshold,
+        )
         relex = is_relex(self.arch)
         if not relex and (
             relations is not None or adjacency_threshold is not None or relation_threshold is not None
         ):
             raise ValueError(f"relations need a relex export; this one is {self.arch!r}")
-        adjacency_threshold = _check_threshold(
-            threshold if adjacency_threshold is None else adjacency_threshold, "adjacency_threshold"
-        )
-        relation_threshold = _check_threshold(
-            threshold if relation_threshold is None else relation_threshold, "relation_threshold"
-        )
+        if adjacency_threshold is None:
+            adjacency_threshold = threshold
+        if relation_threshold is None:
+            relation_threshold = threshold
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, Sequence):
@@ -376,7 +374,9 @@ class GLiNER:
             results[i] = self._entities(plan.context, kept)
             if relex and return_relations:
                 windows = [(w, relex_jobs[j]) for w, j in zip(plan.windows, range(first, k))]
-                found_relations[i] = self._relations(plan.context, kept, windows, relation_threshold)
+                found_relations[i] = self._relations(
+                    plan.context, kept, results[i], windows, relation_threshold
+                )
         if relex and return_relations:
             return results, found_relations
         return results
@@ -481,7 +481,12 @@ class GLiNER:
         self, contexts: list[TextContext], threshold: float, given: np.ndarray | None
     ) -> list[Candidates | list[SpanCandidate]]:
         """Window-local candidate spans of each context of a batch."""
-        scores = self._scores(contexts, given)
+        return self._window_candidates(self._scores(contexts, given), contexts, threshold)
+
+    def _window_candidates(
+        self, scores: np.ndarray, contexts: list[TextContext], threshold: float
+    ) -> list[Candidates | list[SpanCandidate]]:
+        """Candidates of each context from the batch's probabilities (the padded class slots cut)."""
         find = span_candidate_arrays if self.family == "span" else token_candidates
         out: list[Candidates | list[SpanCandidate]] = []
         for b, c in enumerate(contexts):
@@ -516,12 +521,7 @@ class GLiNER:
         feeds: dict[str, Any] = dict(self._text_feeds(contexts))
         feeds.update(zip(self._text_outputs, self._sessions["text_encoder"].run(feeds)))
         (probs,) = self._sessions["scorer"].run(feeds)
-        found: list[Candidates | list[SpanCandidate]] = []
-        for b, c in enumerate(contexts):
-            if self.family == "span":
-                found.append(span_candidate_arrays(probs[b, :, :, : len(c.labels)], c.num_words, threshold))
-            else:
-                found.append(token_candidates(probs[b, :, : len(c.labels)], c.num_words, threshold))
+        found = self._window_candidates(probs, contexts, threshold)
         if self.family == "span":
             entities, flat = rel.select_span_entities(probs, [c.num_words for c in contexts], threshold)
             entity_rep = rel.span_entity_reps(feeds["span_rep"], flat, entities.spans.shape[1])
@@ -568,6 +568,7 @@ class GLiNER:
         self,
         ctx: TextContext,
         kept: list[SpanCandidate],
+        entities: list[Entity],
         windows: list[tuple[Window, _RelexJob | None]],
         threshold: float,
     ) -> list[RelationDict]:
@@ -590,7 +591,6 @@ class GLiNER:
             here = rel.decode_relations(pairs, probs, mapping, threshold)
             found.extend(r for r in here if r[:3] not in earlier)
             earlier.update(r[:3] for r in here)
-        entities = self._entities(ctx, kept)
 
         def end(i: int) -> dict[str, Any]:
             e = entities[i]

@@ -17,13 +17,19 @@ class InferenceParams:
     threshold: float = 0.5
     flat_ner: bool = True
     multi_label: bool = False
+    # Relex: None means `threshold`, as gliner.
+    adjacency_threshold: float | None = None
+    relation_threshold: float | None = None
 
     def __post_init__(self) -> None:
-        t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)):
-            raise TypeError(f"threshold must be a number in [0, 1], got {type(t).__name__}: {t!r}")
-        if math.isnan(t) or not 0.0 <= t <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {t!r}")
+        for name in ("threshold", "adjacency_threshold", "relation_threshold"):
+            t = getattr(self, name)
+            if t is None and name != "threshold":
+                continue
+            if isinstance(t, bool) or not isinstance(t, (int, float)):
+                raise TypeError(f"{name} must be a number in [0, 1], got {type(t).__name__}: {t!r}")
+            if math.isnan(t) or not 0.0 <= t <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {t!r}")
         for name in ("flat_ner", "multi_label"):
             v = getattr(self, name)
             if not isinstance(v, bool):

@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .spans import span_grid
+
 # A decoded relation: indices into the text's decoded entity list.
 Relation = tuple[int, int, int, float]  # (head entity, tail entity, relation class, probability)
 
@@ -36,7 +38,8 @@ class EntityBatch(NamedTuple):
     counts: list[int]  # valid entities per text
 
 
-def _pack(per_text: Sequence[np.ndarray], min_len: int = 0) -> EntityBatch:
+def pack_entities(per_text: Sequence[np.ndarray], min_len: int = 0) -> EntityBatch:
+    """Per-text (E_b, 2) entity spans padded into one batch (at least `min_len` slots)."""
     e_max = max([len(s) for s in per_text] + [min_len])
     spans = np.zeros((len(per_text), e_max, 2), dtype=np.int64)
     mask = np.zeros((len(per_text), e_max), dtype=np.int64)
@@ -53,14 +56,10 @@ def select_span_entities(
     over the batch's padded class slots."""
     batch, width, max_width, _ = probs.shape
     best = probs.max(axis=-1).reshape(batch, width * max_width)
-    starts = np.repeat(np.arange(width), max_width)
-    ends = starts + np.tile(np.arange(max_width), width)
-    lengths = np.asarray(num_words, dtype=np.int64)
-    valid = ends[None, :] <= lengths[:, None] - 1
+    grid, valid = span_grid(num_words, max_width)
     keep = (best > np.float32(threshold)) & valid
     flat = [np.flatnonzero(keep[b]) for b in range(batch)]
-    spans = [np.stack([starts[f], ends[f]], axis=-1).astype(np.int64) for f in flat]
-    return _pack(spans), flat
+    return pack_entities([grid[f] for f in flat]), flat
 
 
 def select_token_entities(probs: np.ndarray, threshold: float) -> EntityBatch:
@@ -78,7 +77,7 @@ def select_token_entities(probs: np.ndarray, threshold: float) -> EntityBatch:
         inside = inside_cum[b, ce + 1, cc] - inside_cum[b, cs, cc]
         ok = inside == ce - cs + 1
         per_text.append(np.stack([cs[ok], ce[ok]], axis=-1).astype(np.int64).reshape(-1, 2))
-    return _pack(per_text, min_len=1)
+    return pack_entities(per_text, min_len=1)
 
 
 def gather_rows(rep: np.ndarray, index: np.ndarray) -> np.ndarray:

@@ -15,12 +15,17 @@ import numpy as np
 
 def span_idx(num_words: Sequence[int], max_width: int) -> np.ndarray:
     """(B, W*max_width, 2) int64 span indices, masked spans set to (0, 0); W = max(num_words)."""
+    grid, valid = span_grid(num_words, max_width)
+    return grid[None, :, :] * valid[:, :, None]
+
+
+def span_grid(num_words: Sequence[int], max_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's (W*max_width, 2) spans in flat order and which are valid per text, (B, W*max_width)."""
     if max_width < 1:
         raise ValueError(f"max_width must be positive, got {max_width}")
     lengths = np.asarray(num_words, dtype=np.int64)
     width = int(lengths.max()) if lengths.size else 0
     starts = np.repeat(np.arange(width, dtype=np.int64), max_width)
     ends = starts + np.tile(np.arange(max_width, dtype=np.int64), width)
-    grid = np.stack([starts, ends], axis=-1)  # (W*K, 2)
-    valid = ends[None, :] <= (lengths[:, None] - 1)  # (B, W*K)
-    return grid[None, :, :] * valid[:, :, None]
+    valid = ends[None, :] <= (lengths[:, None] - 1)
+    return np.stack([starts, ends], axis=-1), valid

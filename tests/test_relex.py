@@ -240,8 +240,10 @@ def test_relex_input_errors(span_relex_minilm: Checkpoint, uni_minilm: Checkpoin
         model.inference(["a b"], ["person"], relations=["met", 3])
     with pytest.raises(ValueError, match="one list per text"):
         model.inference(["a b", "c"], ["person"], relations=[["met"]])
-    with pytest.raises(ValueError, match="relation_threshold must be a finite number"):
+    with pytest.raises(ValueError, match=r"relation_threshold must be in \[0, 1\]"):
         model.inference(["a b"], ["person"], relations=["met"], relation_threshold=float("nan"))
+    with pytest.raises(ValueError, match=r"adjacency_threshold must be in \[0, 1\]"):
+        model.inference(["a b"], ["person"], relations=["met"], adjacency_threshold=1.5)
     plain = GLiNER.from_pretrained(uni_minilm.export_dir)
     with pytest.raises(ValueError, match="relations need a relex export"):
         plain.inference(["a b"], ["person"], relations=["met"])
