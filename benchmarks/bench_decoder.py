@@ -2,6 +2,7 @@
 
     python benchmarks/bench_decoder.py --threads 2            # GPT-2-small-shaped decoder
     python benchmarks/bench_decoder.py --threads 2 --tiny     # the tests' tiny decoder
+    python benchmarks/bench_decoder.py --threads 2 --tiny --arch uniencoder_token_decoder
 
 Builds an offline decoder checkpoint (MiniLM encoder with untrained heads, a random GPT-2
 decoder of GPT-2 small's shape by default: 12 layers, 768 wide, 50257 tokens), exports it, then
@@ -9,13 +10,15 @@ times the numpy generation loop on the exported graphs: `use_cache=True` (one `d
 per token on the cache) against `use_cache=False` (the whole sequence re-run through
 `decoder_prefix` at every token), for several prefix lengths and numbers of sequences, with a
 fixed number of new tokens (eos disabled). Also times end to end, text in, entities with
-generated labels out, against gliner torch (greedy) in the same process (`--tiny` only). Writes
-JSON.
+generated labels out, against gliner torch (greedy) in the same process (`--tiny` only; the
+token decoder's reference is gliner's model with the runtime's two corrections, as its own
+inference cannot run it: README, "The token-level decoder"). Writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -47,6 +50,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tiny", action="store_true", help="the tests' tiny decoder (2 layers, 32 wide)")
+    p.add_argument(
+        "--arch",
+        default="uniencoder_span_decoder",
+        choices=["uniencoder_span_decoder", "uniencoder_token_decoder"],
+    )
     p.add_argument("--prefix-lens", default="8,32,128", help="prefix lengths (comma-separated)")
     p.add_argument("--seqs", default="1,32", help="sequences per generation (comma-separated)")
     p.add_argument("--new-tokens", type=int, default=15)
@@ -68,10 +76,12 @@ def main() -> int:
     from gliner_onnx import GLiNER, SessionOptions
     from gliner_onnx.export import export_model
     from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+    from gliner_onnx.export.decoder_export import corrected_token_decoder
     from gliner_onnx.export.demo import minilm_dir
     from gliner_onnx.runtime.generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
 
     torch.set_num_threads(args.threads)
+    token = args.arch == "uniencoder_token_decoder"
     shape = (
         {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
         if args.tiny
@@ -83,7 +93,12 @@ def main() -> int:
         if not (tmp / "onnx" / "gliner_onnx.json").is_file():
             gpt2 = make_tiny_gpt2(tmp / "gpt2", **shape)
             built = build_gliner(
-                minilm_dir(), seed=0, logit_scale=2.0, labels_decoder=str(gpt2), decoder_mode="span"
+                minilm_dir(),
+                span_mode="token_level" if token else "markerV0",
+                seed=0,
+                logit_scale=2.0,
+                labels_decoder=str(gpt2),
+                decoder_mode="span",
             )
             built.save_pretrained(tmp / "ckpt")
             t0 = time.perf_counter()
@@ -134,11 +149,13 @@ def main() -> int:
         end_to_end: dict[str, Any] = {}
         if args.tiny:  # GPT-2 small: gliner's batch of ~200 span prefixes takes minutes per call
             kw: dict[str, Any] = {"threshold": 0.5, "do_sample": False}
-            ref = model.inference([TEXT], LABELS, **kw)
-            end_to_end["entities"] = sum(len(e) for e in ref)
-            end_to_end["gliner_torch_ms"] = median_ms(
-                timed(lambda: model.inference([TEXT], LABELS, **kw), 3, 1)
-            )
+            with corrected_token_decoder(model, 0.5) if token else contextlib.nullcontext():
+                ref = model.inference([TEXT], LABELS, **kw)
+                end_to_end["entities"] = sum(len(e) for e in ref)
+                end_to_end["gliner_torch_ms"] = median_ms(
+                    timed(lambda: model.inference([TEXT], LABELS, **kw), 3, 1)
+                )
+            end_to_end["same_answer"] = ours.inference([TEXT], LABELS, **kw) == ref
             for cache in (True, False):
                 end_to_end[f"ours_{'cache' if cache else 'no_cache'}_ms"] = median_ms(
                     timed(lambda cache=cache: ours.inference([TEXT], LABELS, use_cache=cache, **kw), 3, 1)
@@ -146,6 +163,7 @@ def main() -> int:
 
     result_doc = {
         "command": " ".join(["python", *sys.argv]),
+        "arch": args.arch,
         "decoder": shape,
         "export_s": export_s,
         "threads": args.threads,
@@ -160,7 +178,8 @@ def main() -> int:
         "generation": rows,
         "end_to_end": end_to_end,
     }
-    out = Path(args.out or Path(__file__).parent / "results" / f"decoder{'_tiny' if args.tiny else ''}.json")
+    name = f"decoder{'_tiny' if args.tiny else ''}{'_token' if token else ''}.json"
+    out = Path(args.out or Path(__file__).parent / "results" / name)
     out.write_text(json.dumps(result_doc, indent=2) + "\n", encoding="utf-8")
     print(f"{'seqs':>5} {'prefix':>6} {'prefix ms':>9} {'cache ms/tok':>12} {'no-cache ms/tok':>15} {'x':>5}")
     for r in rows:

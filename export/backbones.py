@@ -653,7 +653,7 @@ def _capture_head(
     try:
         with torch.no_grad(), relation_layers_removed(core) as relex:
             for labels in label_sets:
-                if relex:
+                if relex or getattr(model.config, "represent_spans", False):
                     _run_batches(model, list(texts), list(labels))
                 else:
                     model.inference(list(texts), list(labels), threshold=0.5, batch_size=8)
@@ -664,14 +664,18 @@ def _capture_head(
 
 
 def _run_batches(model: Any, texts: list[str], labels: list[str], batch_size: int = 8) -> None:
-    """gliner's relex forward on texts in batches, without decoding (which needs the
-    relation outputs that the stashed relation layers would make)."""
-    prepared = model.prepare_batch(texts, labels, relations=[])
+    """gliner's forward on texts in batches, without decoding: relex decoding needs the
+    relation outputs that the stashed relation layers would make, and the token decoder's
+    decoding fails on spans its batch padding yields (IndexError)."""
+    relex = getattr(model.config, "relations_layer", None) is not None
+    prepared = model.prepare_batch(texts, labels, **({"relations": []} if relex else {}))
     collator = model.create_collator()
     for lo in range(0, len(prepared["input_x"]), batch_size):
-        batch = model.collate_batch(
-            prepared["input_x"][lo : lo + batch_size], prepared["entity_types"], collator, []
-        )
+        chunk = prepared["input_x"][lo : lo + batch_size]
+        if relex:
+            batch = model.collate_batch(chunk, prepared["entity_types"], collator, [])
+        else:
+            batch = model.collate_batch(chunk, prepared["entity_types"], collator)
         model.run_batch(batch, threshold=0.5)
 
 
@@ -787,6 +791,61 @@ def calibrate_head(
                 linear.bias.copy_(b.to(linear.bias.dtype))
     finally:
         core.train(was_training)
+
+
+def calibrate_span_logits(
+    model: gliner.GLiNER,
+    logit_std: float,
+    *,
+    texts: Sequence[str] | None = None,
+    label_sets: Sequence[Sequence[str]] = CALIBRATION_LABEL_SETS,
+) -> None:
+    """Token decoder (``represent_spans``): centre and rescale the span logits
+    (``einsum(span_rep, prompts)``) to ~ N(0, logit_std²) over the candidate spans, as
+    :func:`calibrate_head` does for the token scores (run it first: the candidates are
+    the spans the token scores find at 0.5). The mean span representation is taken
+    from the bias of the span layer's last ``nn.Linear``, then its weight and bias are
+    scaled: the logits are linear in both."""
+    import torch
+
+    texts = _calibration_texts() if texts is None else list(texts)
+    core = model.model
+    linear = _last_linear(core.span_rep_layer)
+
+    def capture() -> tuple[torch.Tensor, torch.Tensor]:
+        reps, logits = [], []
+        hooks = [
+            core.span_rep_layer.register_forward_hook(lambda _m, _a, out: reps.append(out)),
+            core.register_forward_hook(lambda _m, _a, out: logits.append(out)),
+        ]
+        try:
+            with torch.no_grad():
+                for labels in label_sets:
+                    _run_batches(model, list(texts), list(labels))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        valid_reps = torch.cat([r[o.span_mask.bool()] for r, o in zip(reps, logits)])
+        valid_logits = torch.cat(
+            [
+                o.span_logits[o.span_mask.bool()[:, :, None] & o.prompts_embedding_mask.bool()[:, None, :]]
+                for o in logits
+            ]
+        )
+        return valid_reps.double(), valid_logits.double()
+
+    reps, _ = capture()
+    if len(reps) == 0:
+        raise ValueError("no candidate span at 0.5 to calibrate the span logits on")
+    with torch.no_grad():
+        linear.bias.sub_(reps.mean(0).to(linear.bias.dtype))
+    _, logits = capture()
+    std = float(logits.std())
+    if not std > 0:
+        raise ValueError("the calibration span logits are constant")
+    with torch.no_grad():
+        linear.weight.mul_(logit_std / std)
+        linear.bias.mul_(logit_std / std)
 
 
 def calibrate_relations(
@@ -936,6 +995,8 @@ def build_gliner(
             model.config.labels_decoder = None
             try:
                 calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
+                if getattr(model.config, "represent_spans", False):
+                    calibrate_span_logits(model, logit_scale)
             finally:
                 model.config.labels_decoder = labels_decoder
             if getattr(config, "relations_layer", None) is not None:

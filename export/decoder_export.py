@@ -12,7 +12,9 @@ Validated per case of `samples.CASES` and threshold:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,9 +31,12 @@ from gliner_onnx.runtime.generative import (
     decoder_words,
     prompt_prefixes,
     selected_spans,
+    selected_token_spans,
     span_prefixes,
+    token_span_prefixes,
 )
 from gliner_onnx.runtime.labels import build_prompt
+from gliner_onnx.runtime.relations import select_token_entities
 
 from . import samples
 from .decoder_wrappers import DecoderPrefix, DecoderStep
@@ -135,18 +140,41 @@ class DecoderExport:
     # -- feeds, built by the runtime's own functions from the text graphs' torch outputs
     def prefixes(self, texts: Sequence[str], labels: Sequence[str], threshold: float) -> Prefixes:
         _, outs = self.ex.graph_feeds(texts, labels)
+        ctxs = self.ex.contexts(texts, labels)
+        if self.ex.family == "token":
+            return self._token_prefixes(outs, ctxs, labels, threshold)
         span_rep, prompts = outs["text_encoder"]
         (probs,) = outs["scorer"]
-        ctxs = self.ex.contexts(texts, labels)
         if self.mode == "prompt":
             return prompt_prefixes(prompts, [len(c.labels) for c in ctxs])
         selected = selected_spans(probs, [c.num_words for c in ctxs], threshold)
-        ids = words = None
-        if self.full_context:
-            ids, words = decoder_tokens(
-                self.tok, [self._prompt(labels)] * len(ctxs), [c.words.words[: c.num_words] for c in ctxs]
-            )
+        ids, words = self._decoder_text(ctxs, labels)
         return span_prefixes(span_rep, selected, ids, words, int(self.model.config.max_width))
+
+    def _decoder_text(
+        self, ctxs: Sequence[Any], labels: Sequence[str]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if not self.full_context:
+            return None, None
+        return decoder_tokens(
+            self.tok, [self._prompt(labels)] * len(ctxs), [c.words.words[: c.num_words] for c in ctxs]
+        )
+
+    def _token_prefixes(
+        self, outs: dict[str, list[np.ndarray]], ctxs: Sequence[Any], labels: Sequence[str], threshold: float
+    ) -> Prefixes:
+        """Token decoder: every selected candidate slot, also those past a text's words (the
+        runtime generates only for spans inside the text; the reference takes them all)."""
+        _, _, word_rep, label_rep = outs["text_encoder"]
+        if self.mode == "prompt":
+            return prompt_prefixes(label_rep, [len(c.labels) for c in ctxs])
+        (probs,) = outs["scorer"]
+        cands = select_token_entities(probs, threshold)
+        feeds = {"word_rep": word_rep, "span_idx": cands.spans, "label_rep": label_rep}
+        span_rep, span_scores = self.ex._run_torch("span_encoder", feeds)
+        selected = selected_token_spans(span_scores, cands.mask, [len(c.labels) for c in ctxs], threshold)
+        ids, words = self._decoder_text(ctxs, labels)
+        return token_span_prefixes(span_rep, cands.spans, selected, ids, words)
 
     @staticmethod
     def _prefix_feeds(p: Prefixes) -> dict[str, np.ndarray]:
@@ -234,13 +262,27 @@ class DecoderExport:
         """gliner's decoder inputs for the batch (prompt mode: what its selection would
         give, projected as span mode does: gliner itself fails there)."""
         batch = self.ex._reference_batch(texts, labels)
+        if self.ex.family == "token":
+            return self._reference_token_embeds(batch, threshold)
         out = self.core(**batch, threshold=threshold)
         if self.mode == "prompt":
-            rep, mask = out.prompts_embedding, out.prompts_embedding_mask.bool()
-            kept = rep[mask]
-            if self.projection is not None:
-                kept = self.projection(kept)
-            return kept.unsqueeze(1).float().numpy()
+            return self._projected_prompts(out)
+        tokens, _ = self.core.get_raw_decoder_inputs(out.decoder_embedding, out.decoder_embedding_mask)
+        return tokens.float().numpy()
+
+    def _projected_prompts(self, out: Any) -> np.ndarray:
+        kept = out.prompts_embedding[out.prompts_embedding_mask.bool()]
+        if self.projection is not None:
+            kept = self.projection(kept)
+        return kept.unsqueeze(1).float().numpy()
+
+    def _reference_token_embeds(self, batch: dict[str, Any], threshold: float) -> np.ndarray:
+        """The token decoder's inputs from gliner's own forward with the runtime's two
+        corrections (`corrected_token_decoder`)."""
+        with corrected_token_decoder(self.model, threshold):
+            out = self.core(**batch, threshold=threshold)
+        if out.decoder_embedding is None:
+            return np.zeros((0, 1, self.lm.config.n_embd), dtype=np.float32)
         tokens, _ = self.core.get_raw_decoder_inputs(out.decoder_embedding, out.decoder_embedding_mask)
         return tokens.float().numpy()
 
@@ -272,6 +314,37 @@ class DecoderExport:
             )
             ref = hf.logits[:, -1].float().numpy()
             self._record(diffs, failures, "decoder_step", "logits", ref, logits, f"{where}, step {step + 1}")
+
+
+@contextlib.contextmanager
+def corrected_token_decoder(model: Any, threshold: float) -> Iterator[None]:
+    """gliner's UniEncoderTokenDecoder with the runtime's corrections fed into its
+    `select_token_decoder_embedding` (README, "The token-level decoder"); all else is its
+    own code. Span mode: the span logits are shifted by logit(threshold), so its fixed
+    0.5 selects at `threshold` (0 < threshold < 1), and the decoder tokens' 1-based word
+    indices are shifted by one to match its 0-based word spans. Prompt mode: the label
+    representations are projected (when the widths differ) and made 4-D, as its
+    `get_raw_decoder_inputs` unpacks."""
+    core = model.model
+    original = core.select_token_decoder_embedding
+    shift = math.log(threshold / (1 - threshold))
+
+    def select(prompts_embedding: Any, prompts_embedding_mask: Any, **kw: Any) -> Any:
+        if core.config.decoder_mode == "prompt":
+            rep, mask, idx = original(prompts_embedding, prompts_embedding_mask, **kw)
+            if hasattr(core, "_enc2dec_proj"):
+                rep = core._enc2dec_proj(rep)
+            return rep.unsqueeze(2), mask.unsqueeze(-1), idx
+        kw["span_logits"] = kw["span_logits"] - shift
+        if kw.get("decoder_words_mask") is not None:
+            kw["decoder_words_mask"] = kw["decoder_words_mask"] - 1
+        return original(prompts_embedding, prompts_embedding_mask, **kw)
+
+    core.select_token_decoder_embedding = select
+    try:
+        yield
+    finally:
+        del core.select_token_decoder_embedding
 
 
 def export_decoder(

@@ -57,7 +57,7 @@ def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LO
         return build_gliner(
             backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale, relations_layer="dot"
         )
-    if arch == "uniencoder_span_decoder":
+    if arch in ("uniencoder_span_decoder", "uniencoder_token_decoder"):
         import tempfile
 
         from .backbones import make_tiny_gpt2
@@ -65,6 +65,7 @@ def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LO
         gpt2 = make_tiny_gpt2(Path(tempfile.mkdtemp(prefix="gliner-onnx-demo-gpt2-")))
         return build_gliner(
             backbone,
+            span_mode=span_mode,
             seed=seed,
             logit_scale=logit_scale,
             labels_decoder=str(gpt2),

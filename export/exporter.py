@@ -56,8 +56,10 @@ from .wrappers import (
     FactorizedTokenScorer,
     RelationAdjacency,
     RelationScorer,
+    SpanEncoder,
     SpanRelexTextEncoder,
     SpanScorer,
+    TokenDecoderTextEncoder,
     TokenRelexTextEncoder,
     TokenScorer,
     UniFactorizedSpanTextEncoder,
@@ -132,7 +134,7 @@ def _check_supported(model: Any, arch: str) -> None:
         )
     if getattr(cfg, "precomputed_prompts_mode", False):
         raise ExportError("precomputed_prompts_mode checkpoints are not supported")
-    if family(arch) == "token" and getattr(cfg, "represent_spans", False):
+    if family(arch) == "token" and not is_decoder(arch) and getattr(cfg, "represent_spans", False):
         raise ExportError("token-level checkpoints with represent_spans=True are not supported yet")
 
 
@@ -162,6 +164,12 @@ def _wrappers(
         raise UnsupportedArchError(f"the factorized span head does not apply to {arch!r}")
     if arch in ("uniencoder_span", "uniencoder_span_decoder"):  # decoder graphs: decoder_export.py
         return {"text_encoder": UniSpanTextEncoder(core), "scorer": SpanScorer()}
+    if arch == "uniencoder_token_decoder":  # decoder graphs: decoder_export.py
+        return {
+            "text_encoder": TokenDecoderTextEncoder(core),
+            "scorer": token_scorer(core.scorer),
+            "span_encoder": SpanEncoder(core),
+        }
     if is_relex(arch):
         graphs: dict[str, nn.Module] = (
             {"text_encoder": SpanRelexTextEncoder(core), "scorer": SpanScorer()}
@@ -282,6 +290,11 @@ def _versions(opset: int) -> dict[str, str]:
         "tokenizers": tokenizers.__version__,
         "opset": str(opset),
     }
+
+
+# Token decoder: the threshold at which candidate spans are chosen to trace and validate
+# the span encoder (the runtime takes the threshold of each call).
+SPAN_THRESHOLD = 0.5
 
 
 class _Exporter:
@@ -463,7 +476,18 @@ class _Exporter:
         outs["scorer"] = run("scorer", feeds["scorer"])
         if self.relex:
             self._chain_relations(feeds, outs, available, run)
+        if "span_encoder" in self.specs:
+            feeds["span_encoder"] = self.span_encoder_feeds(available, outs["scorer"][0], SPAN_THRESHOLD)
+            outs["span_encoder"] = run("span_encoder", feeds["span_encoder"])
         return outs
+
+    @staticmethod
+    def span_encoder_feeds(
+        available: dict[str, np.ndarray], probs: np.ndarray, threshold: float
+    ) -> dict[str, np.ndarray]:
+        """Token decoder: the span encoder's feeds for the candidate spans at `threshold`."""
+        spans = rel.select_token_entities(probs, threshold).spans
+        return {"word_rep": available["word_rep"], "span_idx": spans, "label_rep": available["label_rep"]}
 
     def _chain_relations(
         self,
@@ -565,12 +589,28 @@ class _Exporter:
             # End to end: ONNX graphs chained vs gliner's own forward (sigmoid of its logits).
             chained = {name: dict(f) for name, f in feeds.items()}
             ort_run: Runner = lambda n, f: sessions[n].run(None, _inputs_of(self.specs[n], f))  # noqa: E731
-            (scores,) = self._chain(chained, len(texts), ort_run)["scorer"]
+            chained_outs = self._chain(chained, len(texts), ort_run)
+            (scores,) = chained_outs["scorer"]
             ref_scores = self._reference_scores(batch)
             d = _max_diff(ref_scores, scores, "scores", where, failures)
             diffs["end_to_end"]["scores"] = max(diffs["end_to_end"].get("scores", 0.0), d)
             if d > self.atol:
                 failures.append(f"end-to-end scores on {where}: max abs diff {d:.3e} > {self.atol:.3e}")
+            if "span_encoder" in self.specs:
+                ref_spans, ref_span_scores = self._reference_span_scores(batch)
+                if not np.array_equal(ref_spans, chained["span_encoder"]["span_idx"]):
+                    failures.append(
+                        f"candidate spans on {where} differ from gliner's extract_spans_from_tokens"
+                    )
+                else:
+                    d = _max_diff(
+                        ref_span_scores, chained_outs["span_encoder"][1], "span_scores", where, failures
+                    )
+                    diffs["end_to_end"]["span_scores"] = max(diffs["end_to_end"].get("span_scores", 0.0), d)
+                    if d > self.atol:
+                        failures.append(
+                            f"end-to-end span scores on {where}: max abs diff {d:.3e} > {self.atol:.3e}"
+                        )
         if failures:
             raise ParityError("exported graphs disagree with torch:\n  " + "\n  ".join(failures))
         return diffs
@@ -587,8 +627,21 @@ class _Exporter:
         return m.collate_batch(prepared["input_x"], prepared["entity_types"], m.create_collator())
 
     @torch.inference_mode()
+    def _reference_span_scores(self, batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Token decoder: gliner's candidate spans and their probabilities at SPAN_THRESHOLD."""
+        from gliner.modeling.base import UniEncoderTokenModel
+
+        out = UniEncoderTokenModel.forward(self.model.model, **batch, threshold=SPAN_THRESHOLD)
+        spans = (out.span_idx * out.span_mask.unsqueeze(-1)).numpy().astype(np.int64)
+        return spans, torch.sigmoid(out.span_logits).float().numpy()
+
+    @torch.inference_mode()
     def _reference_scores(self, batch: dict[str, Any]) -> np.ndarray:
-        if is_decoder(self.arch):  # the span forward only: no label generation, no decoder inputs
+        if self.arch == "uniencoder_token_decoder":
+            from gliner.modeling.base import UniEncoderTokenModel
+
+            out = UniEncoderTokenModel.forward(self.model.model, **batch, threshold=SPAN_THRESHOLD)
+        elif is_decoder(self.arch):  # the span forward only: no label generation, no decoder inputs
             from gliner.modeling.base import UniEncoderSpanModel
 
             out = UniEncoderSpanModel.forward(self.model.model, **batch)

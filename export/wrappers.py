@@ -365,6 +365,34 @@ class TokenRelexTextEncoder(_Wrapper):
         return scorer.proj_token(words), scorer.proj_label(prompts), rel_prompts, words
 
 
+class TokenDecoderTextEncoder(_Wrapper):
+    """Token decoder -> (token_rep, prompts, word_rep, label_rep): the scorer's two
+    projections, and the words and raw label representations the span encoder takes."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        rep = self.model.get_representations(input_ids, attention_mask, text_lengths, words_mask)
+        words, prompts = rep.words_embedding, rep.prompts_embedding
+        scorer = self.model.scorer
+        return scorer.proj_token(words), scorer.proj_label(prompts), words, prompts
+
+
+class SpanEncoder(_Wrapper):
+    """Token decoder: the span layer (TokenMarker) over the host's candidate spans, and
+    their probabilities per label (`UniEncoderTokenDecoderModel.forward`'s span_logits)."""
+
+    def forward(
+        self, word_rep: torch.Tensor, span_idx: torch.Tensor, label_rep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        span_rep = self.model.span_rep_layer(word_rep, span_idx)
+        return span_rep, torch.sigmoid(torch.einsum("BND,BCD->BNC", span_rep, label_rep))
+
+
 class EntityEncoder(_Wrapper):
     """Token relex: the span layer (TokenMarker) over the host-selected entity spans."""
 

@@ -191,6 +191,31 @@ DECODER_STEP = GraphSpec(
 )
 DECODER_GRAPHS: tuple[str, ...] = ("decoder_prefix", "decoder_step")
 GRAPHS["uniencoder_span_decoder"] = (*GRAPHS["uniencoder_span"], DECODER_PREFIX, DECODER_STEP)
+# The token-level decoder (`uniencoder_token_decoder`): the token graphs find candidate
+# spans (start, end and inside above the threshold, as `extract_spans_from_tokens`); the
+# `span_encoder` represents them (gliner's TokenMarker) and scores them against the raw
+# label representations (sigmoid of `einsum BND,BCD->BNC`). Entities are decided on the
+# span scores; the span representations feed the decoder graphs.
+_LABEL_REP = TensorSpec("label_rep", _F32, ("batch", "num_labels", "hidden"))
+SPAN_ENCODER = GraphSpec(
+    "span_encoder",
+    inputs=(_WORD_REP, TensorSpec("span_idx", _I64, ("batch", "num_spans", 2)), _LABEL_REP),
+    outputs=(
+        TensorSpec("span_rep", _F32, ("batch", "num_spans", "hidden")),
+        TensorSpec("span_scores", _F32, ("batch", "num_spans", "num_labels")),
+    ),
+)
+GRAPHS["uniencoder_token_decoder"] = (
+    GraphSpec(
+        "text_encoder",
+        inputs=_TOKEN_TEXT_INPUTS,
+        outputs=(_TOKEN_REP, _TOKEN_PROMPTS, _WORD_REP, _LABEL_REP),
+    ),
+    TOKEN_SCORER,
+    SPAN_ENCODER,
+    DECODER_PREFIX,
+    DECODER_STEP,
+)
 
 # The factorized span head (gliner's default `markerV0` span layer only): its output MLP's
 # first layer is split into a start half and an end half applied once per word in the

@@ -36,11 +36,12 @@ from tokenizers import Tokenizer
 from gliner_onnx.errors import ManifestError
 
 from .beam import beam_search
-from .decode import greedy_search, span_candidate_arrays
-from .features import make_context
+from .decode import SpanCandidate, greedy_search, span_candidate_arrays
+from .features import TextContext, make_context
 from .generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
 from .labels import LabelSet, build_prompt
 from .options import InferenceParams
+from .relations import select_token_entities
 from .tokenize import SubwordTokenizer, words_mask
 from .trie import LabelsTrie, build_trie
 
@@ -88,12 +89,9 @@ def span_prefixes(
     (`full_decoder_context=False`): the prefix is the span representation alone."""
     batch, width = span_rep.shape[:2]
     flat_rep = span_rep.reshape(batch, width * max_width, -1)
-    reps = [flat_rep[b, sel] for b, sel in enumerate(selected)]
-    rep = np.concatenate(reps) if reps else np.zeros((0, span_rep.shape[-1]), np.float32)
-    total = len(rep)
+    rep = _rows(flat_rep, selected)
     if dec_ids is None or dec_words is None:
-        ids = np.zeros((total, 1), dtype=np.int64)
-        return Prefixes(rep, ids, np.full((total, 1), KIND_REP, dtype=np.int64))
+        return _rep_only(rep)
     token_lists: list[np.ndarray] = []
     longest = 0
     for b, sel in enumerate(selected):
@@ -105,16 +103,89 @@ def span_prefixes(
             longest = max(longest, len(inside))
         if len(sel) < width * max_width:  # padding slots: the span (0, max_width - 1)
             longest = max(longest, int((dec_words[b] <= max_width - 1).sum()))
-    length = longest + 1
+    return _pack(rep, token_lists, longest + 1)
+
+
+def selected_token_spans(
+    span_scores: np.ndarray, span_mask: np.ndarray, num_labels: Sequence[int], threshold: float
+) -> list[np.ndarray]:
+    """Token decoder: the candidate slots each text sends to the decoder, those whose best
+    probability over the text's own labels is above the threshold (the reference's
+    selection, `select_token_decoder_embedding`, fixes 0.5 and counts padded label columns).
+
+    span_scores: (B, S, C) over the batch's candidate slots; span_mask: (B, S).
+    """
+    th = span_scores.dtype.type(threshold)
+    out = []
+    for b, n in enumerate(num_labels):
+        best = span_scores[b, :, :n].max(axis=-1, initial=-np.inf)
+        out.append(np.flatnonzero((best > th) & (span_mask[b] > 0)))
+    return out
+
+
+def token_span_prefixes(
+    span_rep: np.ndarray,
+    spans: np.ndarray,
+    selected: Sequence[np.ndarray],
+    dec_ids: np.ndarray | None,
+    dec_words: np.ndarray | None,
+    keep: Sequence[np.ndarray] | None = None,
+) -> Prefixes:
+    """Token decoder: the prefixes of the selected candidate slots (`selected`, per text,
+    indices into the batch's (B, S) slots); `keep`: the subset of those generated for
+    (default all). As `select_token_decoder_embedding` with the span's own words: its
+    tokens are those whose 1-based word index is in [start + 1, end + 1]. A text with
+    fewer selected slots than S has padding slots (index -1), which read the slot S - 1
+    of that text; its token count counts into the batch's prefix length, as the
+    reference's `max_tokens` does.
+    """
+    keep = selected if keep is None else keep
+    rep = _rows(span_rep, keep)
+    if dec_ids is None or dec_words is None:
+        return _rep_only(rep)
+    slots = spans.shape[1]
+    token_lists: list[np.ndarray] = []
+    longest = 0
+
+    def tokens(b: int, s: int, e: int) -> np.ndarray:
+        return np.flatnonzero((dec_words[b] >= s + 1) & (dec_words[b] <= e + 1))
+
+    for b, sel in enumerate(selected):
+        kept = set(keep[b].tolist())
+        for j in sel.tolist():
+            inside = tokens(b, *spans[b, j].tolist())
+            longest = max(longest, len(inside))
+            if j in kept:
+                token_lists.append(dec_ids[b, inside])
+        if len(sel) < slots:
+            longest = max(longest, len(tokens(b, *spans[b, slots - 1].tolist())))
+    return _pack(rep, token_lists, longest + 1)
+
+
+def _rows(rep: np.ndarray, selected: Sequence[np.ndarray]) -> np.ndarray:
+    """(B, N, D) rows of each text's selected indices, concatenated (M, D) float32."""
+    rows = [rep[b, sel] for b, sel in enumerate(selected)]
+    out = np.concatenate(rows) if rows else np.zeros((0, rep.shape[-1]), np.float32)
+    return out.astype(np.float32, copy=False)
+
+
+def _rep_only(rep: np.ndarray) -> Prefixes:
+    total = len(rep)
+    return Prefixes(rep, np.zeros((total, 1), dtype=np.int64), np.full((total, 1), KIND_REP, dtype=np.int64))
+
+
+def _pack(rep: np.ndarray, token_lists: Sequence[np.ndarray], length: int) -> Prefixes:
+    """[zeros..., representation, tokens] per sequence, left-padded to `length`."""
+    total = len(rep)
     ids = np.zeros((total, length), dtype=np.int64)
     kind = np.zeros((total, length), dtype=np.int64)
-    for m, tokens in enumerate(token_lists):
-        n = len(tokens)
+    for m, toks in enumerate(token_lists):
+        n = len(toks)
         kind[m, length - n - 1] = KIND_REP
         if n:
-            ids[m, length - n :] = tokens
+            ids[m, length - n :] = toks
             kind[m, length - n :] = KIND_TOKEN
-    return Prefixes(rep.astype(np.float32), ids, kind)
+    return Prefixes(rep, ids, kind)
 
 
 def prompt_prefixes(prompts: np.ndarray, num_labels: Sequence[int]) -> Prefixes:
@@ -227,7 +298,10 @@ def decoder_inference(
     max_len words as the reference does (no windows)."""
     dec: LabelDecoder = model._decoder
     m = model.manifest
+    if dec.mode == "prompt" and gen.num_gen_sequences != 1:
+        raise ValueError("decoder_mode 'prompt' names each label once: num_gen_sequences must be 1")
     trie = dec.trie(gen_constraints)
+    run_batch = _token_batch if model.family == "token" else _span_batch
     results: list[list[dict[str, Any]]] = [[] for _ in texts]
     valid = [i for i, t in enumerate(texts) if t.strip()]
     for lo in range(0, len(valid), batch_size):
@@ -235,46 +309,156 @@ def decoder_inference(
         contexts = [
             make_context(texts[i], label_sets[i], splitter=m.words_splitter, max_len=m.max_len) for i in rows
         ]
-        encoder_contexts = contexts
-        if dec.mode == "prompt":  # class tokens only: the decoder names the classes
-            encoder_contexts = [
-                replace(c, labels=LabelSet(("",) * len(c.labels), c.labels.names)) for c in contexts
-            ]
-        feeds = model._text_feeds(encoder_contexts)
-        span_rep, prompts = model._sessions["text_encoder"].run(feeds)
-        (probs,) = model._sessions["scorer"].run({"span_rep": span_rep, "prompts": prompts})
-        selected: list[np.ndarray] = []
-        if dec.mode == "span":
-            selected = selected_spans(probs, [c.num_words for c in contexts], params.threshold)
-            dec_ids = dec_words = None
-            if dec.full_context:
-                dec_ids, dec_words = decoder_tokens(
-                    dec.tokenizer,
-                    [build_prompt(c.labels.prompts, m.ent_token, m.sep_token) for c in contexts],
-                    [c.words.words[: c.num_words] for c in contexts],
-                )
-            prefixes = span_prefixes(span_rep, selected, dec_ids, dec_words, m.max_width)
-        else:
-            prefixes = prompt_prefixes(prompts, [len(c.labels) for c in contexts])
-        if dec.mode == "prompt" and gen.num_gen_sequences != 1:
-            raise ValueError("decoder_mode 'prompt' names each label once: num_gen_sequences must be 1")
-        generated = dec.generate(prefixes, trie, gen)
-        cursor = 0
-        for b, (i, c) in enumerate(zip(rows, contexts)):
-            found = span_candidate_arrays(probs[b, :, :, : len(c.labels)], c.num_words, params.threshold)
-            kept = greedy_search(found, flat_ner=params.flat_ner, multi_label=params.multi_label)
-            if dec.mode == "prompt":
-                names = tuple(g[0] for g in generated[cursor : cursor + len(c.labels)])
-                cursor += len(c.labels)
-                results[i] = model._entities(replace(c, labels=LabelSet(c.labels.prompts, names)), kept)
-                continue
-            n = len(selected[b])
-            by_span = dict(zip(selected[b].tolist(), generated[cursor : cursor + n]))
-            cursor += n
-            entities = model._entities(c, kept)
-            for entity, (start, end, _cls, _score) in zip(entities, kept):
-                label = by_span.get(start * m.max_width + end - start)
-                if label is not None:
-                    entity["generated_labels"] = list(label)
+        for i, entities in zip(rows, run_batch(model, contexts, params, gen, trie)):
             results[i] = entities
     return results
+
+
+def _encoder_contexts(dec: LabelDecoder, contexts: list[TextContext]) -> list[TextContext]:
+    if dec.mode == "prompt":  # class tokens only: the decoder names the classes
+        return [replace(c, labels=LabelSet(("",) * len(c.labels), c.labels.names)) for c in contexts]
+    return contexts
+
+
+def _decoder_text(model: Any, contexts: list[TextContext]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(decoder token ids, 1-based word index per token) of a batch; None without context."""
+    dec: LabelDecoder = model._decoder
+    if not dec.full_context:
+        return None, None
+    m = model.manifest
+    return decoder_tokens(
+        dec.tokenizer,
+        [build_prompt(c.labels.prompts, m.ent_token, m.sep_token) for c in contexts],
+        [c.words.words[: c.num_words] for c in contexts],
+    )
+
+
+def _prompt_entities(
+    model: Any, contexts: list[TextContext], kept: list[list[SpanCandidate]], generated: list[list[str]]
+) -> list[list[dict[str, Any]]]:
+    """Prompt mode: each text's generated labels name its classes, in order."""
+    out, cursor = [], 0
+    for c, k in zip(contexts, kept):
+        names = tuple(g[0] for g in generated[cursor : cursor + len(c.labels)])
+        cursor += len(c.labels)
+        out.append(model._entities(replace(c, labels=LabelSet(c.labels.prompts, names)), k))
+    return out
+
+
+def _span_batch(
+    model: Any,
+    contexts: list[TextContext],
+    params: InferenceParams,
+    gen: GenerationParams,
+    trie: LabelsTrie | None,
+) -> list[list[dict[str, Any]]]:
+    dec: LabelDecoder = model._decoder
+    m = model.manifest
+    feeds = model._text_feeds(_encoder_contexts(dec, contexts))
+    span_rep, prompts = model._sessions["text_encoder"].run(feeds)
+    (probs,) = model._sessions["scorer"].run({"span_rep": span_rep, "prompts": prompts})
+    kept = [
+        greedy_search(
+            span_candidate_arrays(probs[b, :, :, : len(c.labels)], c.num_words, params.threshold),
+            flat_ner=params.flat_ner,
+            multi_label=params.multi_label,
+        )
+        for b, c in enumerate(contexts)
+    ]
+    if dec.mode == "prompt":
+        generated = dec.generate(prompt_prefixes(prompts, [len(c.labels) for c in contexts]), trie, gen)
+        return _prompt_entities(model, contexts, kept, generated)
+    selected = selected_spans(probs, [c.num_words for c in contexts], params.threshold)
+    dec_ids, dec_words = _decoder_text(model, contexts)
+    generated = dec.generate(span_prefixes(span_rep, selected, dec_ids, dec_words, m.max_width), trie, gen)
+    out, cursor = [], 0
+    for b, c in enumerate(contexts):
+        n = len(selected[b])
+        by_span = dict(zip(selected[b].tolist(), generated[cursor : cursor + n]))
+        cursor += n
+        entities = model._entities(c, kept[b])
+        for entity, (start, end, _cls, _score) in zip(entities, kept[b]):
+            label = by_span.get(start * m.max_width + end - start)
+            if label is not None:
+                entity["generated_labels"] = list(label)
+        out.append(entities)
+    return out
+
+
+def token_span_candidates(
+    spans: np.ndarray, span_mask: np.ndarray, span_scores: np.ndarray, num_words: int, threshold: float
+) -> list[SpanCandidate]:
+    """Token decoder, one text: (start, end, class, score) of every candidate slot and label
+    whose probability is above the threshold, in slot then label order (the reference's
+    `TokenGenerativeDecoder.decode_generative`); spans past the text's words (from its
+    padding in a batch) are dropped."""
+    out: list[SpanCandidate] = []
+    th = float(threshold)
+    for j in np.flatnonzero(span_mask).tolist():
+        start, end = spans[j].tolist()
+        if end >= num_words:
+            continue
+        for cls, p in enumerate(span_scores[j].tolist()):
+            if p > th:
+                out.append((start, end, cls, p))
+    return out
+
+
+def _token_batch(
+    model: Any,
+    contexts: list[TextContext],
+    params: InferenceParams,
+    gen: GenerationParams,
+    trie: LabelsTrie | None,
+) -> list[list[dict[str, Any]]]:
+    """Token decoder: token scores -> candidate spans (`extract_spans_from_tokens`) -> the
+    span encoder's probabilities decide the entities; the span representations (span mode)
+    or the raw label representations (prompt mode) are decoded."""
+    dec: LabelDecoder = model._decoder
+    feeds = model._text_feeds(_encoder_contexts(dec, contexts))
+    token_rep, prompts, word_rep, label_rep = model._sessions["text_encoder"].run(feeds)
+    (probs,) = model._sessions["scorer"].run({"token_rep": token_rep, "prompts": prompts})
+    cands = select_token_entities(probs, params.threshold)
+    span_rep, span_scores = model._sessions["span_encoder"].run(
+        {"word_rep": word_rep, "span_idx": cands.spans, "label_rep": label_rep}
+    )
+    kept = [
+        greedy_search(
+            token_span_candidates(
+                cands.spans[b],
+                cands.mask[b],
+                span_scores[b, :, : len(c.labels)],
+                c.num_words,
+                params.threshold,
+            ),
+            flat_ner=params.flat_ner,
+            multi_label=params.multi_label,
+        )
+        for b, c in enumerate(contexts)
+    ]
+    if dec.mode == "prompt":
+        generated = dec.generate(prompt_prefixes(label_rep, [len(c.labels) for c in contexts]), trie, gen)
+        return _prompt_entities(model, contexts, kept, generated)
+    selected = selected_token_spans(
+        span_scores, cands.mask, [len(c.labels) for c in contexts], params.threshold
+    )
+    in_text = [
+        sel[cands.spans[b, sel, 1] < c.num_words] for b, (sel, c) in enumerate(zip(selected, contexts))
+    ]
+    dec_ids, dec_words = _decoder_text(model, contexts)
+    prefixes = token_span_prefixes(span_rep, cands.spans, selected, dec_ids, dec_words, keep=in_text)
+    generated = dec.generate(prefixes, trie, gen)
+    out, cursor = [], 0
+    for b, c in enumerate(contexts):
+        n = len(in_text[b])
+        by_span: dict[tuple[int, int], list[str]] = {}
+        for j, labels in zip(in_text[b].tolist(), generated[cursor : cursor + n]):
+            by_span.setdefault(tuple(cands.spans[b, j].tolist()), labels)
+        cursor += n
+        entities = model._entities(c, kept[b])
+        for entity, (start, end, _cls, _score) in zip(entities, kept[b]):
+            label = by_span.get((start, end))
+            if label is not None:
+                entity["generated_labels"] = list(label)
+        out.append(entities)
+    return out

@@ -98,7 +98,10 @@ def test_newer_format_version(export: Path) -> None:
     ("change", "message"),
     [
         (lambda d: d.update(format="something-else"), "not a gliner-onnx manifest"),
-        (lambda d: d.update(arch="uniencoder_token_decoder"), "not supported yet"),
+        (
+            lambda d: d.update(arch="uniencoder_token_decoder"),
+            "not available for arch 'uniencoder_token_decoder'",
+        ),
         (lambda d: d.update(arch="nonsense"), "unknown arch"),
         (lambda d: d["graphs"].pop("scorer"), "graph 'scorer' required"),
         (lambda d: d.update(words_splitter="spacy"), "words splitter 'spacy' is not supported"),
