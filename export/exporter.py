@@ -54,6 +54,8 @@ from .wrappers import (
     EntityEncoder,
     FactorizedSpanScorer,
     FactorizedTokenScorer,
+    KeyedSpanScorer,
+    LabelProjector,
     RelationAdjacency,
     RelationScorer,
     SpanEncoder,
@@ -159,7 +161,8 @@ def _wrappers(
             return {
                 "text_encoder": BiFactorizedSpanTextEncoder(core, pooling),
                 "label_encoder": BiLabelEncoder(core),
-                "scorer": scorer,
+                "label_projector": LabelProjector(marker_v0(core)),
+                "scorer": KeyedSpanScorer(marker_v0(core)),
             }
         raise UnsupportedArchError(f"the factorized span head does not apply to {arch!r}")
     if arch in ("uniencoder_span", "uniencoder_span_decoder"):  # decoder graphs: decoder_export.py
@@ -439,7 +442,7 @@ class _Exporter:
     def rewrites(self, graph: str) -> dict[str, Any]:
         """What the optimized wrappers changed in `graph`, for the manifest."""
         done = []
-        if self.span_head == "factorized" and graph in ("text_encoder", "scorer"):
+        if self.span_head == "factorized" and graph in ("text_encoder", "scorer", "label_projector"):
             done.append("factorized span head")
         if self.optimize and self.family == "token" and graph == "scorer":
             done.append("factorized token scorer")
@@ -472,6 +475,12 @@ class _Exporter:
         if self.is_bi:
             outs["label_encoder"] = run("label_encoder", feeds["label_encoder"])
             available["prompts"] = _batched(outs["label_encoder"][0], batch)
+            if "label_projector" in self.specs:
+                feeds["label_projector"] = {"label_embeddings": outs["label_encoder"][0]}
+                outs["label_projector"] = run("label_projector", feeds["label_projector"])
+                keys, bias = outs["label_projector"]
+                available["label_keys"] = _batched(keys, batch)
+                available["label_bias"] = _batched(bias, batch)
         feeds["scorer"] = {n: available[n] for n in self.specs["scorer"].input_names}
         outs["scorer"] = run("scorer", feeds["scorer"])
         if self.relex:

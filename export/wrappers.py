@@ -168,6 +168,21 @@ class BiFactorizedSpanTextEncoder(_BiTextSide):
         return _span_halves(self.marker, words)
 
 
+def _span_hidden(span_start: torch.Tensor, span_end: torch.Tensor, span_idx: torch.Tensor) -> torch.Tensor:
+    """ReLU(start half at each span's start word + end half at its end word), (B, S, H).
+
+    Rows are gathered from the flattened (B * W, H) halves by index (ONNX Gather on axis
+    0): a `torch.gather` would need (B, S, H) int64 indices, 4 x hidden per span."""
+    batch, words, width = span_start.shape
+    offset = (torch.arange(batch, device=span_idx.device) * words).unsqueeze(-1)  # (B, 1)
+    starts = (span_idx[:, :, 0] + offset).reshape(-1)
+    ends = (span_idx[:, :, 1] + offset).reshape(-1)
+    gathered = torch.index_select(span_start.reshape(-1, width), 0, starts) + torch.index_select(
+        span_end.reshape(-1, width), 0, ends
+    )
+    return torch.relu(gathered).reshape(batch, -1, width)
+
+
 class FactorizedSpanScorer(nn.Module):
     """Gather each span's start and end halves, ReLU, and score against the labels folded
     through the output MLP's last layer -> sigmoid, (B, W, max_width, C)."""
@@ -184,13 +199,43 @@ class FactorizedSpanScorer(nn.Module):
         span_idx: torch.Tensor,
         prompts: torch.Tensor,
     ) -> torch.Tensor:
-        width = span_start.shape[-1]
-        starts = span_idx[:, :, 0].unsqueeze(-1).expand(-1, -1, width)
-        ends = span_idx[:, :, 1].unsqueeze(-1).expand(-1, -1, width)
-        hidden = torch.relu(torch.gather(span_start, 1, starts) + torch.gather(span_end, 1, ends))
+        hidden = _span_hidden(span_start, span_end, span_idx)
         keys = prompts @ self.last.weight  # (B, C, 4 x hidden)
         bias = (prompts @ self.last.bias).unsqueeze(1)  # (B, 1, C)
         logits = hidden @ keys.transpose(1, 2) + bias  # (B, num_spans, C)
+        batch, _, num_classes = logits.shape
+        return torch.sigmoid(logits.view(batch, -1, self.max_width, num_classes))
+
+
+class LabelProjector(nn.Module):
+    """Bi-encoder, factorized span head: the label side of the folded last layer,
+    (N, hidden) label embeddings -> keys (N, 4 x hidden) and bias (N,)."""
+
+    def __init__(self, marker: Any):
+        super().__init__()
+        self.last = marker.out_project[3]
+
+    def forward(self, label_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return label_embeddings @ self.last.weight, label_embeddings @ self.last.bias
+
+
+class KeyedSpanScorer(nn.Module):
+    """`FactorizedSpanScorer` on the labels' projected keys and bias (`LabelProjector`)."""
+
+    def __init__(self, marker: Any):
+        super().__init__()
+        self.max_width = int(marker.max_width)
+
+    def forward(
+        self,
+        span_start: torch.Tensor,
+        span_end: torch.Tensor,
+        span_idx: torch.Tensor,
+        label_keys: torch.Tensor,
+        label_bias: torch.Tensor,
+    ) -> torch.Tensor:
+        hidden = _span_hidden(span_start, span_end, span_idx)
+        logits = hidden @ label_keys.transpose(1, 2) + label_bias.unsqueeze(1)  # (B, num_spans, C)
         batch, _, num_classes = logits.shape
         return torch.sigmoid(logits.view(batch, -1, self.max_width, num_classes))
 

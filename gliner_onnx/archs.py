@@ -231,6 +231,24 @@ FACTORIZED_SPAN_SCORER = GraphSpec(
     inputs=(_SPAN_START, _SPAN_END, _SPAN_IDX, _SPAN_PROMPTS),
     outputs=SPAN_SCORER.outputs,
 )
+# Bi-encoders: the labels' side of the folded last layer is label-only, so it is a graph of
+# its own (`label_projector`) whose outputs the runtime caches with the label embeddings;
+# with cached labels the scorer does only the per-span work, whatever the label count.
+_LABEL_KEYS = TensorSpec("label_keys", _F32, ("batch", "num_labels", "span_hidden"))
+_LABEL_BIAS = TensorSpec("label_bias", _F32, ("batch", "num_labels"))
+LABEL_PROJECTOR = GraphSpec(
+    "label_projector",
+    inputs=(_LABEL_EMBEDDINGS,),
+    outputs=(
+        TensorSpec("label_keys", _F32, ("num_labels", "span_hidden")),
+        TensorSpec("label_bias", _F32, ("num_labels",)),
+    ),
+)
+KEYED_SPAN_SCORER = GraphSpec(
+    "scorer",
+    inputs=(_SPAN_START, _SPAN_END, _SPAN_IDX, _LABEL_KEYS, _LABEL_BIAS),
+    outputs=SPAN_SCORER.outputs,
+)
 _FACTORIZED: dict[str, tuple[GraphSpec, ...]] = {
     "uniencoder_span": (
         GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_SPAN_START, _SPAN_END, _SPAN_PROMPTS)),
@@ -239,7 +257,8 @@ _FACTORIZED: dict[str, tuple[GraphSpec, ...]] = {
     "biencoder_span": (
         GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_SPAN_START, _SPAN_END)),
         GRAPHS["biencoder_span"][1],
-        FACTORIZED_SPAN_SCORER,
+        LABEL_PROJECTOR,
+        KEYED_SPAN_SCORER,
     ),
 }
 

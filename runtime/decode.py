@@ -117,7 +117,9 @@ class Candidates(NamedTuple):
         )
 
 
-def span_candidate_arrays(probs: np.ndarray, num_words: int, threshold: float) -> Candidates:
+def span_candidate_arrays(
+    probs: np.ndarray, num_words: int, threshold: float, *, best_label_only: bool = False
+) -> Candidates:
     """Spans of one text whose score is strictly above ``threshold``.
 
     Args:
@@ -127,6 +129,12 @@ def span_candidate_arrays(probs: np.ndarray, num_words: int, threshold: float) -
             are dropped (padding rows and over-long spans).
         threshold: compared with ``>`` after casting to ``probs.dtype`` (float32
             for the usual scores), as torch compares a tensor with a Python float.
+        best_label_only: keep only each span's best label (the first on ties). Greedy
+            selection without ``multi_label`` keeps the same entities from these: a
+            span's labels conflict with each other, its best comes first among them in
+            the stable score order, and whether it is kept depends only on the spans
+            kept before it, so the others are always rejected and never change what is
+            kept. With many labels it is most of the candidates.
 
     Returns:
         (start, end_inclusive, class_index, score) in the reference's order: start,
@@ -147,6 +155,15 @@ def span_candidate_arrays(probs: np.ndarray, num_words: int, threshold: float) -
 
     # Starts at or past num_words can never be valid (width >= 0): slice them away.
     scores = scores[:num_words]
+    if best_label_only and scores.shape[-1] > 1:
+        best = scores.argmax(axis=-1)  # (start, width): the first best label
+        top = np.take_along_axis(scores, best[..., None], axis=-1)[..., 0]
+        if np.isnan(top).any():  # argmax picks NaN, which never passes: take every label
+            return span_candidate_arrays(probs, num_words, threshold)
+        keep = top > scores.dtype.type(threshold)
+        keep &= np.arange(scores.shape[0])[:, None] + np.arange(scores.shape[1])[None, :] < num_words
+        s_idx, w_idx = np.nonzero(keep)
+        return Candidates(s_idx, s_idx + w_idx, best[s_idx, w_idx], top[s_idx, w_idx])
     above = scores > scores.dtype.type(threshold)
     starts = np.arange(scores.shape[0])[:, None]
     widths = np.arange(scores.shape[1])[None, :]

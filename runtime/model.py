@@ -7,6 +7,7 @@ split words -> labels and prompt -> tokenize -> span indices -> text encoder
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -55,6 +56,17 @@ class _RelexJob(NamedTuple):
 
 
 _LABEL_CACHE_SIZE = 100_000
+_GIVEN_CACHE_SIZE = 16  # label embedding arrays (label sets) passed by the caller
+
+
+class _LabelRow(NamedTuple):
+    """A cached label: its final embedding and, for factorized bi-encoders, its key and bias."""
+
+    embedding: np.ndarray
+    key: np.ndarray | None = None
+    bias: np.ndarray | None = None
+
+
 _MIN_TEXT_TOKENS = 16  # subword room a text needs beside the labels' prompt
 
 
@@ -101,7 +113,10 @@ class GLiNER:
         self.family = family(manifest.arch)
         self._text_outputs = manifest.graphs["text_encoder"].outputs
         self._scorer_inputs = manifest.graphs["scorer"].inputs
-        self._label_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # label text -> its embedding, and (factorized bi-encoders) its key and bias
+        self._label_cache: OrderedDict[str, _LabelRow] = OrderedDict()
+        # label embedding arrays passed by the caller, by content -> their keys and bias
+        self._given_cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         # (device type, id) where the text encoder's outputs stay for the scorer; None: numpy.
         self._device: tuple[str, int] | None = None
         self._cache_lock = threading.Lock()
@@ -351,12 +366,12 @@ class GLiNER:
             contexts = [plans[jobs[j][0]].window_context(jobs[j][1]) for j in batch]
             if relex:
                 found, kept_for_relations = self._relex_candidates(
-                    contexts, params.threshold, adjacency_threshold
+                    contexts, params.threshold, adjacency_threshold, not params.multi_label
                 )
                 for j, r in zip(batch, kept_for_relations):
                     relex_jobs[j] = r
             else:
-                found = self._candidates(contexts, params.threshold, given)
+                found = self._candidates(contexts, params.threshold, given, not params.multi_label)
             for j, f in zip(batch, found):
                 per_job[j] = f
         k = 0
@@ -392,7 +407,7 @@ class GLiNER:
         prompts = [labels] if isinstance(labels, str) else list(labels)
         self._ensure_labels(label_set.prompts, batch_size)
         with self._cache_lock:
-            return np.stack([self._label_cache[p] for p in prompts])
+            return np.stack([self._label_cache[p].embedding for p in prompts])
 
     def predict_with_embeds(
         self, text: str, labels_embeddings: np.ndarray, labels: Sequence[str], **kwargs: Any
@@ -409,6 +424,7 @@ class GLiNER:
     def clear_label_cache(self) -> None:
         with self._cache_lock:
             self._label_cache.clear()
+            self._given_cache.clear()
 
     # ----------------------------------------------------------------- pipeline
     def _window_settings(self, window: int | None, overlap: int | None) -> tuple[int, int]:
@@ -478,23 +494,29 @@ class GLiNER:
         return feeds
 
     def _candidates(
-        self, contexts: list[TextContext], threshold: float, given: np.ndarray | None
+        self,
+        contexts: list[TextContext],
+        threshold: float,
+        given: np.ndarray | None,
+        best_label_only: bool = False,
     ) -> list[Candidates | list[SpanCandidate]]:
         """Window-local candidate spans of each context of a batch."""
-        return self._window_candidates(self._scores(contexts, given), contexts, threshold)
+        return self._window_candidates(self._scores(contexts, given), contexts, threshold, best_label_only)
 
     def _window_candidates(
-        self, scores: np.ndarray, contexts: list[TextContext], threshold: float
+        self, scores: np.ndarray, contexts: list[TextContext], threshold: float, best_label_only: bool = False
     ) -> list[Candidates | list[SpanCandidate]]:
-        """Candidates of each context from the batch's probabilities (the padded class slots cut)."""
-        find = span_candidate_arrays if self.family == "span" else token_candidates
+        """Candidates of each context from the batch's probabilities (the padded class slots cut).
+        best_label_only (span models, greedy without multi_label): a span's best label only."""
         out: list[Candidates | list[SpanCandidate]] = []
         for b, c in enumerate(contexts):
             # span: (B, W, max_width, C); token: (B, W, C, 3)
-            probs = (
-                scores[b, :, :, : len(c.labels)] if self.family == "span" else scores[b, :, : len(c.labels)]
-            )
-            out.append(find(probs, c.num_words, threshold))
+            if self.family == "span":
+                probs = scores[b, :, :, : len(c.labels)]
+                found = span_candidate_arrays(probs, c.num_words, threshold, best_label_only=best_label_only)
+                out.append(found)
+            else:
+                out.append(token_candidates(scores[b, :, : len(c.labels)], c.num_words, threshold))
         return out
 
     def _scores(self, contexts: list[TextContext], given: np.ndarray | None = None) -> np.ndarray:
@@ -506,7 +528,7 @@ class GLiNER:
         else:
             feeds.update(zip(self._text_outputs, encoder.run(feeds)))
         if self.is_biencoder:
-            feeds["prompts"] = self._label_matrix(contexts, given)
+            feeds.update(self._label_feeds(contexts, given))
         if self._device is not None:
             (scores,) = scorer.run_on_device(feeds, "cpu", 0)
             return np.asarray(scores.numpy())
@@ -515,13 +537,17 @@ class GLiNER:
 
     # ------------------------------------------------------------------ relex
     def _relex_candidates(
-        self, contexts: list[TextContext], threshold: float, adjacency_threshold: float
+        self,
+        contexts: list[TextContext],
+        threshold: float,
+        adjacency_threshold: float,
+        best_label_only: bool = False,
     ) -> tuple[list[Candidates | list[SpanCandidate]], list[_RelexJob]]:
         """Entity candidates of a batch and, per context, the model's entities and pairs."""
         feeds: dict[str, Any] = dict(self._text_feeds(contexts))
         feeds.update(zip(self._text_outputs, self._sessions["text_encoder"].run(feeds)))
         (probs,) = self._sessions["scorer"].run(feeds)
-        found = self._window_candidates(probs, contexts, threshold)
+        found = self._window_candidates(probs, contexts, threshold, best_label_only)
         if self.family == "span":
             entities, flat = rel.select_span_entities(probs, [c.num_words for c in contexts], threshold)
             entity_rep = rel.span_entity_reps(feeds["span_rep"], flat, entities.spans.shape[1])
@@ -661,35 +687,75 @@ class GLiNER:
             missing = list(dict.fromkeys(p for p in prompts if p not in self._label_cache))
         if not missing:
             return
-        encoded: dict[str, np.ndarray] = {}
+        encoded: dict[str, _LabelRow] = {}
         for lo in range(0, len(missing), batch_size):
             part = missing[lo : lo + batch_size]
             tb = self._tokenizers["labels"].encode_texts(part)
             (emb,) = self._sessions["label_encoder"].run(
                 {"input_ids": tb.input_ids, "attention_mask": tb.attention_mask}
             )
-            encoded.update(zip(part, emb))
+            if "label_projector" in self._sessions:
+                keys, bias = self._sessions["label_projector"].run({"label_embeddings": emb})
+                encoded.update((p, _LabelRow(*row)) for p, row in zip(part, zip(emb, keys, bias)))
+            else:
+                encoded.update((p, _LabelRow(e)) for p, e in zip(part, emb))
         with self._cache_lock:
-            for p, e in encoded.items():
-                self._label_cache[p] = e
+            for p, row in encoded.items():
+                self._label_cache[p] = row
                 self._label_cache.move_to_end(p)
             while len(self._label_cache) > _LABEL_CACHE_SIZE:
                 self._label_cache.popitem(last=False)
 
-    def _label_matrix(self, contexts: list[TextContext], given: np.ndarray | None) -> np.ndarray:
-        """(B, C_max, hidden) label embeddings for the batch, zero-padded per text."""
+    def _label_feeds(self, contexts: list[TextContext], given: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The scorer's label inputs for the batch, zero-padded per text: `prompts`
+        (B, C_max, hidden), or for factorized bi-encoders `label_keys` (B, C_max, 4 x hidden)
+        and `label_bias` (B, C_max), projected once per label and cached."""
+        keyed = "label_projector" in self._sessions
+        batch = len(contexts)
         if given is not None:
-            return np.ascontiguousarray(np.broadcast_to(given, (len(contexts), *given.shape)))
+            if not keyed:
+                return {"prompts": np.ascontiguousarray(np.broadcast_to(given, (batch, *given.shape)))}
+            keys, bias = self._project_given(given)
+            return {
+                "label_keys": np.ascontiguousarray(np.broadcast_to(keys, (batch, *keys.shape))),
+                "label_bias": np.ascontiguousarray(np.broadcast_to(bias, (batch, *bias.shape))),
+            }
         all_prompts = [p for c in contexts for p in c.labels.prompts]
         self._ensure_labels(all_prompts)
         with self._cache_lock:
             rows = [[self._label_cache[p] for p in c.labels.prompts] for c in contexts]
-        hidden = rows[0][0].shape[-1]
         c_max = max(len(r) for r in rows)
-        out = np.zeros((len(contexts), c_max, hidden), dtype=np.float32)
+        if not keyed:
+            prompts = np.zeros((batch, c_max, rows[0][0].embedding.shape[-1]), dtype=np.float32)
+            for b, r in enumerate(rows):
+                prompts[b, : len(r)] = np.stack([row.embedding for row in r])
+            return {"prompts": prompts}
+        first_key = rows[0][0].key
+        assert first_key is not None
+        keys = np.zeros((batch, c_max, first_key.shape[-1]), dtype=np.float32)
+        bias = np.zeros((batch, c_max), dtype=np.float32)
         for b, r in enumerate(rows):
-            out[b, : len(r)] = np.stack(r)
-        return out
+            keys[b, : len(r)] = np.stack([row.key for row in r])  # type: ignore[misc]
+            bias[b, : len(r)] = [row.bias for row in r]
+        return {"label_keys": keys, "label_bias": bias}
+
+    def _project_given(self, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and bias of caller-given label embeddings, cached by the array's content."""
+        data = np.ascontiguousarray(given, dtype=np.float32)
+        digest = hashlib.blake2b(data.tobytes(), digest_size=16)
+        digest.update(repr(data.shape).encode())
+        key = digest.digest()
+        with self._cache_lock:
+            hit = self._given_cache.get(key)
+            if hit is not None:
+                self._given_cache.move_to_end(key)
+                return hit
+        keys, bias = self._sessions["label_projector"].run({"label_embeddings": data})
+        with self._cache_lock:
+            self._given_cache[key] = (keys, bias)
+            while len(self._given_cache) > _GIVEN_CACHE_SIZE:
+                self._given_cache.popitem(last=False)
+        return keys, bias
 
 
 __all__ = ["GLiNER", "GlinerOnnxError"]

@@ -81,3 +81,31 @@ def test_uni_encoder_has_no_label_encoder(uni_minilm: Checkpoint) -> None:
         model.encode_labels(["person"])
     with pytest.raises(ValueError, match="bi-encoder"):
         model.inference(TEXTS, ["person"], label_embeddings=np.zeros((1, 384), np.float32))
+
+
+def test_label_keys_are_projected_once_per_label(
+    bi_minilm_bert: Checkpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Factorized bi-encoders: the labels' keys (`label_projector`) are cached with their
+    embeddings by label text, and for caller-given embeddings by the array's content."""
+    model = GLiNER.from_pretrained(bi_minilm_bert.export_dir)
+    assert list(model.manifest.graphs["scorer"].inputs)[-2:] == ["label_keys", "label_bias"]
+    calls = _count_runs(model, "label_projector", monkeypatch)
+    by_text = model.inference(TEXTS, LABELS, threshold=0.4)
+    model.inference(TEXTS[:2], LABELS[::-1], threshold=0.4)
+    assert calls == [len(LABELS)]
+
+    emb = model.encode_labels(LABELS)
+    given = model.inference(TEXTS, LABELS, threshold=0.4, label_embeddings=emb)
+    assert given == by_text and calls == [len(LABELS)] * 2  # projected once for the array
+    model.predict_with_embeds(TEXTS[0], emb.copy(), LABELS, threshold=0.4)
+    assert calls == [len(LABELS)] * 2  # same content, another array: cached
+    swapped = emb[[1, 0, 2, 3, 4]]  # the first two labels' embeddings exchanged
+    moved = model.inference(TEXTS, LABELS, threshold=0.4, label_embeddings=swapped)
+    assert calls == [len(LABELS)] * 3
+    swap = {LABELS[0]: LABELS[1], LABELS[1]: LABELS[0]}
+    relabelled = [[{**e, "label": swap.get(e["label"], e["label"])} for e in es] for es in by_text]
+    assert moved == relabelled and moved != by_text
+    model.clear_label_cache()
+    model.inference(TEXTS[:1], LABELS, threshold=0.4, label_embeddings=emb)
+    assert calls == [len(LABELS)] * 4

@@ -152,6 +152,34 @@ def test_random_probs_match_reference(flat_ner: bool, multi_label: bool) -> None
     assert kept_total > 100 and removed_total > 100  # the comparison is not vacuous
 
 
+@pytest.mark.parametrize("flat_ner", [True, False])
+def test_best_label_only_candidates_keep_the_same_entities(flat_ner: bool) -> None:
+    """Without multi_label, greedy keeps the same entities from each span's best label
+    alone (quantized scores make ties between labels and between spans)."""
+    rng = np.random.default_rng(77)
+    fewer = 0
+    for _ in range(300):
+        probs, num_words, threshold = random_case(rng)
+        full = decode.span_candidate_arrays(probs, num_words, threshold)
+        best = decode.span_candidate_arrays(probs, num_words, threshold, best_label_only=True)
+        fewer += full.size - best.size
+        assert decode.greedy_search(best, flat_ner=flat_ner) == decode.greedy_search(full, flat_ner=flat_ner)
+        assert decode.greedy_search(best, flat_ner=flat_ner) == ref_decode(
+            probs, num_words, threshold, flat_ner, False
+        )
+    assert fewer > 1000  # most candidates are other labels of a span
+    ties = np.array([[[0.7, 0.9, 0.9]], [[0.2, 0.8, 0.1]]], dtype=np.float32)
+    assert decode.span_candidate_arrays(ties, 2, 0.5, best_label_only=True).to_list() == [
+        (0, 0, 1, float(np.float32(0.9))),  # the first of two equal best labels
+        (1, 1, 1, float(np.float32(0.8))),
+    ]
+    nan = np.array([[[np.nan, 0.8, 0.9]]], dtype=np.float32)  # argmax would pick the NaN
+    assert decode.span_candidate_arrays(nan, 1, 0.5, best_label_only=True).to_list() == [
+        (0, 0, 1, float(np.float32(0.8))),
+        (0, 0, 2, float(np.float32(0.9))),
+    ]
+
+
 @pytest.mark.parametrize(("flat_ner", "multi_label"), MODES, ids=MODE_IDS)
 def test_reference_batch_path_matches(flat_ner: bool, multi_label: bool) -> None:
     """gliner's B>1 path (one torch.where over the batch) gives our per-text results."""

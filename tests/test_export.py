@@ -110,10 +110,11 @@ def test_export_writes_separate_graphs_and_reports_diffs(bi_minilm_bert: Checkpo
         MANIFEST_NAME,
         "label_encoder.onnx",
         "label_encoder.onnx.data",
+        "label_projector.onnx",  # the factorized span head's last layer, on the labels' side
+        "label_projector.onnx.data",
         "labels",
         "labels/tokenizer.json",
-        "scorer.onnx",
-        "scorer.onnx.data",  # the factorized span head's last layer
+        "scorer.onnx",  # no weights: gathers, a ReLU and the span x label product
         "text_encoder.onnx",
         "text_encoder.onnx.data",
         "tokenizer.json",

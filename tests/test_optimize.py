@@ -27,13 +27,23 @@ def _manifest(ckpt_dir: Path) -> dict[str, Any]:
 def test_span_models_export_the_factorized_head_by_default(
     uni_minilm: Checkpoint, bi_minilm_bert: Checkpoint, uni_deberta_generic: Checkpoint
 ) -> None:
+    # uni: the labels come folded from the text encoder's prompts; bi: from the label
+    # projector, whose keys the runtime caches per label
+    labels_in = {uni_minilm.name: ["prompts"], bi_minilm_bert.name: ["label_keys", "label_bias"]}
     for ckpt in (uni_minilm, bi_minilm_bert):
         m = _manifest(ckpt.export_dir)
         assert m["span_head"] == "factorized"
-        assert m["graphs"]["scorer"]["inputs"] == ["span_start", "span_end", "span_idx", "prompts"]
+        assert m["graphs"]["scorer"]["inputs"] == [
+            "span_start",
+            "span_end",
+            "span_idx",
+            *labels_in[ckpt.name],
+        ]
         assert "span_idx" not in m["graphs"]["text_encoder"]["inputs"]
-        for graph in ("text_encoder", "scorer"):
+        rewritten = ("text_encoder", "scorer", *(("label_projector",) if ckpt is bi_minilm_bert else ()))
+        for graph in rewritten:
             assert m["graphs"][graph]["optimization"] == {"rewrites": ["factorized span head"]}
+    assert "label_projector" not in _manifest(uni_minilm.export_dir)["graphs"]
     m = _manifest(uni_deberta_generic.export_dir)
     assert m["span_head"] == "generic"
     assert m["graphs"]["scorer"]["inputs"] == ["span_rep", "prompts"]

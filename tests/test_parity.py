@@ -33,7 +33,8 @@ SCORE_TOL = 1e-4
 def test_every_supported_arch_has_a_parity_checkpoint() -> None:
     from .test_relex import RELEX_CHECKPOINTS  # relex parity: entities and relations
 
-    decoder_tested = {"uniencoder_span_decoder"}  # tests/test_decoder.py (generated labels too)
+    # tests/test_decoder.py and tests/test_token_decoder.py (generated labels too)
+    decoder_tested = {"uniencoder_span_decoder", "uniencoder_token_decoder"}
     assert set(CHECKPOINTS.values()) | set(RELEX_CHECKPOINTS.values()) | decoder_tested == set(
         SUPPORTED_ARCHS
     )
