@@ -183,30 +183,6 @@ def _span_hidden(span_start: torch.Tensor, span_end: torch.Tensor, span_idx: tor
     return torch.relu(gathered).reshape(batch, -1, width)
 
 
-class FactorizedSpanScorer(nn.Module):
-    """Gather each span's start and end halves, ReLU, and score against the labels folded
-    through the output MLP's last layer -> sigmoid, (B, W, max_width, C)."""
-
-    def __init__(self, marker: Any):
-        super().__init__()
-        self.last = marker.out_project[3]
-        self.max_width = int(marker.max_width)
-
-    def forward(
-        self,
-        span_start: torch.Tensor,
-        span_end: torch.Tensor,
-        span_idx: torch.Tensor,
-        prompts: torch.Tensor,
-    ) -> torch.Tensor:
-        hidden = _span_hidden(span_start, span_end, span_idx)
-        keys = prompts @ self.last.weight  # (B, C, 4 x hidden)
-        bias = (prompts @ self.last.bias).unsqueeze(1)  # (B, 1, C)
-        logits = hidden @ keys.transpose(1, 2) + bias  # (B, num_spans, C)
-        batch, _, num_classes = logits.shape
-        return torch.sigmoid(logits.view(batch, -1, self.max_width, num_classes))
-
-
 class LabelProjector(nn.Module):
     """Bi-encoder, factorized span head: the label side of the folded last layer,
     (N, hidden) label embeddings -> keys (N, 4 x hidden) and bias (N,)."""
@@ -238,6 +214,27 @@ class KeyedSpanScorer(nn.Module):
         logits = hidden @ label_keys.transpose(1, 2) + label_bias.unsqueeze(1)  # (B, num_spans, C)
         batch, _, num_classes = logits.shape
         return torch.sigmoid(logits.view(batch, -1, self.max_width, num_classes))
+
+
+class FactorizedSpanScorer(nn.Module):
+    """Gather each span's start and end halves, ReLU, and score against the labels folded
+    through the output MLP's last layer -> sigmoid, (B, W, max_width, C): the labels'
+    projection and the keyed scorer in one graph (uni-encoders: the labels come per call)."""
+
+    def __init__(self, marker: Any):
+        super().__init__()
+        self.project = LabelProjector(marker)
+        self.score = KeyedSpanScorer(marker)
+
+    def forward(
+        self,
+        span_start: torch.Tensor,
+        span_end: torch.Tensor,
+        span_idx: torch.Tensor,
+        prompts: torch.Tensor,
+    ) -> torch.Tensor:
+        keys, bias = self.project(prompts)  # (B, C, 4 x hidden), (B, C)
+        return self.score(span_start, span_end, span_idx, keys, bias)
 
 
 class UniTokenTextEncoder(_Wrapper):

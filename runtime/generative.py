@@ -345,6 +345,15 @@ def _prompt_entities(
     return out
 
 
+def _own_labels(scores: np.ndarray, contexts: Sequence[TextContext]) -> list[np.ndarray]:
+    """(B, ..., C_max) scores -> each text's (..., C_b): the padded label columns cut."""
+    return [scores[b, ..., : len(c.labels)] for b, c in enumerate(contexts)]
+
+
+def _greedy(found: Sequence[Any], params: InferenceParams) -> list[list[SpanCandidate]]:
+    return [greedy_search(f, flat_ner=params.flat_ner, multi_label=params.multi_label) for f in found]
+
+
 def _span_batch(
     model: Any,
     contexts: list[TextContext],
@@ -357,14 +366,13 @@ def _span_batch(
     feeds = model._text_feeds(_encoder_contexts(dec, contexts))
     span_rep, prompts = model._sessions["text_encoder"].run(feeds)
     (probs,) = model._sessions["scorer"].run({"span_rep": span_rep, "prompts": prompts})
-    kept = [
-        greedy_search(
-            span_candidate_arrays(probs[b, :, :, : len(c.labels)], c.num_words, params.threshold),
-            flat_ner=params.flat_ner,
-            multi_label=params.multi_label,
-        )
-        for b, c in enumerate(contexts)
-    ]
+    kept = _greedy(
+        [
+            span_candidate_arrays(p, c.num_words, params.threshold)
+            for c, p in zip(contexts, _own_labels(probs, contexts))
+        ],
+        params,
+    )
     if dec.mode == "prompt":
         generated = dec.generate(prompt_prefixes(prompts, [len(c.labels) for c in contexts]), trie, gen)
         return _prompt_entities(model, contexts, kept, generated)
@@ -422,20 +430,13 @@ def _token_batch(
     span_rep, span_scores = model._sessions["span_encoder"].run(
         {"word_rep": word_rep, "span_idx": cands.spans, "label_rep": label_rep}
     )
-    kept = [
-        greedy_search(
-            token_span_candidates(
-                cands.spans[b],
-                cands.mask[b],
-                span_scores[b, :, : len(c.labels)],
-                c.num_words,
-                params.threshold,
-            ),
-            flat_ner=params.flat_ner,
-            multi_label=params.multi_label,
-        )
-        for b, c in enumerate(contexts)
-    ]
+    kept = _greedy(
+        [
+            token_span_candidates(cands.spans[b], cands.mask[b], scores, c.num_words, params.threshold)
+            for b, (c, scores) in enumerate(zip(contexts, _own_labels(span_scores, contexts)))
+        ],
+        params,
+    )
     if dec.mode == "prompt":
         generated = dec.generate(prompt_prefixes(label_rep, [len(c.labels) for c in contexts]), trie, gen)
         return _prompt_entities(model, contexts, kept, generated)

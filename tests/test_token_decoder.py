@@ -32,11 +32,11 @@ from gliner_onnx.runtime.generative import (
 )
 
 from .conftest import LABELS, LOGIT_STD, TEXTS, Checkpoint, _checkpoint, _minilm
+from .test_decoder import _assert_same
 
 THRESHOLDS = (0.3, 0.5, 0.7)
 PARITY_TEXTS = [*TEXTS[:4], TEXTS[-1]]
 CONSTRAINTS = ["person", "city", "organization name", "date of birth", "award"]
-SCORE_TOL = 1e-4
 TOKEN_LOGIT_SHIFT = 1.5
 
 
@@ -120,21 +120,6 @@ def reference(ckpt: Checkpoint, texts: list[str], labels: Any, **kw: Any) -> lis
                 assert EMPTY_GENERATION in str(e)
                 out.append(None)
     return out
-
-
-def _assert_same(ref: list[list[dict[str, Any]] | None], got: list[list[dict[str, Any]]], where: str) -> int:
-    """Same entities and generated labels, scores within SCORE_TOL; the number compared."""
-    assert len(ref) == len(got), where
-    n = 0
-    for i, (r, g) in enumerate(zip(ref, got)):
-        if r is None:  # the reference selected nothing
-            assert g == [], f"{where}, text {i}"
-            continue
-        assert [{**e, "score": 0} for e in g] == [{**e, "score": 0} for e in r], f"{where}, text {i}"
-        for er, eg in zip(r, g):
-            assert abs(er["score"] - eg["score"]) <= SCORE_TOL, f"{where}, text {i}"
-        n += len(r)
-    return n
 
 
 # --------------------------------------------------------------------------- span mode
