@@ -44,4 +44,13 @@ def __getattr__(name: str) -> Any:
     return getattr(import_module(f"{__name__}.{module}"), name)
 
 
-__all__ = ["ServeConfig", "annotate", "annotate_files", "build_app", "read_corpus", "serve_forever", "start", "stop"]
+__all__ = [
+    "ServeConfig",
+    "annotate",
+    "annotate_files",
+    "build_app",
+    "read_corpus",
+    "serve_forever",
+    "start",
+    "stop",
+]

@@ -14,8 +14,8 @@ def check_positive(name: str, value: object, *, integer: bool = False) -> None:
 
 
 def threads_for(cpus: float) -> int:
-    """ONNX Runtime intra-op threads for a worker granted `cpus` CPUs (at least one)."""
-    return max(1, int(cpus))
+    """ONNX Runtime intra-op threads for a worker granted `cpus` CPUs: ceil(cpus)."""
+    return max(1, math.ceil(cpus))
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class ServeConfig:
         check_positive("cpus_per_replica", self.cpus_per_replica)
         check_positive("max_batch_size", self.max_batch_size, integer=True)
         check_positive("port", self.port, integer=True)
+        if self.port > 65535:
+            raise ValueError(f"port must be at most 65535, got {self.port}")
         t = self.batch_wait_timeout_ms
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf:
             raise ValueError(f"batch_wait_timeout_ms must be a non-negative number, got {t!r}")

@@ -8,10 +8,11 @@ row comes out exactly once.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import ray
@@ -34,6 +35,7 @@ ENTITY_TYPE = pa.list_(
         ]
     )
 )
+IO_CPUS = 0.25  # what each read or write task asks of Ray: they wait on files, not on the CPU
 _READERS = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -91,7 +93,8 @@ def read_corpus(path: str | Path) -> ray.data.Dataset:
     """A Ray Dataset of a JSONL, CSV or Parquet file (or a directory of them)."""
     p = Path(path)
     if p.is_dir():
-        suffixes = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
+        files = [f for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))]
+        suffixes = {f.suffix.lower() for f in files}
     elif p.exists():
         suffixes = {p.suffix.lower()}
     else:
@@ -102,9 +105,20 @@ def read_corpus(path: str | Path) -> ray.data.Dataset:
             f"cannot tell the format of {path} (suffixes {sorted(suffixes)}): "
             f"give .jsonl, .json, .ndjson, .csv or .parquet files"
         )
-    (kind,) = kinds
+    kind = cast(str, kinds.pop())
     reader = {"json": ray.data.read_json, "csv": ray.data.read_csv, "parquet": ray.data.read_parquet}[kind]
-    return reader(str(p))
+    return reader(str(p), ray_remote_args={"num_cpus": IO_CPUS})
+
+
+def _check_pool_fits(actors: int, cpus_per_actor: float) -> None:
+    # Not connected yet: Ray Data starts a local Ray with every CPU of this machine.
+    total = ray.cluster_resources().get("CPU", 0.0) if ray.is_initialized() else float(os.cpu_count() or 1)
+    if actors * cpus_per_actor > total - IO_CPUS:
+        raise ValueError(
+            f"{actors} actor(s) x {cpus_per_actor} CPU leave less than {IO_CPUS} of the cluster's "
+            f"{total:g} CPUs for reading and writing, and the job would never finish: "
+            "use fewer actors or a smaller cpus_per_actor"
+        )
 
 
 def annotate(
@@ -120,18 +134,25 @@ def annotate(
     actors: int = 1,
     cpus_per_actor: float = 1.0,
     batch_size: int = 32,
+    threads: int | None = None,
 ) -> ray.data.Dataset:
     """The dataset with an `entities` column added (lazy: Ray Data runs it when consumed).
 
     dataset: a Ray Dataset, or the path of a JSONL / CSV / Parquet file or directory.
     actors: the size of the actor pool (one loaded model each), each granted
-    `cpus_per_actor` CPUs and that many ONNX Runtime threads; batch_size rows per call.
+    `cpus_per_actor` CPUs and ceil(cpus_per_actor) ONNX Runtime threads unless `threads`
+    says otherwise; batch_size rows per call. The pool must leave the cluster some CPU for
+    reading and writing (Ray Data would wait forever): actors x cpus_per_actor is checked
+    against the connected cluster's CPUs.
     """
     label_set = normalize_label_set(list(labels) if not isinstance(labels, str) else labels)
     params = InferenceParams(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
     check_positive("actors", actors, integer=True)
     check_positive("cpus_per_actor", cpus_per_actor)
     check_positive("batch_size", batch_size, integer=True)
+    if threads is not None:
+        check_positive("threads", threads, integer=True)
+    _check_pool_fits(actors, cpus_per_actor)
     for name, value in (("text_field", text_field), ("output_field", output_field)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty column name, got {value!r}")
@@ -146,14 +167,13 @@ def annotate(
             "text_field": text_field,
             "output_field": output_field,
             "params": params,
-            "threads": threads_for(cpus_per_actor),
+            "threads": threads or threads_for(cpus_per_actor),
             "batch_size": batch_size,
         },
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus_per_actor,
-        udf_modifying_row_count=False,
         max_restarts=-1,  # an actor that dies is restarted ...
         max_task_retries=-1,  # ... and the batches it held are retried
     )
@@ -179,7 +199,7 @@ def annotate_files(
     try:
         t0 = time.perf_counter()
         ds = annotate(input_path, export_dir, labels, **kwargs)
-        ds.write_parquet(str(output_dir))
+        ds.write_parquet(str(output_dir), ray_remote_args={"num_cpus": IO_CPUS})
         seconds = time.perf_counter() - t0
         rows = ray.data.read_parquet(str(output_dir)).count()
     finally:

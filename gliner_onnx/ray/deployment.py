@@ -42,8 +42,8 @@ class GlinerDeployment:
         self.relex = self.model.manifest.relations_layer is not None
         self.batch_size = max_batch_size
         self.export_dir = export_dir
-        self._batched.set_max_batch_size(max_batch_size)
-        self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self._batched.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
+        self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
         self.model.inference([_WARMUP_TEXT], ["person", "location"])  # first request pays no warm-up
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -80,7 +80,7 @@ class GlinerDeployment:
 
 def build_app(config: ServeConfig) -> Any:
     """The Serve application of `config` (not yet running)."""
-    return GlinerDeployment.options(
+    return GlinerDeployment.options(  # type: ignore[attr-defined]
         num_replicas=config.replicas,
         ray_actor_options={"num_cpus": config.cpus_per_replica},
         max_ongoing_requests=max(4 * config.max_batch_size, 64),
