@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 
@@ -31,7 +32,6 @@ class ServeConfig:
     max_batch_size: int = 32
     batch_wait_timeout_ms: float = 5.0
     address: str | None = None  # None: start a local Ray; else join this cluster
-    app_name: str = "gliner-onnx"
 
     def __post_init__(self) -> None:
         check_positive("replicas", self.replicas, integer=True)
@@ -45,6 +45,11 @@ class ServeConfig:
             raise ValueError(f"batch_wait_timeout_ms must be a non-negative number, got {t!r}")
         if not isinstance(self.route_prefix, str) or not self.route_prefix.startswith("/"):
             raise ValueError(f"route_prefix must start with '/', got {self.route_prefix!r}")
+
+    @property
+    def app_name(self) -> str:
+        """The Serve application's name: one per route prefix, so several can share a cluster."""
+        return "gliner-onnx" + re.sub(r"[^A-Za-z0-9_]+", "-", self.route_prefix).rstrip("-")
 
     @property
     def threads(self) -> int:
