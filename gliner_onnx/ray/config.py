@@ -32,6 +32,7 @@ class ServeConfig:
     max_batch_size: int = 32
     batch_wait_timeout_ms: float = 5.0
     address: str | None = None  # None: start a local Ray; else join this cluster
+    access_log: bool = False  # Ray Serve's per-request log lines
 
     def __post_init__(self) -> None:
         check_positive("replicas", self.replicas, integer=True)

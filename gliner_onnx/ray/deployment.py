@@ -99,9 +99,16 @@ def start(config: ServeConfig) -> Any:
             ray.init(include_dashboard=False)
         else:
             ray.init(address=config.address)
-    serve.start(http_options={"host": config.host, "port": config.port})
+    # Access logs are off unless asked for: one log line per request in the proxy and in the
+    # replica costs CPU that the model needs.
+    logging_config = {"enable_access_log": config.access_log}
+    serve.start(http_options={"host": config.host, "port": config.port}, logging_config=logging_config)
     return serve.run(
-        build_app(config), name=config.app_name, route_prefix=config.route_prefix, blocking=False
+        build_app(config),
+        name=config.app_name,
+        route_prefix=config.route_prefix,
+        blocking=False,
+        logging_config=logging_config,
     )
 
 
