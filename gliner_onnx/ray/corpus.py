@@ -8,6 +8,7 @@ row comes out exactly once.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -108,6 +109,8 @@ def read_corpus(path: str | Path) -> ray.data.Dataset:
         )
     kind = cast(str, kinds.pop())
     reader = {"json": ray.data.read_json, "csv": ray.data.read_csv, "parquet": ray.data.read_parquet}[kind]
+    if "num_cpus" in inspect.signature(reader).parameters:  # Ray >= 2.4x names it
+        return reader(str(p), num_cpus=IO_CPUS)
     return reader(str(p), ray_remote_args={"num_cpus": IO_CPUS})
 
 
