@@ -5,8 +5,8 @@ machine; and a Ray Data corpus job against in-process `batch_predict_entities`.
     python benchmarks/bench_serve.py                       # builds the demo MiniLM span checkpoint
     python benchmarks/bench_serve.py --checkpoint CKPT --export EXPORT   # reuse them
 
-Serving: one replica with all the CPUs for each engine (ours: ONNX Runtime with that many
-intra-op threads; gliner's: `GLiNERServeConfig(device="cpu", dtype="float32",
+Serving: the same replicas for each engine (default 2 replicas x 1 CPU; ours: ONNX Runtime with
+that many intra-op threads; gliner's: `GLiNERServeConfig(device="cpu", dtype="float32",
 enable_compilation=False, num_gpus_per_replica=0, ...)` with as many torch threads), both with
 `max_batch_size` 32 and a 5 ms batch wait. 8 and 32 concurrent HTTP clients (aiohttp, in this
 process) each post one-sentence texts with 5 labels, one request after the other, for
@@ -205,7 +205,12 @@ def run_engine(name: str, args: argparse.Namespace, texts: list[str]) -> dict[st
         from gliner_onnx.ray import ServeConfig, start
 
         config = ServeConfig(
-            args.export, port=args.port, cpus_per_replica=cpus, max_batch_size=32, batch_wait_timeout_ms=5
+            args.export,
+            port=args.port,
+            replicas=args.replicas,
+            cpus_per_replica=cpus,
+            max_batch_size=32,
+            batch_wait_timeout_ms=5,
         )
         start(config)
         app = config.app_name
@@ -219,6 +224,7 @@ def run_engine(name: str, args: argparse.Namespace, texts: list[str]) -> dict[st
             dtype="float32",
             enable_compilation=False,
             num_gpus_per_replica=0,
+            num_replicas=args.replicas,
             num_cpus_per_replica=cpus,
             tokenizer_threads=int(cpus),
             max_model_len=384,
@@ -313,7 +319,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="gliner checkpoint directory (default: build the demo)")
     p.add_argument("--export", help="our export of --checkpoint (default: export it)")
-    p.add_argument("--cpus", type=float, default=float(os.cpu_count() or 2), help="CPUs per replica")
+    p.add_argument("--replicas", type=int, default=2, help="replicas of each engine (default 2)")
+    p.add_argument("--cpus", type=float, default=1.0, help="CPUs (and threads) per replica (default 1)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="in-process baseline threads")
     p.add_argument("--clients", type=int, nargs="+", default=[8, 32])
     p.add_argument("--seconds", type=float, default=20.0, help="load per concurrency level")
@@ -327,7 +334,7 @@ def main() -> int:
         dest="pools",
         type=_pool,
         action="append",
-        help="corpus actor pool as ACTORS,CPUS_PER_ACTOR,THREADS (repeatable; default 1,1.5,2)",
+        help="corpus actor pool as ACTORS,CPUS_PER_ACTOR,THREADS (repeatable; default 1,1.5,2 and 2,0.75,1)",
     )
     p.add_argument(
         "--wait-idle",
@@ -339,7 +346,7 @@ def main() -> int:
     p.add_argument("--skip-corpus", action="store_true")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve.json"))
     args = p.parse_args()
-    args.pools = args.pools or [(1, 1.5, 2)]
+    args.pools = args.pools or [(1, 1.5, 2), (2, 0.75, 1)]
 
     import ray
 
@@ -360,6 +367,7 @@ def main() -> int:
         "checkpoint": "demo: all-MiniLM-L6-v2 backbone, untrained span heads (uniencoder_span)",
         "labels": LABELS,
         "texts": "one sentence, 12-20 words",
+        "replicas": args.replicas,
         "cpus_per_replica": args.cpus,
         "machine": {
             "platform": platform.platform(),

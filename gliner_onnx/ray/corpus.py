@@ -178,8 +178,8 @@ def annotate(
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus_per_actor,
-        max_restarts=-1,  # an actor that dies is restarted ...
-        max_task_retries=-1,  # ... and the batches it held are retried
+        # Ray Data's actor pools restart an actor that dies (max_restarts=-1) and retry the
+        # batches it held (max_task_retries=-1): tests/test_ray.py kills one mid-job.
     )
 
 
