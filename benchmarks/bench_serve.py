@@ -60,35 +60,55 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def _busy_and_ours() -> tuple[float, float]:
-    """CPU seconds used so far by the whole machine and by this process and its Ray children."""
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has used (all but idle and iowait)."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu() -> dict[int, float]:
+    """CPU seconds used so far by this process and each of its descendants (its Ray)."""
     import psutil
 
-    vals = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    busy = (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
     me = psutil.Process(os.getpid())
-    ours = 0.0
+    out = {}
     for p in [me, *me.children(recursive=True)]:
         try:
             t = p.cpu_times()
-            ours += t.user + t.system
+            out[p.pid] = t.user + t.system
         except psutil.Error:
             pass
-    return busy, ours
+    return out
 
 
 class Noise:
-    """Share of all CPUs that other processes (not this one, not its Ray) used meanwhile."""
+    """Share of all CPUs that other processes (not this one, not its Ray) used meanwhile.
+
+    Our processes are sampled every 0.5 s, so that the CPU of a worker that exits before
+    the end (an actor of a finished job) still counts as ours."""
 
     def __enter__(self) -> Noise:
-        self.t0, (self.busy0, self.ours0) = time.perf_counter(), _busy_and_ours()
+        import threading
+
+        self.first = _tree_cpu()
+        self.last = dict(self.first)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.t0, self.busy0 = time.perf_counter(), _machine_busy()
+        self.thread.start()
         return self
 
+    def _sample(self) -> None:
+        while not self.stop.wait(0.5):
+            self.last.update(_tree_cpu())
+
     def __exit__(self, *_exc: object) -> None:
-        busy, ours = _busy_and_ours()
-        wall = time.perf_counter() - self.t0
-        other = (busy - self.busy0) - (ours - self.ours0)
-        self.share = max(0.0, other / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
+        self.stop.set()
+        self.thread.join()
+        self.last.update(_tree_cpu())
+        busy, wall = _machine_busy() - self.busy0, time.perf_counter() - self.t0
+        ours = sum(v - self.first.get(pid, 0.0) for pid, v in self.last.items())
+        self.share = max(0.0, (busy - ours) / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
 
 
 def wait_for_idle(max_s: float, threshold: float = 0.1) -> float:
