@@ -197,6 +197,9 @@ def annotate_files(
     out = Path(output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"the output {out} exists and is not an empty directory: give a new one")
+    if not Path(input_path).exists():  # fail before starting Ray
+        raise FileNotFoundError(f"no such input file or directory: {input_path}")
+    load_manifest(export_dir, verify=False)
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False if address is None else None)
