@@ -4,6 +4,8 @@
     cat texts.txt | gliner-onnx predict EXPORT_DIR --labels person,location -
     gliner-onnx info EXPORT_DIR
     gliner-onnx bench EXPORT_DIR [--json bench.json]
+    gliner-onnx serve EXPORT_DIR [--port 8000] [--replicas N]        (the `ray` extra)
+    gliner-onnx annotate EXPORT_DIR --input corpus.jsonl --output DIR --labels a,b
 
 `predict` prints one JSON object per input text: {"text": ..., "entities": [...]}.
 From stdin it reads one text per line, or one JSON object per line with a "text"
@@ -109,7 +111,62 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--providers", default="cpu", help="cpu, cuda, or a comma-separated provider list")
     bench.add_argument("--threads", type=int, default=0, help="intra-op threads (default: ONNX Runtime's)")
     bench.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
+    _add_serve(sub)
+    _add_annotate(sub)
     return p
+
+
+def _add_serve(sub: Any) -> None:
+    sv = sub.add_parser(
+        "serve",
+        help="serve an export over HTTP with Ray Serve (gliner's wire format; the ray extra)",
+        description="A Ray Serve deployment with dynamic batching: POST {text, labels, threshold, "
+        "flat_ner, multi_label[, relations, relation_threshold]} to the route prefix, get "
+        '{"entities": [...]} back, as from gliner 0.2.29\'s own server (its GLiNERClient works). '
+        "GET <route-prefix>/health answers when the replicas are up. Ctrl-C stops.",
+    )
+    sv.add_argument("export_dir")
+    h = sv.add_argument_group("HTTP")
+    h.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    h.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    h.add_argument("--route-prefix", default="/gliner", help="URL path of the API (default /gliner)")
+    r = sv.add_argument_group("replicas and batching")
+    r.add_argument("--replicas", type=int, default=1, help="model replicas (default 1)")
+    r.add_argument(
+        "--cpus-per-replica", type=float, default=1.0, help="CPUs (and ORT threads) per replica (default 1)"
+    )
+    r.add_argument("--max-batch-size", type=int, default=32, help="requests per batched call (default 32)")
+    r.add_argument(
+        "--batch-wait-timeout-ms",
+        type=float,
+        default=5.0,
+        help="how long a batch waits to fill up (default 5 ms)",
+    )
+    r.add_argument(
+        "--address", default=None, help="join this Ray cluster (auto, host:port); default: a local Ray"
+    )
+
+
+def _add_annotate(sub: Any) -> None:
+    an = sub.add_parser(
+        "annotate",
+        help="annotate a JSONL / CSV / Parquet corpus with Ray Data, writing Parquet (the ray extra)",
+        description="Reads --input (a file or a directory of .jsonl, .json, .csv or .parquet files), "
+        "runs the export on a pool of actors (one loaded model each) and writes Parquet to --output: "
+        "the input's columns plus `entities`, a list of {start, end, text, label, score} per row.",
+    )
+    an.add_argument("export_dir")
+    an.add_argument("--input", required=True, help="input file or directory")
+    an.add_argument("--output", required=True, help="output directory (new or empty)")
+    an.add_argument("--labels", type=_labels, required=True, help="comma-separated entity labels")
+    an.add_argument("--text-field", default="text", help="the column holding the text (default text)")
+    an.add_argument("--threshold", type=_threshold, default=0.5, help="score threshold (default 0.5)")
+    an.add_argument("--nested", action="store_true", help="allow nested entities (flat_ner=False)")
+    an.add_argument("--multi-label", action="store_true", help="allow one span to carry several labels")
+    an.add_argument("--actors", type=int, default=1, help="actors, one loaded model each (default 1)")
+    an.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and ORT threads) per actor")
+    an.add_argument("--batch-size", type=int, default=32, help="rows per model call (default 32)")
+    an.add_argument("--address", default=None, help="join this Ray cluster; default: a local Ray")
 
 
 def _ints(value: str) -> list[int]:
@@ -272,6 +329,46 @@ def _bench(args: argparse.Namespace, out: TextIO) -> None:
             json.dump(result, f, indent=2, ensure_ascii=False)
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from .ray import ServeConfig, serve_forever
+
+    config = ServeConfig(
+        export_dir=args.export_dir,
+        host=args.host,
+        port=args.port,
+        route_prefix=args.route_prefix,
+        replicas=args.replicas,
+        cpus_per_replica=args.cpus_per_replica,
+        max_batch_size=args.max_batch_size,
+        batch_wait_timeout_ms=args.batch_wait_timeout_ms,
+        address=args.address,
+    )
+    from .manifest import load_manifest
+
+    load_manifest(args.export_dir, verify=False)  # a bad directory fails here, not in a replica
+    serve_forever(config, log=lambda m: print(f"gliner-onnx serve: {m}", file=sys.stderr, flush=True))
+
+
+def _annotate(args: argparse.Namespace) -> None:
+    from .ray import annotate_files
+
+    annotate_files(
+        args.export_dir,
+        args.input,
+        args.output,
+        args.labels,
+        address=args.address,
+        text_field=args.text_field,
+        threshold=args.threshold,
+        flat_ner=not args.nested,
+        multi_label=args.multi_label,
+        actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor,
+        batch_size=args.batch_size,
+        log=lambda m: print(f"gliner-onnx annotate: {m}", file=sys.stderr, flush=True),
+    )
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -297,9 +394,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _predict(args, sys.stdout)
         elif args.command == "bench":
             _bench(args, sys.stdout)
+        elif args.command == "serve":
+            _serve(args)
+        elif args.command == "annotate":
+            _annotate(args)
         else:
             _info(args, sys.stdout)
-    except (GlinerOnnxError, ValueError, TypeError) as e:
+    except (GlinerOnnxError, ValueError, TypeError, ImportError, FileNotFoundError) as e:
         print(f"gliner-onnx: error: {e}", file=sys.stderr)
         return 1
     return 0

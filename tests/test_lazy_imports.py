@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .conftest import Checkpoint
 
-HEAVY = ("torch", "transformers", "gliner", "gliner_onnx.export")
+HEAVY = ("torch", "transformers", "gliner", "gliner_onnx.export", "ray")
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -24,6 +24,15 @@ def _heavy(modules: set[str]) -> set[str]:
 def test_import_runtime_loads_no_torch() -> None:
     modules = _loaded_after("import gliner_onnx.runtime\nfrom gliner_onnx import GLiNER")
     assert "onnxruntime" in modules  # the probe really imported the runtime
+    assert _heavy(modules) == set()
+
+
+def test_cli_and_ray_facade_load_no_ray() -> None:
+    """`gliner_onnx.ray` and the CLI import Ray only when serving or annotating."""
+    modules = _loaded_after(
+        "import gliner_onnx.cli, gliner_onnx.ray\nfrom gliner_onnx.ray import ServeConfig"
+    )
+    assert "gliner_onnx.ray" in modules
     assert _heavy(modules) == set()
 
 
