@@ -644,7 +644,7 @@ def _capture_head(
         ),
         core.register_forward_hook(lambda _m, _a, out: seen["out"].append(out)),
     ]
-    if kind == "span":
+    if kind == "span" or getattr(model.config, "represent_spans", False):  # token decoder: span_logits
         hooks.append(
             core.span_rep_layer.register_forward_hook(lambda _m, _a, out: seen["span_rep"].append(out))
         )
@@ -809,30 +809,15 @@ def calibrate_span_logits(
     import torch
 
     texts = _calibration_texts() if texts is None else list(texts)
-    core = model.model
-    linear = _last_linear(core.span_rep_layer)
+    linear = _last_linear(model.model.span_rep_layer)
 
     def capture() -> tuple[torch.Tensor, torch.Tensor]:
-        reps, logits = [], []
-        hooks = [
-            core.span_rep_layer.register_forward_hook(lambda _m, _a, out: reps.append(out)),
-            core.register_forward_hook(lambda _m, _a, out: logits.append(out)),
-        ]
-        try:
-            with torch.no_grad():
-                for labels in label_sets:
-                    _run_batches(model, list(texts), list(labels))
-        finally:
-            for hook in hooks:
-                hook.remove()
-        valid_reps = torch.cat([r[o.span_mask.bool()] for r, o in zip(reps, logits)])
-        valid_logits = torch.cat(
-            [
-                o.span_logits[o.span_mask.bool()[:, :, None] & o.prompts_embedding_mask.bool()[:, None, :]]
-                for o in logits
-            ]
-        )
-        return valid_reps.double(), valid_logits.double()
+        seen = _capture_head(model, texts, label_sets)
+        outs = seen["out"]
+        reps = torch.cat([r[o.span_mask.bool()] for r, o in zip(seen["span_rep"], outs)])
+        pairs = [o.span_mask.bool()[:, :, None] & o.prompts_embedding_mask.bool()[:, None, :] for o in outs]
+        logits = torch.cat([o.span_logits[p] for o, p in zip(outs, pairs)])
+        return reps.double(), logits.double()
 
     reps, _ = capture()
     if len(reps) == 0:

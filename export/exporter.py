@@ -600,13 +600,15 @@ class _Exporter:
             ort_run: Runner = lambda n, f: sessions[n].run(None, _inputs_of(self.specs[n], f))  # noqa: E731
             chained_outs = self._chain(chained, len(texts), ort_run)
             (scores,) = chained_outs["scorer"]
-            ref_scores = self._reference_scores(batch)
+            ref = self._reference_output(batch)
+            ref_scores = torch.sigmoid(ref.logits).float().numpy()
             d = _max_diff(ref_scores, scores, "scores", where, failures)
             diffs["end_to_end"]["scores"] = max(diffs["end_to_end"].get("scores", 0.0), d)
             if d > self.atol:
                 failures.append(f"end-to-end scores on {where}: max abs diff {d:.3e} > {self.atol:.3e}")
             if "span_encoder" in self.specs:
-                ref_spans, ref_span_scores = self._reference_span_scores(batch)
+                ref_spans = (ref.span_idx * ref.span_mask.unsqueeze(-1)).numpy().astype(np.int64)
+                ref_span_scores = torch.sigmoid(ref.span_logits).float().numpy()
                 if not np.array_equal(ref_spans, chained["span_encoder"]["span_idx"]):
                     failures.append(
                         f"candidate spans on {where} differ from gliner's extract_spans_from_tokens"
@@ -636,28 +638,20 @@ class _Exporter:
         return m.collate_batch(prepared["input_x"], prepared["entity_types"], m.create_collator())
 
     @torch.inference_mode()
-    def _reference_span_scores(self, batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Token decoder: gliner's candidate spans and their probabilities at SPAN_THRESHOLD."""
-        from gliner.modeling.base import UniEncoderTokenModel
-
-        out = UniEncoderTokenModel.forward(self.model.model, **batch, threshold=SPAN_THRESHOLD)
-        spans = (out.span_idx * out.span_mask.unsqueeze(-1)).numpy().astype(np.int64)
-        return spans, torch.sigmoid(out.span_logits).float().numpy()
-
     @torch.inference_mode()
-    def _reference_scores(self, batch: dict[str, Any]) -> np.ndarray:
+    def _reference_output(self, batch: dict[str, Any]) -> Any:
+        """gliner's forward on the batch, entity outputs only. Token decoder: also its
+        candidate spans at SPAN_THRESHOLD and their span logits."""
         if self.arch == "uniencoder_token_decoder":
             from gliner.modeling.base import UniEncoderTokenModel
 
-            out = UniEncoderTokenModel.forward(self.model.model, **batch, threshold=SPAN_THRESHOLD)
-        elif is_decoder(self.arch):  # the span forward only: no label generation, no decoder inputs
+            return UniEncoderTokenModel.forward(self.model.model, **batch, threshold=SPAN_THRESHOLD)
+        if is_decoder(self.arch):  # the span forward only: no label generation, no decoder inputs
             from gliner.modeling.base import UniEncoderSpanModel
 
-            out = UniEncoderSpanModel.forward(self.model.model, **batch)
-        else:
-            with relation_layers_removed(self.model.model):
-                out = self.model.run_batch(batch)
-        return torch.sigmoid(out.logits).float().numpy()
+            return UniEncoderSpanModel.forward(self.model.model, **batch)
+        with relation_layers_removed(self.model.model):
+            return self.model.run_batch(batch)
 
     def _check_against_reference_batch(
         self, batch: dict[str, Any], feeds: dict[str, np.ndarray], where: str

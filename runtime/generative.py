@@ -379,14 +379,30 @@ def _span_batch(
     selected = selected_spans(probs, [c.num_words for c in contexts], params.threshold)
     dec_ids, dec_words = _decoder_text(model, contexts)
     generated = dec.generate(span_prefixes(span_rep, selected, dec_ids, dec_words, m.max_width), trie, gen)
+    starts = [sel // m.max_width for sel in selected]
+    spans = [np.stack([s, s + sel % m.max_width], axis=-1) for s, sel in zip(starts, selected)]
+    return _span_mode_entities(model, contexts, kept, spans, generated)
+
+
+def _span_mode_entities(
+    model: Any,
+    contexts: list[TextContext],
+    kept: list[list[SpanCandidate]],
+    spans: Sequence[np.ndarray],
+    generated: list[list[str]],
+) -> list[list[dict[str, Any]]]:
+    """Span mode: `generated` holds, text after text, the labels of each text's decoded
+    (start, end) `spans`, in order; an entity gets those of its span (the first decoded
+    slot of it, when a span was decoded twice)."""
     out, cursor = [], 0
-    for b, c in enumerate(contexts):
-        n = len(selected[b])
-        by_span = dict(zip(selected[b].tolist(), generated[cursor : cursor + n]))
-        cursor += n
-        entities = model._entities(c, kept[b])
-        for entity, (start, end, _cls, _score) in zip(entities, kept[b]):
-            label = by_span.get(start * m.max_width + end - start)
+    for c, k, s in zip(contexts, kept, spans):
+        by_span: dict[tuple[int, ...], list[str]] = {}
+        for span, labels in zip(s.tolist(), generated[cursor : cursor + len(s)]):
+            by_span.setdefault(tuple(span), labels)
+        cursor += len(s)
+        entities = model._entities(c, k)
+        for entity, (start, end, _cls, _score) in zip(entities, k):
+            label = by_span.get((start, end))
             if label is not None:
                 entity["generated_labels"] = list(label)
         out.append(entities)
@@ -449,17 +465,5 @@ def _token_batch(
     dec_ids, dec_words = _decoder_text(model, contexts)
     prefixes = token_span_prefixes(span_rep, cands.spans, selected, dec_ids, dec_words, keep=in_text)
     generated = dec.generate(prefixes, trie, gen)
-    out, cursor = [], 0
-    for b, c in enumerate(contexts):
-        n = len(in_text[b])
-        by_span: dict[tuple[int, int], list[str]] = {}
-        for j, labels in zip(in_text[b].tolist(), generated[cursor : cursor + n]):
-            by_span.setdefault(tuple(cands.spans[b, j].tolist()), labels)
-        cursor += n
-        entities = model._entities(c, kept[b])
-        for entity, (start, end, _cls, _score) in zip(entities, kept[b]):
-            label = by_span.get((start, end))
-            if label is not None:
-                entity["generated_labels"] = list(label)
-        out.append(entities)
-    return out
+    spans = [cands.spans[b, sel] for b, sel in enumerate(in_text)]
+    return _span_mode_entities(model, contexts, kept, spans, generated)
