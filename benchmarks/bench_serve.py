@@ -11,7 +11,9 @@ enable_compilation=False, num_gpus_per_replica=0, ...)` with as many torch threa
 `max_batch_size` 32 and a 5 ms batch wait. 8 and 32 concurrent HTTP clients (aiohttp, in this
 process) each post one-sentence texts with 5 labels, one request after the other, for
 `--seconds`; requests/s is completed requests over the wall time, latency percentiles over all of
-them. Peak memory is the replica process's VmHWM. The engines run one after the other, in
+them; the CPU time each kind of process (replicas, Serve's HTTP proxy, its controller, the
+clients in this process, the rest of Ray) spent per completed request is recorded beside them.
+Peak memory is the replica process's VmHWM. The engines run one after the other, in
 `--rounds` alternating rounds.
 
 Corpus: `--rows` one-sentence rows in a JSONL file; `gliner_onnx.ray.annotate_files` end to end
@@ -66,8 +68,20 @@ def _machine_busy() -> float:
     return (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def _tree_cpu() -> dict[int, float]:
-    """CPU seconds used so far by this process and each of its descendants (its Ray)."""
+_ROLES = (("ServeReplica", "replicas"), ("ProxyActor", "proxy"), ("ServeController", "controller"))
+
+
+def _role(p: Any) -> str:
+    """What a process of this benchmark's tree does: its Serve role, the clients, or other Ray."""
+    if p.pid == os.getpid():
+        return "clients"
+    cmd = " ".join(p.cmdline())
+    return next((role for key, role in _ROLES if key in cmd), "other ray")
+
+
+def _tree_cpu(roles: dict[int, str] | None = None) -> dict[int, float]:
+    """CPU seconds used so far by this process and each of its descendants (its Ray); with
+    `roles`, each new pid's role is recorded there."""
     import psutil
 
     me = psutil.Process(os.getpid())
@@ -76,6 +90,8 @@ def _tree_cpu() -> dict[int, float]:
         try:
             t = p.cpu_times()
             out[p.pid] = t.user + t.system
+            if roles is not None and p.pid not in roles:
+                roles[p.pid] = _role(p)
         except psutil.Error:
             pass
     return out
@@ -90,7 +106,8 @@ class Noise:
     def __enter__(self) -> Noise:
         import threading
 
-        self.first = _tree_cpu()
+        self.roles: dict[int, str] = {}
+        self.first = _tree_cpu(self.roles)
         self.last = dict(self.first)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
@@ -100,12 +117,16 @@ class Noise:
 
     def _sample(self) -> None:
         while not self.stop.wait(0.5):
-            self.last.update(_tree_cpu())
+            self.last.update(_tree_cpu(self.roles))
 
     def __exit__(self, *_exc: object) -> None:
         self.stop.set()
         self.thread.join()
-        self.last.update(_tree_cpu())
+        self.last.update(_tree_cpu(self.roles))
+        self.by_role: dict[str, float] = {}
+        for pid, v in self.last.items():
+            role = self.roles.get(pid, "other ray")
+            self.by_role[role] = self.by_role.get(role, 0.0) + v - self.first.get(pid, 0.0)
         busy, wall = _machine_busy() - self.busy0, time.perf_counter() - self.t0
         ours = sum(v - self.first.get(pid, 0.0) for pid, v in self.last.items())
         self.share = max(0.0, (busy - ours) / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
@@ -127,7 +148,8 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
 
 
-async def _load(url: str, texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
+async def _load(urls: list[str], texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` closed-loop clients for `seconds`; client k posts to urls[k % len(urls)]."""
     import aiohttp
 
     latencies: list[float] = []
@@ -137,6 +159,7 @@ async def _load(url: str, texts: list[str], clients: int, seconds: float) -> dic
     async def client(k: int, session: aiohttp.ClientSession) -> None:
         nonlocal errors
         i = k
+        url = urls[k % len(urls)]
         while time.perf_counter() < deadline:
             body = {"text": texts[i % len(texts)], "labels": LABELS, "threshold": 0.5}
             i += clients
@@ -201,6 +224,30 @@ def _wait_ready(url: str, body: dict[str, Any], timeout: float = 600) -> None:
         time.sleep(0.5)
 
 
+def _direct_urls(args: argparse.Namespace, body: dict[str, Any]) -> list[str]:
+    """The replicas' own HTTP endpoints (Ray Serve's direct ingress), found by probing the port
+    range this benchmark gave it."""
+    import urllib.request
+
+    deadline = time.time() + 120
+    data = json.dumps(body).encode()
+    while time.time() < deadline:
+        found = []
+        for port in range(args.port + 1, args.port + 17):
+            url = f"http://127.0.0.1:{port}/gliner"
+            try:
+                req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    if resp.status == 200:
+                        found.append(url)
+            except Exception:
+                continue
+        if len(found) >= args.replicas:
+            return found
+        time.sleep(1.0)
+    raise RuntimeError(f"direct ingress: {args.replicas} replica port(s) expected, found {found}")
+
+
 def _answers(url: str, texts: list[str]) -> list[list[tuple[int, int, str]]]:
     import urllib.request
 
@@ -258,14 +305,22 @@ def run_engine(name: str, args: argparse.Namespace, texts: list[str]) -> dict[st
         app = "gliner"
     _wait_ready(url, {"text": texts[0], "labels": LABELS})
     startup = time.perf_counter() - t0
+    urls = [url]
+    if args.direct_ingress:  # each replica's own HTTP server, clients spread over them
+        urls = _direct_urls(args, {"text": texts[0], "labels": LABELS})
     for _ in range(3):  # warm-up at full concurrency
-        asyncio.run(_load(url, texts, 8, 1.0))
+        asyncio.run(_load(urls, texts, 8, 1.0))
     runs = {}
     for c in args.clients:
         waited = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else 0.0
         with Noise() as noise:
-            runs[str(c)] = asyncio.run(_load(url, texts, c, args.seconds))
-        runs[str(c)].update(others_cpu_share=noise.share, waited_s=waited)
+            runs[str(c)] = asyncio.run(_load(urls, texts, c, args.seconds))
+        n = max(runs[str(c)]["requests"], 1)
+        runs[str(c)].update(
+            others_cpu_share=noise.share,
+            waited_s=waited,
+            cpu_ms_per_request={role: 1000 * v / n for role, v in sorted(noise.by_role.items())},
+        )
     answers = _answers(url, texts[: args.agreement_texts])
     memory = _replica_memory(app)
     serve.shutdown()
@@ -362,6 +417,13 @@ def main() -> int:
         default=0.0,
         help="wait up to this many s for a quiet machine before each run",
     )
+    p.add_argument(
+        "--direct-ingress",
+        action="store_true",
+        help="run Ray Serve in its throughput-optimized mode (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, "
+        "Ray >= 2.55) and load each replica's own HTTP port (PORT+1 up), bypassing the HTTP proxy, "
+        "clients spread over the replicas (what HAProxy ingress does); both engines",
+    )
     p.add_argument("--skip-serve", action="store_true")
     p.add_argument("--skip-corpus", action="store_true")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve.json"))
@@ -381,6 +443,10 @@ def main() -> int:
         args.export = str(Path(tempfile.mkdtemp(prefix="bench-serve-onnx-")) / "export")
         export_model(args.checkpoint, args.export, log=lambda _m: None)
 
+    if args.direct_ingress:  # read by the local Ray's processes when they start
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(args.port + 1)
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(args.port + 16)
     ray.init(include_dashboard=False, log_to_driver=False)
     texts = sentences(200)
     record: dict[str, Any] = {
@@ -396,6 +462,9 @@ def main() -> int:
         },
         "versions": {"python": sys.version.split()[0], "ray": ray.__version__},
         "command": "python " + " ".join(sys.argv),
+        "ingress": "direct (replica ports, Ray Serve throughput-optimized mode)"
+        if args.direct_ingress
+        else "Ray Serve HTTP proxy",
     }
     if not args.skip_serve:
         rounds: dict[str, list[dict[str, Any]]] = {"gliner-onnx": [], "gliner": []}
@@ -419,6 +488,8 @@ def main() -> int:
                 "x_gliner": best["gliner-onnx"]["requests_per_s"] / best["gliner"]["requests_per_s"],
                 "ours_p99_ms": best["gliner-onnx"]["p99_ms"],
                 "gliner_p99_ms": best["gliner"]["p99_ms"],
+                "ours_cpu_ms_per_request": best["gliner-onnx"]["cpu_ms_per_request"],
+                "gliner_cpu_ms_per_request": best["gliner"]["cpu_ms_per_request"],
             }
         record["serve"] = {
             "rounds": rounds,

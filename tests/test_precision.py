@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from gliner_onnx import GLiNER
 from gliner_onnx.export import export_model
-from gliner_onnx.export.precision import entity_f1, lower_precision
+from gliner_onnx.export.precision import ATTENTION, entity_f1, lower_precision
 from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
 
 from .conftest import LABELS, TEXTS, Checkpoint
@@ -53,6 +54,16 @@ def test_int8_export_quantizes_the_backbone_only(int8_export: Path) -> None:
     )
     assert "LSTM" in _ops(int8_export / "text_encoder.onnx")  # kept fp32
     assert m.graphs["scorer"].optimization["quantized_matmuls"] == 0
+
+    # Per layer: the attention's Q, K, V and output projections in int8; the feed-forward fp32.
+    nodes = onnx.load(str(int8_export / "text_encoder.onnx"), load_external_data=False).graph.node
+    int8 = [n.name for n in nodes if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    feed_forward = re.compile(r"layer\.\d+/(intermediate|output)/")
+    ffn = [n.name for n in nodes if n.op_type == "MatMul" and feed_forward.search(n.name)]
+    layers = {n.split("/encoder/layer.")[1].split("/")[0] for n in int8}
+    assert len(int8) == enc["quantized_matmuls"] == 4 * len(layers) and len(ffn) == 2 * len(layers) > 0
+    assert all(ATTENTION in n for n in int8)
+    assert sum("/attention/output/" in n for n in int8) == len(layers)
     a = m.agreement
     assert a["texts"] == 115 and a["labels"] == [
         "person",
