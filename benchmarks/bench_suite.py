@@ -379,13 +379,22 @@ def time_case(
 
 # ------------------------------------------------------------------------------- building models
 def build_assets(
-    arch: str, workdir: Path, given_ours: dict[str, Path], quantize: bool, suite: Suite
+    arch: str,
+    workdir: Path,
+    given_ours: dict[str, Path],
+    quantize: bool,
+    suite: Suite,
+    checkpoint: Path | None = None,
 ) -> Assets:
-    """Save the demo checkpoint of `arch`, export it with gliner's export_to_onnx and (unless given) ours.
+    """Save the demo checkpoint of `arch` (or take `checkpoint`), export it with gliner's
+    export_to_onnx and (unless given) ours.
 
     Reuses what an earlier run left in `workdir`.
     """
     ckpt, gl_dir = workdir / f"{arch}-checkpoint", workdir / f"{arch}-gliner-onnx"
+    if checkpoint is not None:
+        tag = checkpoint.resolve().name
+        ckpt, gl_dir = checkpoint, workdir / f"{arch}-{tag}-gliner-onnx"
     if not (ckpt / "gliner_config.json").is_file():
         from gliner_onnx.export.demo import build_demo
 
@@ -402,7 +411,7 @@ def build_assets(
             raise RuntimeError("gliner's export_to_onnx(quantize=True) wrote no quantized model")
     ours = dict(given_ours)
     if not ours:
-        out = workdir / f"{arch}-ours"
+        out = workdir / (f"{arch}-ours" if checkpoint is None else f"{arch}-{ckpt.resolve().name}-ours")
         if not (out / "gliner_onnx.json").is_file():
             from gliner_onnx.export import export_model
 
@@ -1211,6 +1220,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"re-time a case up to this many times while other processes used more than "
         f"{NOISY_SHARE * 100:.0f}%% of the CPUs during it, keeping the quietest attempt (default 0)",
     )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a uniencoder_span gliner checkpoint to use instead of the demo's (e.g. the trained one "
+        "bench_int8_trained.py --save-checkpoint keeps); --ours must then be exports of it",
+    )
     p.add_argument("--skip-rss", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG (matplotlib not needed)")
     p.add_argument(
@@ -1248,7 +1263,9 @@ def run_suite(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if busy > 0.1:
         print(f"warning: other processes use {busy:.0%} of the CPUs; figures will be noisy", file=sys.stderr)
     t0 = time.perf_counter()
-    uni = build_assets("uniencoder_span", workdir, parse_named_dirs(args.ours, "--ours"), True, suite)
+    uni = build_assets(
+        "uniencoder_span", workdir, parse_named_dirs(args.ours, "--ours"), True, suite, args.checkpoint
+    )
     bi = build_assets("biencoder_span", workdir, parse_named_dirs(args.bi_ours, "--bi-ours"), False, suite)
     models = load_models(uni, bi, args.threads, args.gliner_spin == "on", suite)
     bench_batch1(suite, models)
@@ -1273,7 +1290,9 @@ def run_suite(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     families = {e.name: e.family for e in (*models.uni, *models.bi)}
     return {
         "suite": "bench_suite",
-        "checkpoint": "demo: all-MiniLM-L6-v2 backbone(s), untrained heads (uniencoder_span, biencoder_span)",
+        "checkpoint": "demo: all-MiniLM-L6-v2 backbone(s), untrained heads (uniencoder_span, biencoder_span)"
+        if args.checkpoint is None
+        else f"uniencoder_span: {args.checkpoint}; biencoder_span: demo (all-MiniLM-L6-v2, untrained heads)",
         "threads": args.threads,
         "machine": machine_info(),
         "versions": versions(),
