@@ -16,7 +16,7 @@ from gliner_onnx.export import export_model
 from gliner_onnx.export.precision import ATTENTION, entity_f1, lower_precision
 from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
 
-from .conftest import LABELS, TEXTS, Checkpoint
+from .conftest import LABELS, RELATIONS, RELEX_LABELS, RELEX_TEXTS, TEXTS, Checkpoint
 
 
 def _ops(path: Path) -> set[str]:
@@ -95,6 +95,18 @@ def test_fp16_export_keeps_float32_inputs_and_outputs(uni_deberta: Checkpoint, t
     assert m.agreement["f1"] > 0.9  # fp16 rounding flips only near-ties
     got = GLiNER.from_pretrained(out).inference(TEXTS, LABELS, threshold=0.5)
     assert sum(map(len, got)) > 0
+
+
+def test_int8_of_a_relex_export_measures_entities_and_keeps_relations(
+    span_relex_minilm: Checkpoint, tmp_path: Path
+) -> None:
+    m = lower_precision(span_relex_minilm.export_dir, tmp_path / "int8", "int8", log=lambda _m: None)
+    assert m.precision == "int8" and m.relations_layer == "dot"
+    assert 0.0 <= m.agreement["f1"] <= 1.0 and m.agreement["fp32_entities"] > 0
+    entities, relations = GLiNER.from_pretrained(tmp_path / "int8").inference(
+        RELEX_TEXTS, RELEX_LABELS, relations=RELATIONS, threshold=0.5
+    )
+    assert len(entities) == len(relations) == len(RELEX_TEXTS) and sum(map(len, entities)) > 0
 
 
 def test_lower_precision_refuses_bad_input(int8_export: Path, tmp_path: Path) -> None:
