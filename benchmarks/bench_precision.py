@@ -30,7 +30,14 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
-ARCHS = ("uniencoder_span", "uniencoder_token", "biencoder_span", "biencoder_token", "uniencoder_span_relex")
+ARCHS = (
+    "uniencoder_span",
+    "uniencoder_token",
+    "biencoder_span",
+    "biencoder_token",
+    "uniencoder_span_relex",
+    "uniencoder_span_decoder",
+)
 
 
 def _checkpoints(items: list[str]) -> dict[str, Path]:
@@ -91,10 +98,13 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for arch in args.archs:
-            rows.append(measure(arch, None, work / "demo"))
-        for arch, ckpt in _checkpoints(args.checkpoint).items():
-            rows.append(measure(arch, ckpt, work / "given"))
+        jobs = [(arch, None) for arch in args.archs] + list(_checkpoints(args.checkpoint).items())
+        for i, (arch, ckpt) in enumerate(jobs):
+            try:
+                rows.append(measure(arch, ckpt, work / str(i)))
+            except Exception as e:  # recorded, and the other architectures still run
+                rows.append({"arch": arch, "checkpoint": str(ckpt or "demo"), "error": repr(e)})
+                print(f"{arch}: {e!r}", file=sys.stderr, flush=True)
     record = {
         "command": "python " + " ".join(sys.argv),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
@@ -107,6 +117,9 @@ def main() -> int:
     print("| arch | checkpoint | fp32 entities | int8 F1 | fp16 F1 |")
     print("|---|---|---|---|---|")
     for r in rows:
+        if "error" in r:
+            print(f"| {r['arch']} | {r['checkpoint']} | failed: {r['error']} | | |")
+            continue
         print(
             f"| {r['arch']} | {r['checkpoint']} | {r['int8']['fp32_entities']} | "
             f"{r['int8']['f1']:.3f} | {r['fp16']['f1']:.3f} |"

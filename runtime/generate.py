@@ -73,6 +73,9 @@ class Prefixes:
     def __len__(self) -> int:
         return int(self.prefix_ids.shape[0])
 
+    def __getitem__(self, rows: slice) -> Prefixes:
+        return Prefixes(self.span_rep[rows], self.prefix_ids[rows], self.prefix_kind[rows])
+
 
 def process_logits(
     logits: np.ndarray,

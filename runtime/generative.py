@@ -46,6 +46,8 @@ from .tokenize import SubwordTokenizer, words_mask
 from .trie import LabelsTrie, build_trie
 
 DECODER_MODES = ("span", "prompt")
+# Decoder sequences (prefixes x beams) generated together; a batch with more runs in chunks.
+DECODE_SEQUENCES = 128
 
 
 def decoder_words(prompt: Sequence[str], words: Sequence[str]) -> list[str]:
@@ -262,20 +264,30 @@ class LabelDecoder:
                 f"max_new_tokens={params.max_new_tokens} they exceed the decoder's {self.max_positions} "
                 "positions; pass shorter texts, fewer labels or a smaller batch_size"
             )
-        if params.num_gen_sequences == 1:
-            ids = [[seq] for seq in generate(
-                self.prefix, self.step, prefixes, eos_token_id=self.eos_token_id, trie=trie, params=params
-            )]  # fmt: skip
-        else:
-            ids = beam_search(
-                self.prefix,
-                self.step,
-                prefixes,
-                eos_token_id=self.eos_token_id,
-                pad_token_id=self.pad_token_id,
-                trie=trie,
-                params=params,
-            )
+        ids: list[list[list[int]]] = []
+        # The reference generates every prefix of a batch at once; each sequence's result does
+        # not depend on the others (same padded prefix, no attention across sequences), so
+        # chunks keep the decoder's activations and key/value cache bounded: a text with
+        # thousands of detected spans would otherwise need tens of GB.
+        chunk = max(1, DECODE_SEQUENCES // params.num_gen_sequences)
+        for lo in range(0, len(prefixes), chunk):
+            part = prefixes[lo : lo + chunk]
+            if lo and params.seed is not None:  # sampling: each chunk its own seeded stream
+                params = replace(params, seed=params.seed + 1)
+            if params.num_gen_sequences == 1:
+                ids += [[seq] for seq in generate(
+                    self.prefix, self.step, part, eos_token_id=self.eos_token_id, trie=trie, params=params
+                )]  # fmt: skip
+            else:
+                ids += beam_search(
+                    self.prefix,
+                    self.step,
+                    part,
+                    eos_token_id=self.eos_token_id,
+                    pad_token_id=self.pad_token_id,
+                    trie=trie,
+                    params=params,
+                )
         flat = [seq for rows in ids for seq in rows]
         texts = self._plain.decode_batch(flat, skip_special_tokens=True) if flat else []
         if self.clean_up:

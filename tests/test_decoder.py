@@ -188,6 +188,28 @@ def test_kv_cache_off_gives_the_same_labels(span_ours: GLiNER) -> None:
     assert cached == span_ours.inference(TEXTS[:3], LABELS, use_cache=False, **kw)
 
 
+def test_generation_in_chunks_gives_the_same_labels(
+    span_ours: GLiNER, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past DECODE_SEQUENCES sequences a batch's prefixes are generated in chunks (memory):
+    greedy and beam answers do not change."""
+    from gliner_onnx.runtime import generative
+
+    kw: dict[str, Any] = dict(threshold=0.3, do_sample=False)
+    greedy = span_ours.inference(PARITY_TEXTS, LABELS, **kw)
+    beams = span_ours.inference(PARITY_TEXTS[:2], LABELS, num_gen_sequences=3, **kw)
+    prefix = span_ours._decoder.prefix
+    calls: list[int] = []
+    run = prefix.run
+    monkeypatch.setattr(prefix, "run", lambda feeds: calls.append(len(feeds["prefix_ids"])) or run(feeds))
+    monkeypatch.setattr(generative, "DECODE_SEQUENCES", 6)
+    assert span_ours.inference(PARITY_TEXTS, LABELS, **kw) == greedy
+    assert max(calls) == 6 and len(calls) > len(PARITY_TEXTS)  # several chunks per batch
+    calls.clear()
+    assert span_ours.inference(PARITY_TEXTS[:2], LABELS, num_gen_sequences=3, **kw) == beams
+    assert max(calls) == 2 and len(calls) > 1  # 2 prefixes x 3 beams per chunk
+
+
 def test_sampling_is_seeded_and_respects_constraints(span_ours: GLiNER) -> None:
     def labels(**kw: Any) -> list[str]:
         out = span_ours.inference(TEXTS[:2], LABELS, threshold=0.5, do_sample=True, **kw)
