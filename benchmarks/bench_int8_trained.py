@@ -270,16 +270,7 @@ def node_set_agreement(fp32_dir: Path, workdir: Path) -> dict[str, dict[str, Any
         for name, keep in NODE_SETS.items():
 
             def nodes(proto: onnx.ModelProto, keep: Callable[[str], bool] = keep) -> list[str]:
-                weights = {t.name for t in proto.graph.initializer}
-                return [
-                    n.name
-                    for n in proto.graph.node
-                    if n.op_type == "MatMul"
-                    and precision.BACKBONE_LAYER in n.name
-                    and len(n.input) == 2
-                    and n.input[1] in weights
-                    and keep(n.name)
-                ]
+                return [n for n in precision.backbone_weight_matmuls(proto) if keep(n)]
 
             precision.int8_nodes = nodes
             target = workdir / f"int8-{len(out)}"

@@ -207,17 +207,22 @@ def _replica_memory(app: str) -> dict[str, float]:
     return out
 
 
-def _wait_ready(url: str, body: dict[str, Any], timeout: float = 600) -> None:
+def _post(url: str, body: dict[str, Any], timeout: float = 60) -> tuple[int, bytes]:
+    """POST `body` as JSON: (HTTP status, response body); raises when there is no answer."""
     import urllib.request
 
-    deadline = time.time() + timeout
     data = json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.status, resp.read()
+
+
+def _wait_ready(url: str, body: dict[str, Any], timeout: float = 600) -> None:
+    deadline = time.time() + timeout
     while True:
         try:
-            req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                if resp.status == 200:
-                    return
+            if _post(url, body)[0] == 200:
+                return
         except Exception:
             if time.time() > deadline:
                 raise
@@ -227,19 +232,14 @@ def _wait_ready(url: str, body: dict[str, Any], timeout: float = 600) -> None:
 def _direct_urls(args: argparse.Namespace, body: dict[str, Any]) -> list[str]:
     """The replicas' own HTTP endpoints (Ray Serve's direct ingress), found by probing the port
     range this benchmark gave it."""
-    import urllib.request
-
     deadline = time.time() + 120
-    data = json.dumps(body).encode()
     while time.time() < deadline:
         found = []
         for port in range(args.port + 1, args.port + 17):
             url = f"http://127.0.0.1:{port}/gliner"
             try:
-                req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    if resp.status == 200:
-                        found.append(url)
+                if _post(url, body, timeout=30)[0] == 200:
+                    found.append(url)
             except Exception:
                 continue
         if len(found) >= args.replicas:
@@ -249,14 +249,9 @@ def _direct_urls(args: argparse.Namespace, body: dict[str, Any]) -> list[str]:
 
 
 def _answers(url: str, texts: list[str]) -> list[list[tuple[int, int, str]]]:
-    import urllib.request
-
     out = []
     for t in texts:
-        data = json.dumps({"text": t, "labels": LABELS}).encode()
-        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            ents = json.loads(resp.read())["entities"]
+        ents = json.loads(_post(url, {"text": t, "labels": LABELS})[1])["entities"]
         out.append([(e["start"], e["end"], e["label"]) for e in ents])
     return out
 

@@ -391,10 +391,10 @@ def build_assets(
 
     Reuses what an earlier run left in `workdir`.
     """
-    ckpt, gl_dir = workdir / f"{arch}-checkpoint", workdir / f"{arch}-gliner-onnx"
-    if checkpoint is not None:
-        tag = checkpoint.resolve().name
-        ckpt, gl_dir = checkpoint, workdir / f"{arch}-{tag}-gliner-onnx"
+    # Files built from a given checkpoint carry its name: the workdir may hold the demo's too.
+    stem = arch if checkpoint is None else f"{arch}-{checkpoint.resolve().name}"
+    ckpt = workdir / f"{arch}-checkpoint" if checkpoint is None else checkpoint
+    gl_dir = workdir / f"{stem}-gliner-onnx"
     if not (ckpt / "gliner_config.json").is_file():
         from gliner_onnx.export.demo import build_demo
 
@@ -411,7 +411,7 @@ def build_assets(
             raise RuntimeError("gliner's export_to_onnx(quantize=True) wrote no quantized model")
     ours = dict(given_ours)
     if not ours:
-        out = workdir / (f"{arch}-ours" if checkpoint is None else f"{arch}-{ckpt.resolve().name}-ours")
+        out = workdir / f"{stem}-ours"
         if not (out / "gliner_onnx.json").is_file():
             from gliner_onnx.export import export_model
 

@@ -67,19 +67,21 @@ def entity_f1(
     return {"precision": p, "recall": r, "f1": f1}
 
 
-def int8_nodes(proto: onnx.ModelProto) -> list[str]:
-    """The MatMul nodes the int8 recipe quantizes: the weight MatMuls of the attention blocks of
-    the backbone's transformer layers."""
+def backbone_weight_matmuls(proto: onnx.ModelProto) -> list[str]:
+    """The MatMul nodes of the backbone's transformer layers whose second operand is a weight
+    (what dynamic quantization with `MatMulConstBOnly` can convert)."""
     weights = {t.name for t in proto.graph.initializer}
     return [
         n.name
         for n in proto.graph.node
-        if n.op_type == "MatMul"
-        and BACKBONE_LAYER in n.name
-        and ATTENTION in n.name
-        and len(n.input) == 2
-        and n.input[1] in weights
+        if n.op_type == "MatMul" and BACKBONE_LAYER in n.name and len(n.input) == 2 and n.input[1] in weights
     ]
+
+
+def int8_nodes(proto: onnx.ModelProto) -> list[str]:
+    """The MatMul nodes the int8 recipe quantizes: the weight MatMuls of the attention blocks of
+    the backbone's transformer layers."""
+    return [name for name in backbone_weight_matmuls(proto) if ATTENTION in name]
 
 
 def _int8(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
