@@ -161,21 +161,26 @@ class GlinerOnnxRecognizer(LocalRecognizer):
         """Presidio results for one text (nlp_artifacts are not used)."""
         return self.analyze_batch([text], entities)[0]
 
-    def analyze_batch(self, texts: list[str], entities: list[str] | None = None) -> list[list[RecognizerResult]]:
+    def analyze_batch(
+        self, texts: list[str], entities: list[str] | None = None
+    ) -> list[list[RecognizerResult]]:
         """`analyze` over many texts in one runtime call."""
         if not texts:
             return []
         predictions = self.predict(list(texts), self.input_labels(entities))
         return [self._results(p, entities) for p in predictions]
 
-    def _results(self, predictions: list[dict[str, Any]], entities: list[str] | None) -> list[RecognizerResult]:
+    def _results(
+        self, predictions: list[dict[str, Any]], entities: list[str] | None
+    ) -> list[RecognizerResult]:
+        name: str = self.name  # type: ignore[has-type]  # (set in Presidio's untyped __init__)
         results = []
         for pred in predictions:
             entity = self.model_to_presidio_entity_mapping.get(pred["label"], pred["label"])
             if entities and entity not in entities:
                 continue
             explanation = AnalysisExplanation(
-                recognizer=self.name,
+                recognizer=name,
                 original_score=pred["score"],
                 textual_explanation=f"Identified as {entity} by gliner-onnx (label {pred['label']!r})",
             )
@@ -187,7 +192,7 @@ class GlinerOnnxRecognizer(LocalRecognizer):
                     score=pred["score"],
                     analysis_explanation=explanation,
                     recognition_metadata={
-                        RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                        RecognizerResult.RECOGNIZER_NAME_KEY: name,
                         RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                     },
                 )

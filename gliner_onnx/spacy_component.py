@@ -44,20 +44,26 @@ def _score_key(span: Span) -> tuple[str, int, int, str]:
 
 
 def _get_score(span: Span) -> float | None:
-    value: float | None = span.doc.user_data.get(_score_key(span))
+    user_data: dict[Any, Any] = span.doc.user_data
+    value: float | None = user_data.get(_score_key(span))
     return value
 
 
 def _set_score(span: Span, value: float | None) -> None:
-    span.doc.user_data[_score_key(span)] = value
+    user_data: dict[Any, Any] = span.doc.user_data
+    user_data[_score_key(span)] = value
 
 
 def _register_extensions() -> None:
-    # Span extension values are keyed by character offsets only; keying ours by the label too
-    # keeps a score per label for multi-label spans. An existing `score` extension (e.g.
-    # gliner-spacy's) is kept and written through.
-    if not Span.has_extension("score"):
-        Span.set_extension("score", getter=_get_score, setter=_set_score)
+    # Span extension values are keyed by character offsets only; ours are keyed by the label too,
+    # so that each label of a multi-label span keeps its score. gliner-spacy registers a plain
+    # `score` (force=True, when spaCy loads its entry points); ours replaces it when a component
+    # is built: writing `span._.score` works the same for its code, and reads back per label.
+    current = Span.get_extension("score") if Span.has_extension("score") else None
+    if current is None or current[2] is not _get_score:
+        if current is not None:
+            logger.info("replacing the existing Span._.score extension with gliner_onnx's (per label)")
+        Span.set_extension("score", getter=_get_score, setter=_set_score, force=True)
     if not Doc.has_extension("gliner_unaligned"):
         Doc.set_extension("gliner_unaligned", default=None)
 
@@ -112,6 +118,7 @@ class GlinerOnnxComponent:
             raise ComponentConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         from gliner_onnx import GLiNER
 
+        _register_extensions()
         self.name = name
         self.model_name = model
         self.model = GLiNER.from_pretrained(model, providers=providers)
