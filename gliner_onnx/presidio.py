@@ -95,12 +95,13 @@ class GlinerOnnxRecognizer(LocalRecognizer):
         multi_label: bool = False,
         providers: str = "cpu",
         batch_size: int = 8,
+        threads: int = 0,
         model_name: str | None = None,
         map_location: str | None = None,
     ):
         """model (or Presidio's name `model_name`): a gliner-onnx export directory or Hub id.
         threshold defaults to Presidio's GLiNERRecognizer's (0.30). providers (or `map_location`,
-        "cpu" / "cuda"): ONNX Runtime's."""
+        "cpu" / "cuda"): ONNX Runtime's; threads: its intra-op threads (0: its default)."""
         if model is not None and model_name is not None and model != model_name:
             raise RecognizerConfigError(f"model ({model!r}) and model_name ({model_name!r}) disagree")
         model = model if model is not None else model_name
@@ -114,6 +115,7 @@ class GlinerOnnxRecognizer(LocalRecognizer):
         self.multi_label = multi_label
         self.providers = map_location if map_location is not None else providers
         self.batch_size = batch_size
+        self.threads = threads
         self.gliner: Any = None
         super().__init__(  # calls load()
             supported_entities=sorted(set(self.model_to_presidio_entity_mapping.values())),
@@ -124,10 +126,13 @@ class GlinerOnnxRecognizer(LocalRecognizer):
         )
 
     def load(self) -> None:
-        from gliner_onnx import GLiNER
+        from gliner_onnx import GLiNER, SessionOptions
 
         if self.gliner is None:
-            self.gliner = GLiNER.from_pretrained(self.model_name, providers=self.providers)
+            options = SessionOptions(intra_op_num_threads=self.threads)
+            self.gliner = GLiNER.from_pretrained(
+                self.model_name, providers=self.providers, session_options=options
+            )
             # Fail here on a bad threshold, not on the first text.
             self.predict([""], self.gliner_labels)
 
@@ -222,6 +227,7 @@ def _register_yaml_schema() -> None:
         providers: str | None = None
         map_location: str | None = None
         batch_size: int | None = None
+        threads: int | None = None
 
         def model_dump(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
             kwargs.setdefault("exclude_none", True)

@@ -105,6 +105,7 @@ class GlinerOnnxComponent:
         batch_size: int = 8,
         alignment_mode: str = "strict",
         providers: str = "cpu",
+        threads: int = 0,
     ):
         if style not in _STYLES:
             raise ComponentConfigError(f"style must be one of {list(_STYLES)}, got {style!r}")
@@ -116,12 +117,13 @@ class GlinerOnnxComponent:
             raise ComponentConfigError("labels must be a non-empty list or {label: description} mapping")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ComponentConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-        from gliner_onnx import GLiNER
+        from gliner_onnx import GLiNER, SessionOptions
 
         _register_extensions()
         self.name = name
         self.model_name = model
-        self.model = GLiNER.from_pretrained(model, providers=providers)
+        options = SessionOptions(intra_op_num_threads=threads)
+        self.model = GLiNER.from_pretrained(model, providers=providers, session_options=options)
         self.labels: list[str] | dict[str, str] = labels
         self.threshold = threshold
         # gliner-spacy's rule: "span" style decodes nested entities, "ent" style flat ones.
@@ -203,6 +205,7 @@ class GlinerOnnxComponent:
         "batch_size": 8,
         "alignment_mode": "strict",
         "providers": "cpu",
+        "threads": 0,
         "gliner_model": None,
         "map_location": None,
         "chunk_size": None,
@@ -221,13 +224,15 @@ def make_gliner_onnx(
     batch_size: int,
     alignment_mode: Literal["strict", "contract", "expand"],
     providers: str,
+    threads: int,
     gliner_model: str | None,
     map_location: str | None,
     chunk_size: int | None,
 ) -> GlinerOnnxComponent:
     """The `gliner_onnx` factory. gliner-spacy's names are accepted: `gliner_model` (= model),
     `map_location` ("cpu" / "cuda", = providers) and `chunk_size` (ignored: long documents run in
-    the runtime's word windows, with no cut inside an entity)."""
+    the runtime's word windows, with no cut inside an entity). threads: ONNX Runtime's intra-op
+    threads (0: its default, one per core; 1 with `nlp.pipe(n_process=N)`)."""
     if model is not None and gliner_model is not None and model != gliner_model:
         raise ComponentConfigError(f"model ({model!r}) and gliner_model ({gliner_model!r}) disagree")
     model = model if model is not None else gliner_model
@@ -250,4 +255,5 @@ def make_gliner_onnx(
         batch_size=batch_size,
         alignment_mode=alignment_mode,
         providers=map_location if map_location is not None else providers,
+        threads=threads,
     )
