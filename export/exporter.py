@@ -168,16 +168,7 @@ def export_model(
     `fuse` (with `optimize`) runs ONNX Runtime's transformer optimizer on the encoders.
     """
     output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise ExportError(f"output {output} exists and is not a directory")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise ExportError(f"output directory {output} is not empty (pass overwrite=True / --overwrite)")
-    if arch is not None:
-        check_arch(arch)
-    if atol <= 0 or not np.isfinite(atol):
-        raise ValueError(f"atol must be a positive number, got {atol!r}")
-    if precision not in ("fp32", *LOWER_PRECISIONS):
-        raise ValueError(f"precision must be one of fp32, {', '.join(LOWER_PRECISIONS)}; got {precision!r}")
+    _check_arguments(output, arch, atol, precision, overwrite)
     if isinstance(model, (str, Path)):
         source = source or str(model)
         if Path(model).is_dir():  # fail fast, before loading any weights
@@ -231,6 +222,19 @@ def export_model(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     raise AssertionError("unreachable")
+
+
+def _check_arguments(output: Path, arch: str | None, atol: float, precision: str, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise ExportError(f"output {output} exists and is not a directory")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise ExportError(f"output directory {output} is not empty (pass overwrite=True / --overwrite)")
+    if arch is not None:
+        check_arch(arch)
+    if atol <= 0 or not np.isfinite(atol):
+        raise ValueError(f"atol must be a positive number, got {atol!r}")
+    if precision not in ("fp32", *LOWER_PRECISIONS):
+        raise ValueError(f"precision must be one of fp32, {', '.join(LOWER_PRECISIONS)}; got {precision!r}")
 
 
 def _export_into(ctx: ExportContext, source: str) -> tuple[dict[str, dict[str, float]], str]:
