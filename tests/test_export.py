@@ -214,11 +214,11 @@ def test_traces_with_eager_attention_then_restores_the_model(uni_minilm: Checkpo
     assert attention(model.model) == {"sdpa"}  # the caller's model is left as it was
 
 
-def test_export_files_follow_the_umask(uni_deberta: Checkpoint, tmp_path: Path) -> None:
+def test_export_files_follow_the_umask(bi_minilm_bert: Checkpoint, tmp_path: Path) -> None:
     """Not the 0700 / 0600 of a temporary directory: serving as another user must work."""
     old = os.umask(0o022)
-    try:
-        export_model(uni_deberta.model_dir, tmp_path / "o", log=lambda _m: None)
+    try:  # a bi-encoder: its label tokenizer is in a subdirectory
+        export_model(bi_minilm_bert.model_dir, tmp_path / "o", log=lambda _m: None)
     finally:
         os.umask(old)
     out = tmp_path / "o"
