@@ -15,14 +15,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
 from gliner_onnx.archs import DECODER_PREFIX, DECODER_STEP, GraphSpec
-from gliner_onnx.errors import ExportError, ParityError
+from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import GraphEntry
 from gliner_onnx.runtime.generate import Prefixes
 from gliner_onnx.runtime.generative import (
@@ -39,16 +39,15 @@ from gliner_onnx.runtime.labels import build_prompt
 from gliner_onnx.runtime.relations import select_token_entities
 
 from . import samples
+from .context import ExportContext, save_graph
 from .decoder_wrappers import DecoderPrefix, DecoderStep
+from .parity import ParityRecorder, relative_tolerance
 from .tokenizer_io import (
     check_text_tokenization,
     check_words_tokenization,
     load_runtime_tokenizer,
     write_tokenizer,
 )
-
-if TYPE_CHECKING:
-    from .exporter import _Exporter
 
 THRESHOLDS = (0.3, 0.5, 0.7)
 _STEPS = 2
@@ -79,10 +78,10 @@ def check_decoder(model: Any) -> str:
 
 
 class DecoderExport:
-    def __init__(self, exporter: _Exporter):
-        self.ex = exporter
-        self.model = exporter.model
-        self.core = exporter.model.model
+    def __init__(self, ctx: ExportContext):
+        self.ex = ctx
+        self.model = ctx.model
+        self.core = ctx.model.model
         self.mode = check_decoder(self.model)
         self.full_context = self.mode == "span" and bool(
             getattr(self.model.config, "full_decoder_context", True)
@@ -141,7 +140,7 @@ class DecoderExport:
     def prefixes(self, texts: Sequence[str], labels: Sequence[str], threshold: float) -> Prefixes:
         _, outs = self.ex.graph_feeds(texts, labels)
         ctxs = self.ex.contexts(texts, labels)
-        if self.ex.family == "token":
+        if self.ex.config.family == "token":
             return self._token_prefixes(outs, ctxs, labels, threshold)
         span_rep, prompts = outs["text_encoder"]
         (probs,) = outs["scorer"]
@@ -171,7 +170,7 @@ class DecoderExport:
         (probs,) = outs["scorer"]
         cands = select_token_entities(probs, threshold)
         feeds = {"word_rep": word_rep, "span_idx": cands.spans, "label_rep": label_rep}
-        span_rep, span_scores = self.ex._run_torch("span_encoder", feeds)
+        span_rep, span_scores = self.ex.run_torch("span_encoder", feeds)
         selected = selected_token_spans(span_scores, cands.mask, [len(c.labels) for c in ctxs], threshold)
         ids, words = self._decoder_text(ctxs, labels)
         return token_span_prefixes(span_rep, cands.spans, selected, ids, words)
@@ -187,8 +186,6 @@ class DecoderExport:
 
     # -- tracing
     def trace(self) -> dict[str, GraphEntry]:
-        from .exporter import _save_graph
-
         p = self.prefixes(samples.TRACE_TEXTS, samples.TRACE_LABELS, 0.5)
         if len(p) < 2:
             p = self.prefixes(samples.TRACE_TEXTS, samples.TRACE_LABELS, 0.0)
@@ -198,7 +195,7 @@ class DecoderExport:
         entries = {}
         for name, feeds in (("decoder_prefix", prefix_feeds), ("decoder_step", step_feeds)):
             self.ex.log(f"tracing {name} ...")
-            entries[name] = _save_graph(
+            entries[name] = save_graph(
                 self.modules[name], self.specs[name], feeds, self.ex.dir, self.ex.opset
             )
         return entries
@@ -209,9 +206,7 @@ class DecoderExport:
             n: ort.InferenceSession(str(self.ex.dir / g.file), providers=["CPUExecutionProvider"])
             for n, g in graphs.items()
         }
-        diffs: dict[str, dict[str, float]] = {n: {} for n in graphs}
-        diffs["decoder_embeds"] = {}
-        failures: list[str] = []
+        parity = ParityRecorder([*graphs, "decoder_embeds"])
         for case, (texts, labels) in enumerate(_CASES):
             for threshold in THRESHOLDS if self.mode == "span" else (0.5,):
                 where = f"case {case}, threshold {threshold}"
@@ -230,39 +225,22 @@ class DecoderExport:
                             for a in (p.span_rep, p.prefix_ids, p.prefix_kind)
                         )
                     )
-                self._record(
-                    diffs, failures, "decoder_embeds", "inputs_embeds", ref_embeds, ours.numpy(), where
-                )
-                self._check_generation(sessions, diffs, failures, p, torch.from_numpy(ref_embeds), where)
-        if failures:
-            raise ParityError("exported decoder graphs disagree with torch:\n  " + "\n  ".join(failures))
-        return diffs
+                self._record(parity, "decoder_embeds", "inputs_embeds", ref_embeds, ours.numpy(), where)
+                self._check_generation(sessions, parity, p, torch.from_numpy(ref_embeds), where)
+        parity.raise_if_failed("exported decoder graphs")
+        return parity.diffs
 
     def _record(
-        self,
-        diffs: dict[str, dict[str, float]],
-        failures: list[str],
-        graph: str,
-        what: str,
-        ref: np.ndarray,
-        got: np.ndarray,
-        where: str,
+        self, parity: ParityRecorder, graph: str, what: str, ref: np.ndarray, got: np.ndarray, where: str
     ) -> None:
-        if ref.shape != got.shape:
-            failures.append(f"{graph}.{what} on {where}: shape {got.shape} != reference {ref.shape}")
-            return
-        d = float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max(initial=0.0))
-        diffs[graph][what] = max(diffs[graph].get(what, 0.0), d)
-        tol = self.ex.atol * max(1.0, float(np.abs(ref).max(initial=0)))
-        if not d <= tol:
-            failures.append(f"{graph}.{what} on {where}: max abs diff {d:.3e} > {tol:.3e}")
+        parity.record(graph, what, ref, got, where, relative_tolerance(self.ex.atol, ref))
 
     @torch.inference_mode()
     def _reference_embeds(self, texts: Sequence[str], labels: Sequence[str], threshold: float) -> np.ndarray:
         """gliner's decoder inputs for the batch (prompt mode: what its selection would
         give, projected as span mode does: gliner itself fails there)."""
-        batch = self.ex._reference_batch(texts, labels)
-        if self.ex.family == "token":
+        batch = self.ex.reference_batch(texts, labels)
+        if self.ex.config.family == "token":
             return self._reference_token_embeds(batch, threshold)
         out = self.core(**batch, threshold=threshold)
         if self.mode == "prompt":
@@ -290,8 +268,7 @@ class DecoderExport:
     def _check_generation(
         self,
         sessions: dict[str, ort.InferenceSession],
-        diffs: dict[str, dict[str, float]],
-        failures: list[str],
+        parity: ParityRecorder,
         p: Prefixes,
         embeds: torch.Tensor,
         where: str,
@@ -300,9 +277,7 @@ class DecoderExport:
         mask = torch.ones(embeds.shape[:2], dtype=torch.long)
         hf = self.lm(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
         logits, present = sessions["decoder_prefix"].run(None, self._prefix_feeds(p))
-        self._record(
-            diffs, failures, "decoder_prefix", "logits", hf.logits[:, -1].float().numpy(), logits, where
-        )
+        self._record(parity, "decoder_prefix", "logits", hf.logits[:, -1].float().numpy(), logits, where)
         past = hf.past_key_values
         for step in range(_STEPS):
             token = hf.logits[:, -1].argmax(-1, keepdim=True)
@@ -313,7 +288,7 @@ class DecoderExport:
                 None, {"input_ids": token.numpy(), "past": present}
             )
             ref = hf.logits[:, -1].float().numpy()
-            self._record(diffs, failures, "decoder_step", "logits", ref, logits, f"{where}, step {step + 1}")
+            self._record(parity, "decoder_step", "logits", ref, logits, f"{where}, step {step + 1}")
 
 
 @contextlib.contextmanager
@@ -348,12 +323,12 @@ def corrected_token_decoder(model: Any, threshold: float) -> Iterator[None]:
 
 
 def export_decoder(
-    exporter: _Exporter,
+    ctx: ExportContext,
 ) -> tuple[dict[str, GraphEntry], dict[str, dict[str, float]], dict[str, Any]]:
     """Write the decoder tokenizer and graphs into the export directory and validate them."""
-    dec = DecoderExport(exporter)
+    dec = DecoderExport(ctx)
     dec.write_tokenizer()
     graphs = dec.trace()
-    exporter.log("validating the decoder against torch ...")
+    ctx.log("validating the decoder against torch ...")
     diffs = dec.validate(graphs)
     return graphs, diffs, dec.settings()

@@ -12,11 +12,10 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from gliner_onnx.archs import check_arch
 from gliner_onnx.errors import ExportError
 
 DEMO_SEED = 0
-# Calibrated logit standard deviation of the untrained heads (see backbones.calibrate_head):
+# Calibrated logit standard deviation of the untrained heads (see calibration.calibrate_head):
 # spreads their scores over (0, 1) instead of all near 0.5.
 DEMO_LOGIT_SCALE = 2.0
 DEMO_WARNING = (
@@ -41,34 +40,23 @@ def minilm_dir() -> Path:
 
 
 def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LOGIT_SCALE) -> Any:
-    """A torch `gliner.GLiNER` of architecture `arch` on MiniLM, heads random with a fixed seed."""
-    check_arch(arch)
+    """A torch `gliner.GLiNER` of architecture `arch` on MiniLM, heads random with a fixed seed
+    (what it holds besides MiniLM: the arch's export config, `configs.Demo`)."""
     from .backbones import build_gliner
+    from .configs import export_config
 
+    demo = export_config(arch).demo
     backbone = minilm_dir()
-    span_mode = "token_level" if "_token" in arch else "markerV0"
-    if arch in ("uniencoder_span", "uniencoder_token"):
-        return build_gliner(backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale)
-    if arch in ("biencoder_span", "biencoder_token"):
-        return build_gliner(
-            backbone, labels_encoder_dir=backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale
-        )
-    if arch in ("uniencoder_span_relex", "uniencoder_token_relex"):
-        return build_gliner(
-            backbone, span_mode=span_mode, seed=seed, logit_scale=logit_scale, relations_layer="dot"
-        )
-    if arch in ("uniencoder_span_decoder", "uniencoder_token_decoder"):
+    extra: dict[str, Any] = {}
+    if demo.labels_encoder:
+        extra["labels_encoder_dir"] = backbone
+    if demo.relations_layer is not None:
+        extra["relations_layer"] = demo.relations_layer
+    if demo.labels_decoder:
         import tempfile
 
         from .backbones import make_tiny_gpt2
 
         gpt2 = make_tiny_gpt2(Path(tempfile.mkdtemp(prefix="gliner-onnx-demo-gpt2-")))
-        return build_gliner(
-            backbone,
-            span_mode=span_mode,
-            seed=seed,
-            logit_scale=logit_scale,
-            labels_decoder=str(gpt2),
-            decoder_mode="span",
-        )
-    raise ExportError(f"no demo checkpoint for arch {arch!r} yet")
+        extra.update(labels_decoder=str(gpt2), decoder_mode=demo.decoder_mode)
+    return build_gliner(backbone, span_mode=demo.span_mode, seed=seed, logit_scale=logit_scale, **extra)

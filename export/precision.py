@@ -49,9 +49,8 @@ def agreement_corpus() -> list[str]:
     """The fixed corpus: 114 varied lines (names, scripts, numbers, code-ish, noise) and a
     long paragraph."""
     from . import samples
-    from .backbones import corpus_lines
 
-    return [*corpus_lines(), samples.LONG]
+    return [*samples.corpus_lines(), samples.LONG]
 
 
 def entity_f1(

@@ -1,8 +1,18 @@
-"""Texts and labels used to trace and validate every graph (and to check tokenizers)."""
+"""Texts and labels used to trace and validate every graph (and to check tokenizers), and
+the corpus of varied text (package data: `data/corpus.txt`).
+
+The corpus is the int8 / fp16 agreement corpus (with `LONG`), the demo's calibration text
+and the training text of the demo decoder's tokenizer: its bytes are pinned by a test, as
+recorded agreements and demo checkpoints depend on them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+CORPUS_FILE = Path(__file__).with_name("data") / "corpus.txt"
 
 SHORT = "Angela Merkel met Emmanuel Macron in Paris."
 MEDIUM = (
@@ -47,3 +57,16 @@ _RELATIONS = {
 
 def relations_for(labels: Sequence[str]) -> tuple[str, ...]:
     return _RELATIONS.get(len(labels), ("related to",))
+
+
+@cache
+def corpus_text() -> str:
+    """The corpus file: one text a line. Punctuation, hyphens, numbers, dates, URLs, accents,
+    CJK, Korean, Cyrillic, Greek, Arabic, Hebrew, Devanagari, Thai, emoji (with skin tones,
+    flags and variation selectors), currency and math symbols, tabs and runs of spaces."""
+    return CORPUS_FILE.read_bytes().decode("utf-8")
+
+
+def corpus_lines() -> list[str]:
+    """The non-empty lines of the corpus."""
+    return [line for line in corpus_text().splitlines() if line.strip()]

@@ -85,7 +85,9 @@ def uni_minilm(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def uni_deberta(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_deberta_v3
+    from gliner_onnx.export.backbones import build_gliner
+
+    from .backbones import make_tiny_deberta_v3
 
     backbone = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3")
     return _checkpoint(
@@ -103,7 +105,9 @@ def uni_deberta_generic(ckpt_root: Path, uni_deberta: Checkpoint) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def bi_minilm_bert(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_bert
+    from gliner_onnx.export.backbones import build_gliner
+
+    from .backbones import make_tiny_bert
 
     labels_encoder = make_tiny_bert(ckpt_root / "tiny-bert")
     return _checkpoint(
@@ -126,7 +130,9 @@ def uni_token_minilm(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def bi_token_deberta_bert(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_bert, make_tiny_deberta_v3
+    from gliner_onnx.export.backbones import build_gliner
+
+    from .backbones import make_tiny_bert, make_tiny_deberta_v3
 
     text_encoder = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-b", seed=1)
     labels_encoder = make_tiny_bert(ckpt_root / "tiny-bert-b", seed=1, hidden_size=48)
@@ -183,7 +189,7 @@ def token_relex_minilm(ckpt_root: Path) -> Checkpoint:
 @pytest.fixture(scope="session")
 def relex_backbone(ckpt_root: Path) -> Path:
     """A tiny DeBERTa-v3 (hidden 48): every relation layer is exported on it."""
-    from gliner_onnx.export.backbones import make_tiny_deberta_v3
+    from .backbones import make_tiny_deberta_v3
 
     return make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-relex", seed=2)
 

@@ -1,4 +1,5 @@
-"""Tests of ``export/backbones.py``: tiny offline backbones and random GLiNERs built on them.
+"""Tests of ``tests/backbones.py`` (tiny offline backbones) and of the package's random GLiNERs
+built on them (``export/backbones.py``, ``export/calibration.py``).
 
 Everything runs offline (``HF_HUB_OFFLINE=1``, ``local_files_only=True``) on CPU, in well
 under a minute: the builders take ~0.05 s each once torch/transformers are imported.
@@ -12,7 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -27,20 +27,16 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 gliner = pytest.importorskip("gliner")
 
-try:
-    from gliner_onnx.export import backbones as B
-except ImportError:  # not installed: load the file itself
-    _path = Path(__file__).resolve().parents[1] / "export" / "backbones.py"
-    _spec = importlib.util.spec_from_file_location("gliner_onnx_export_backbones", _path)
-    assert _spec is not None and _spec.loader is not None
-    B = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = B
-    _spec.loader.exec_module(B)
-
 from gliner import GLiNER  # noqa: E402
 from gliner.model import BaseGLiNER  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
+
+from gliner_onnx.export import calibration as C  # noqa: E402
+from gliner_onnx.export import samples  # noqa: E402
+from gliner_onnx.export.backbones import DEFAULT_LOGIT_SCALE, build_gliner  # noqa: E402
+
+from . import backbones as B  # noqa: E402
 
 TEXT = "Angela Merkel visited 東京タワー in 2019."
 SPREAD_TEXTS = (
@@ -62,7 +58,7 @@ def _digests(directory: Path) -> dict[str, str]:
 
 def _all_scores(model, texts=SPREAD_TEXTS, labels=SPREAD_LABELS) -> list[float]:
     """Scores of every valid (span, label) pair, unfiltered."""
-    return B.head_scores(model, list(texts), list(labels)).tolist()
+    return C.head_scores(model, list(texts), list(labels)).tolist()
 
 
 def _predicted_scores(model, texts=SPREAD_TEXTS, labels=SPREAD_LABELS) -> list[float]:
@@ -204,7 +200,7 @@ def test_vocab_size_and_width_options(tmp_path):
 # ------------------------------------------------------------------ tokenizer round trip
 @pytest.mark.parametrize("name", ["deberta", "bert", "bert_cased"])
 def test_tokenizer_json_matches_transformers(dirs, tmp_path, name):
-    texts = list(B.SAMPLE_TEXTS) + B.corpus_lines()
+    texts = list(B.SAMPLE_TEXTS) + samples.corpus_lines()
     assert B.tokenizer_roundtrip_mismatches(dirs[name], texts) == []
 
     # gliner adds its tokens, then saves the tokenizer next to the model
@@ -249,11 +245,11 @@ def test_build_predict_save_reload_offline(dirs, tmp_path, arch, kwargs, cls_nam
     labels_dir = local[kwargs.pop("labels")] if "labels" in kwargs else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bi-encoder: "Resizing embeddings is not supported"
-        model = B.build_gliner(
+        model = build_gliner(
             backbone,
             labels_encoder_dir=labels_dir,
             max_width=4,
-            logit_scale=B.DEFAULT_LOGIT_SCALE,
+            logit_scale=DEFAULT_LOGIT_SCALE,
             **kwargs,
         )
     assert type(model).__name__ == cls_name
@@ -285,9 +281,9 @@ def test_build_predict_save_reload_offline(dirs, tmp_path, arch, kwargs, cls_nam
 
 def test_build_gliner_is_deterministic(dirs):
     state = torch.get_rng_state()
-    a = B.build_gliner(dirs["deberta"], max_width=4, logit_scale=B.DEFAULT_LOGIT_SCALE)
-    b = B.build_gliner(dirs["deberta"], max_width=4, logit_scale=B.DEFAULT_LOGIT_SCALE)
-    c = B.build_gliner(dirs["deberta"], max_width=4, logit_scale=B.DEFAULT_LOGIT_SCALE, seed=1)
+    a = build_gliner(dirs["deberta"], max_width=4, logit_scale=DEFAULT_LOGIT_SCALE)
+    b = build_gliner(dirs["deberta"], max_width=4, logit_scale=DEFAULT_LOGIT_SCALE)
+    c = build_gliner(dirs["deberta"], max_width=4, logit_scale=DEFAULT_LOGIT_SCALE, seed=1)
     assert torch.equal(torch.get_rng_state(), state)
     sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
     assert sa.keys() == sb.keys()
@@ -319,9 +315,9 @@ def test_logit_scale_spreads_scores(dirs, kwargs):
     labels_dir = dirs[kwargs["labels"]] if "labels" in kwargs else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        raw = B.build_gliner(backbone, labels_encoder_dir=labels_dir, max_width=4)
-        spread = B.build_gliner(
-            backbone, labels_encoder_dir=labels_dir, max_width=4, logit_scale=B.DEFAULT_LOGIT_SCALE
+        raw = build_gliner(backbone, labels_encoder_dir=labels_dir, max_width=4)
+        spread = build_gliner(
+            backbone, labels_encoder_dir=labels_dir, max_width=4, logit_scale=DEFAULT_LOGIT_SCALE
         )
     raw_scores = _all_scores(raw)
     assert all(0.45 < s < 0.55 for s in raw_scores)  # gliner's own init: everything ~0.5
@@ -335,8 +331,8 @@ def test_logit_scale_spreads_scores(dirs, kwargs):
 
 
 def test_token_level_logits_are_calibrated(dirs):
-    model = B.build_gliner(
-        dirs["deberta"], span_mode="token_level", max_width=4, logit_scale=B.DEFAULT_LOGIT_SCALE
+    model = build_gliner(
+        dirs["deberta"], span_mode="token_level", max_width=4, logit_scale=DEFAULT_LOGIT_SCALE
     )
     probs = _all_scores(model)  # start, end and inside of every (word, label)
     low, mid, high = _spread(probs)
@@ -345,10 +341,10 @@ def test_token_level_logits_are_calibrated(dirs):
 
 def test_scale_head_logits_multiplies_logits_exactly(dirs):
     for span_mode in ("markerV0", "token_level"):
-        model = B.build_gliner(dirs["bert"], span_mode=span_mode, max_width=4)
-        before = B._capture_head(model, [TEXT], [SPREAD_LABELS])["out"][0].logits
-        names = B.scale_head_logits(model, 3.0)
-        after = B._capture_head(model, [TEXT], [SPREAD_LABELS])["out"][0].logits
+        model = build_gliner(dirs["bert"], span_mode=span_mode, max_width=4)
+        before = C._capture_head(model, [TEXT], [SPREAD_LABELS])["out"][0].logits
+        names = C.scale_head_logits(model, 3.0)
+        after = C._capture_head(model, [TEXT], [SPREAD_LABELS])["out"][0].logits
         torch.testing.assert_close(after, 3.0 * before, rtol=1e-4, atol=1e-6)
         if span_mode == "markerV0":
             assert names == ["prompt_rep_layer.3", "span_rep_layer.span_rep_layer.out_project.3"]

@@ -54,7 +54,9 @@ def span_decoder(ckpt_root: Path) -> Checkpoint:
 @pytest.fixture(scope="session")
 def prompt_decoder(ckpt_root: Path) -> Checkpoint:
     """Prompt mode on a tiny DeBERTa whose width equals the decoder's (no projection)."""
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_deberta_v3, make_tiny_gpt2
+    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+
+    from .backbones import make_tiny_deberta_v3
 
     gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2-48", hidden_size=48, seed=1)
     backbone = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-dec")

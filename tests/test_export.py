@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +139,11 @@ def test_demo_export_and_predict_cli(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "MEANINGLESS" in proc.stderr and "--model" in proc.stderr
     assert "max abs diff" in proc.stdout
+    # the known-harmless tracing warnings are silenced (export/quiet.py), parity is stated
+    for alarming in ("TracerWarning", "incorrect results", "batch_size other than 1", "prim::PackPadded"):
+        assert alarming not in proc.stderr, alarming
+    assert "parity checked against gliner torch: end-to-end max |diff|" in proc.stdout
+    assert "on 3 cases" in proc.stdout
     pred = subprocess.run(
         [
             str(bindir / "gliner-onnx"),
@@ -205,3 +212,64 @@ def test_traces_with_eager_attention_then_restores_the_model(uni_minilm: Checkpo
     export_model(model, tmp_path / "o", log=logs.append)
     assert "tracing with eager attention (BertModel)" in logs
     assert attention(model.model) == {"sdpa"}  # the caller's model is left as it was
+
+
+def test_export_files_follow_the_umask(bi_minilm_bert: Checkpoint, tmp_path: Path) -> None:
+    """Not the 0700 / 0600 of a temporary directory: serving as another user must work."""
+    old = os.umask(0o022)
+    try:  # a bi-encoder: its label tokenizer is in a subdirectory
+        export_model(bi_minilm_bert.model_dir, tmp_path / "o", log=lambda _m: None)
+    finally:
+        os.umask(old)
+    out = tmp_path / "o"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    paths = list(out.rglob("*"))
+    assert any(p.name.endswith(".onnx.data") for p in paths) and any(p.is_dir() for p in paths)
+    for p in paths:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o755 if p.is_dir() else 0o644), p
+
+
+def test_follow_umask_takes_the_process_umask(tmp_path: Path) -> None:
+    import tempfile
+
+    from gliner_onnx.export.exporter import _follow_umask
+
+    old = os.umask(0o027)
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=tmp_path))  # 0700
+        (tmp / "sub").mkdir(mode=0o700)
+        (tmp / "sub" / "w.onnx.data").write_bytes(b"x")
+        (tmp / "sub" / "w.onnx.data").chmod(0o600)
+        _follow_umask(tmp)
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (tmp, tmp / "sub", tmp / "sub" / "w.onnx.data")] == [
+        0o750,
+        0o750,
+        0o640,
+    ]
+    assert sorted(p.name for p in tmp.iterdir()) == ["sub"]  # the probe is gone
+
+
+def test_quiet_tracing_drops_only_the_known_warnings(capfd: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from torch.jit import TracerWarning
+
+    from gliner_onnx.export.quiet import quiet_tracing
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_tracing():
+            warnings.warn("Exporting aten::index operator of advanced indexing", UserWarning, stacklevel=1)
+            # the message of a harmless one, but from another module: kept
+            warnings.warn(
+                "Converting a tensor to a Python boolean might cause the trace to be incorrect",
+                TracerWarning,
+                stacklevel=1,
+            )
+            os.write(2, b"[W] The shape inference of prim::PackPadded type is missing, so ...\n")
+            os.write(2, b"[W] something else from C++\n")
+    assert [type(w.message) for w in seen] == [TracerWarning]
+    err = capfd.readouterr().err
+    assert "something else from C++" in err and "PackPadded" not in err

@@ -73,7 +73,9 @@ def _lean_positive(model: Any) -> Any:
 @pytest.fixture(scope="session")
 def token_prompt_decoder(ckpt_root: Path) -> Checkpoint:
     """Prompt mode on a tiny DeBERTa as wide as the decoder (no projection)."""
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_deberta_v3, make_tiny_gpt2
+    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+
+    from .backbones import make_tiny_deberta_v3
 
     gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2-48-token", hidden_size=48, seed=2)
     backbone = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-token-dec")

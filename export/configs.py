@@ -1,0 +1,400 @@
+"""One export config per architecture, keyed by the arch registry's names (`gliner_onnx/archs.py`).
+
+In the spirit of optimum's `OnnxConfig`: the registry says which graphs an architecture
+has and their inputs and outputs; its config says how to export them: the torch wrapper
+traced into each graph, the chain that feeds each graph from the previous ones (as the
+runtime chains them), gliner's reference outputs that the chained graphs must reproduce,
+what goes into the manifest besides the common fields, and the offline demo checkpoint.
+Adding an architecture means a registry entry, its wrappers and one config here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gliner_onnx.archs import ARCH_NAMES, check_arch, family, is_biencoder, is_decoder, is_relex
+from gliner_onnx.errors import ExportError, UnsupportedArchError
+from gliner_onnx.manifest import GraphEntry
+from gliner_onnx.runtime.labels import LabelSet
+
+from . import samples
+from .chain import (
+    SPAN_THRESHOLD,
+    Chain,
+    Step,
+    label_encoder_step,
+    relations_step,
+    scorer_step,
+    span_encoder_step,
+    text_encoder_step,
+)
+from .context import ExportContext, Feeds, Outputs, Runner
+from .parity import ParityRecorder
+from .relation_wrappers import (
+    EntityEncoder,
+    RelationAdjacency,
+    RelationScorer,
+    SpanEncoder,
+    SpanRelexTextEncoder,
+    TokenDecoderTextEncoder,
+    TokenRelexTextEncoder,
+    relation_layers_removed,
+)
+from .wrappers import (
+    BiFactorizedSpanTextEncoder,
+    BiLabelEncoder,
+    BiSpanTextEncoder,
+    BiTokenLabelEncoder,
+    BiTokenTextEncoder,
+    FactorizedSpanScorer,
+    FactorizedTokenScorer,
+    KeyedSpanScorer,
+    LabelProjector,
+    SpanScorer,
+    TokenScorer,
+    UniFactorizedSpanTextEncoder,
+    UniSpanTextEncoder,
+    UniTokenTextEncoder,
+    marker_v0,
+)
+
+
+@dataclass(frozen=True)
+class Demo:
+    """The offline demo checkpoint of an architecture (`demo.build_demo`): MiniLM, and
+    MiniLM as labels encoder / a tiny GPT-2 label decoder where the arch has one."""
+
+    span_mode: str = "markerV0"
+    labels_encoder: bool = False
+    relations_layer: str | None = None
+    labels_decoder: bool = False
+    decoder_mode: str | None = None
+
+
+# What the decoder export adds: its graphs, their max abs diffs, the manifest's `decoder`.
+Extra = tuple[dict[str, GraphEntry], dict[str, dict[str, float]], dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------ the configs
+class ExportConfig:
+    """How to export one architecture; subclasses fill in what differs."""
+
+    arch = ""
+    # The chain of graphs, in the runtime's order (graphs the registry lists for the arch).
+    steps: tuple[Step, ...] = (text_encoder_step, scorer_step)
+    span_heads: tuple[str, ...] = ("generic",)
+    precisions: tuple[str, ...] = ("fp32", "int8", "fp16")
+    demo = Demo()
+
+    @property
+    def family(self) -> str:
+        return family(self.arch)
+
+    @property
+    def bi(self) -> bool:
+        return is_biencoder(self.arch)
+
+    @property
+    def relex(self) -> bool:
+        return is_relex(self.arch)
+
+    @property
+    def decoder(self) -> bool:
+        return is_decoder(self.arch)
+
+    # -- what is exported
+    def check(self, model: Any) -> None:
+        """Refuse checkpoints of this architecture that the runtime cannot serve."""
+        cfg = model.config
+        if self.bi and getattr(cfg, "post_fusion_schema", None):
+            raise ExportError(
+                f"post_fusion_schema {cfg.post_fusion_schema!r} fuses text and labels, so label embeddings "
+                "cannot be cached in a separate graph: not supported"
+            )
+        if self.family == "token" and not self.decoder and getattr(cfg, "represent_spans", False):
+            raise ExportError("token-level checkpoints with represent_spans=True are not supported yet")
+
+    def span_head(self, model: Any, optimize: bool) -> str:
+        """ "factorized" when optimizing a span model whose span layer is gliner's markerV0."""
+        if optimize and "factorized" in self.span_heads and marker_v0(model.model) is not None:
+            return "factorized"
+        return "generic"
+
+    def has_adjacency(self, model: Any) -> bool:
+        return True
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def rewrites(self, ctx: ExportContext, graph: str) -> list[str]:
+        """What the optimized wrappers changed in `graph`, for the manifest."""
+        done = []
+        if ctx.span_head == "factorized" and graph in ("text_encoder", "scorer", "label_projector"):
+            done.append("factorized span head")
+        if ctx.optimize and self.family == "token" and graph == "scorer":
+            done.append("factorized token scorer")
+        return done
+
+    def manifest_fields(self, ctx: ExportContext) -> dict[str, Any]:
+        return {}
+
+    def export_more(self, ctx: ExportContext) -> Extra:
+        """Graphs exported after the entity graphs are validated (the label decoder)."""
+        return {}, {}, {}
+
+    # -- feeding and running the graphs
+    def label_set(self, cfg: Any, labels: LabelSet) -> LabelSet:
+        return labels
+
+    def chain(self, ctx: ExportContext, feeds: Feeds, batch: int, run: Runner) -> Outputs:
+        """Run the graphs of one case in order; adds each graph's feeds to `feeds`."""
+        c = Chain(ctx, feeds, {}, dict(feeds["text_encoder"]), batch, run)
+        for step in self.steps:
+            step(c)
+        return c.outs
+
+    # -- gliner's reference
+    def reference_batch(self, model: Any, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+        prepared = model.prepare_batch(list(texts), list(labels))
+        return model.collate_batch(prepared["input_x"], prepared["entity_types"], model.create_collator())  # type: ignore[no-any-return]
+
+    def reference(self, model: Any, batch: dict[str, Any]) -> Any:
+        """gliner's forward on the batch, entity outputs only."""
+        with relation_layers_removed(model.model):
+            return model.run_batch(batch)
+
+    def check_end_to_end(
+        self, ctx: ExportContext, ref: Any, chained: Feeds, outs: Outputs, where: str, parity: ParityRecorder
+    ) -> None:
+        """The chained graphs' scores against gliner's (sigmoid of its logits)."""
+        ref_scores = torch.sigmoid(ref.logits).float().numpy()
+        parity.record(
+            "end_to_end", "scores", ref_scores, outs["scorer"][0], where, ctx.atol, "end-to-end scores"
+        )
+
+
+def _token_scorer(model: Any, optimize: bool) -> nn.Module:
+    return (FactorizedTokenScorer if optimize else TokenScorer)(model.model.scorer)
+
+
+class UniSpanConfig(ExportConfig):
+    arch = "uniencoder_span"
+    span_heads = ("generic", "factorized")
+    demo = Demo()
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        core = model.model
+        if span_head == "factorized":
+            return {
+                "text_encoder": UniFactorizedSpanTextEncoder(core),
+                "scorer": FactorizedSpanScorer(marker_v0(core)),
+            }
+        return {"text_encoder": UniSpanTextEncoder(core), "scorer": SpanScorer()}
+
+
+class BiSpanConfig(ExportConfig):
+    arch = "biencoder_span"
+    steps = (text_encoder_step, label_encoder_step, scorer_step)
+    span_heads = ("generic", "factorized")
+    demo = Demo(labels_encoder=True)
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        core = model.model
+        pooling = getattr(model.config, "subtoken_pooling", "first")
+        if span_head == "factorized":
+            marker = marker_v0(core)
+            return {
+                "text_encoder": BiFactorizedSpanTextEncoder(core, pooling),
+                "label_encoder": BiLabelEncoder(core),
+                "label_projector": LabelProjector(marker),
+                "scorer": KeyedSpanScorer(marker),
+            }
+        return {
+            "text_encoder": BiSpanTextEncoder(core, pooling),
+            "label_encoder": BiLabelEncoder(core),
+            "scorer": SpanScorer(),
+        }
+
+
+class UniTokenConfig(ExportConfig):
+    arch = "uniencoder_token"
+    demo = Demo(span_mode="token_level")
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        return {"text_encoder": UniTokenTextEncoder(model.model), "scorer": _token_scorer(model, optimize)}
+
+
+class BiTokenConfig(ExportConfig):
+    arch = "biencoder_token"
+    steps = (text_encoder_step, label_encoder_step, scorer_step)
+    demo = Demo(span_mode="token_level", labels_encoder=True)
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        core = model.model
+        return {
+            "text_encoder": BiTokenTextEncoder(core, getattr(model.config, "subtoken_pooling", "first")),
+            "label_encoder": BiTokenLabelEncoder(core),
+            "scorer": _token_scorer(model, optimize),
+        }
+
+
+class _RelexConfig(ExportConfig):
+    """Relation extraction: the family's entity graphs, then the relation graphs."""
+
+    steps = (text_encoder_step, scorer_step, relations_step)
+
+    def has_adjacency(self, model: Any) -> bool:
+        return getattr(model.config, "relations_layer", None) != "none"
+
+    def relation_wrappers(self, core: Any) -> dict[str, nn.Module]:
+        graphs: dict[str, nn.Module] = {}
+        if hasattr(core, "relations_rep_layer"):
+            graphs["relation_adjacency"] = RelationAdjacency(core)
+        graphs["relation_scorer"] = RelationScorer(core)
+        return graphs
+
+    def reference_batch(self, model: Any, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+        relations = list(samples.relations_for(labels))
+        prepared = model.prepare_batch(list(texts), list(labels), relations=relations)
+        return model.collate_batch(  # type: ignore[no-any-return]
+            prepared["input_x"], prepared["entity_types"], model.create_collator(), prepared["relation_types"]
+        )
+
+    def manifest_fields(self, ctx: ExportContext) -> dict[str, Any]:
+        cfg = ctx.cfg
+        rel_id = ctx.model.data_processor.transformer_tokenizer.convert_tokens_to_ids(cfg.rel_token)
+        if rel_id != cfg.rel_token_index:
+            raise ExportError(
+                f"the tokenizer's id of {cfg.rel_token!r} ({rel_id}) differs from the model's "
+                f"rel_token_index ({cfg.rel_token_index})"
+            )
+        return {
+            "rel_token": cfg.rel_token,
+            "rel_token_id": int(rel_id),
+            "relations_layer": str(getattr(cfg, "relations_layer", None)),
+            "triples_layer": getattr(cfg, "triples_layer", None),
+        }
+
+
+class SpanRelexConfig(_RelexConfig):
+    arch = "uniencoder_span_relex"
+    demo = Demo(relations_layer="dot")
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        core = model.model
+        entities = {"text_encoder": SpanRelexTextEncoder(core), "scorer": SpanScorer()}
+        return {**entities, **self.relation_wrappers(core)}
+
+
+class TokenRelexConfig(_RelexConfig):
+    arch = "uniencoder_token_relex"
+    demo = Demo(span_mode="token_level", relations_layer="dot")
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        core = model.model
+        entities = {
+            "text_encoder": TokenRelexTextEncoder(core),
+            "scorer": _token_scorer(model, optimize),
+            "entity_encoder": EntityEncoder(core),
+        }
+        return {**entities, **self.relation_wrappers(core)}
+
+
+class _DecoderConfig(ExportConfig):
+    """Generative label decoder: the entity graphs here, the decoder's in `decoder_export`."""
+
+    precisions = ("fp32",)
+
+    def label_set(self, cfg: Any, labels: LabelSet) -> LabelSet:
+        if getattr(cfg, "decoder_mode", None) == "prompt":
+            return LabelSet(("",) * len(labels), labels.names)  # class tokens only
+        return labels
+
+    def export_more(self, ctx: ExportContext) -> Extra:
+        from .decoder_export import export_decoder
+
+        return export_decoder(ctx)
+
+
+class SpanDecoderConfig(_DecoderConfig):
+    arch = "uniencoder_span_decoder"
+    demo = Demo(labels_decoder=True, decoder_mode="span")
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        return {"text_encoder": UniSpanTextEncoder(model.model), "scorer": SpanScorer()}
+
+    def reference(self, model: Any, batch: dict[str, Any]) -> Any:
+        """The span forward only: no label generation, no decoder inputs."""
+        from gliner.modeling.base import UniEncoderSpanModel
+
+        return UniEncoderSpanModel.forward(model.model, **batch)
+
+
+class TokenDecoderConfig(_DecoderConfig):
+    arch = "uniencoder_token_decoder"
+    steps = (text_encoder_step, scorer_step, span_encoder_step)
+    demo = Demo(span_mode="token_level", labels_decoder=True, decoder_mode="span")
+
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
+        core = model.model
+        return {
+            "text_encoder": TokenDecoderTextEncoder(core),
+            "scorer": _token_scorer(model, optimize),
+            "span_encoder": SpanEncoder(core),
+        }
+
+    def reference(self, model: Any, batch: dict[str, Any]) -> Any:
+        """gliner's token forward, with its candidate spans at SPAN_THRESHOLD and their logits."""
+        from gliner.modeling.base import UniEncoderTokenModel
+
+        return UniEncoderTokenModel.forward(model.model, **batch, threshold=SPAN_THRESHOLD)
+
+    def check_end_to_end(
+        self, ctx: ExportContext, ref: Any, chained: Feeds, outs: Outputs, where: str, parity: ParityRecorder
+    ) -> None:
+        """Also: the same candidate spans as gliner's extract_spans_from_tokens, same scores."""
+        super().check_end_to_end(ctx, ref, chained, outs, where, parity)
+        ref_spans = (ref.span_idx * ref.span_mask.unsqueeze(-1)).numpy().astype(np.int64)
+        if not np.array_equal(ref_spans, chained["span_encoder"]["span_idx"]):
+            parity.fail(f"candidate spans on {where} differ from gliner's extract_spans_from_tokens")
+            return
+        ref_scores = torch.sigmoid(ref.span_logits).float().numpy()
+        parity.record(
+            "end_to_end",
+            "span_scores",
+            ref_scores,
+            outs["span_encoder"][1],
+            where,
+            ctx.atol,
+            "end-to-end span scores",
+        )
+
+
+EXPORT_CONFIGS: dict[str, ExportConfig] = {
+    c.arch: c
+    for c in (
+        UniSpanConfig(),
+        BiSpanConfig(),
+        UniTokenConfig(),
+        BiTokenConfig(),
+        SpanDecoderConfig(),
+        TokenDecoderConfig(),
+        SpanRelexConfig(),
+        TokenRelexConfig(),
+    )
+}
+
+
+def export_config(arch: str) -> ExportConfig:
+    """The export config of `arch` (a registry name), or an error naming the valid ones."""
+    check_arch(arch)
+    if arch not in EXPORT_CONFIGS:
+        exportable = ", ".join(a for a in ARCH_NAMES if a in EXPORT_CONFIGS)
+        raise UnsupportedArchError(f"arch {arch!r} has no export config (exportable: {exportable})")
+    return EXPORT_CONFIGS[arch]
