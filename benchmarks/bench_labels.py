@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_suite import ENTITY_TYPES, TEXT  # noqa: E402
+from bench_common import TEXT, LoadMeter, header, percentile, warn_if_dirty  # noqa: E402
+from suite.data import ENTITY_TYPES  # noqa: E402
 
 
 def main() -> int:
@@ -47,6 +46,8 @@ def main() -> int:
 
     from gliner_onnx import GLiNER, SessionOptions
 
+    head = header()
+    warn_if_dirty(head["git"])
     counts = [int(c) for c in args.counts.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         export = args.export
@@ -73,30 +74,31 @@ def main() -> int:
             "labels_by_text": lambda n: model.predict_entities(TEXT, sets[n]),
         }
         times: dict[str, dict[int, list[float]]] = {k: {n: [] for n in counts} for k in calls}
+        load = LoadMeter()
         for call in calls.values():
             for n in counts:
                 for _ in range(3):
                     call(n)
-        for _ in range(args.blocks):
+        for b in range(args.blocks):  # the order of the counts reversed every other block
             for name, call in calls.items():
-                for n in counts:
+                for n in counts if b % 2 == 0 else counts[::-1]:
                     for _ in range(args.runs):
                         t0 = time.perf_counter()
                         call(n)
                         times[name][n].append(time.perf_counter() - t0)
         manifest = model.manifest
     result: dict[str, Any] = {
-        "command": " ".join(["python", *sys.argv]),
+        **head,
+        "load": load.summary(),
         "text_words": len(TEXT.split()),
         "threads": args.threads,
         "span_head": manifest.span_head,
         "graphs": list(manifest.graphs),
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
         "p50_ms": {},
         "ratio_to_first": {},
     }
     for name in calls:
-        med = {n: statistics.median(times[name][n]) * 1000 for n in counts}
+        med = {n: percentile(times[name][n], 50) * 1000 for n in counts}
         result["p50_ms"][name] = med
         result["ratio_to_first"][name] = {n: med[n] / med[counts[0]] for n in counts}
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
