@@ -6,7 +6,8 @@
 One ~60-word text (bench_suite's TEXT), labels from bench_suite's ENTITY_TYPES. Two ways to
 pass cached labels: `predict_with_embeds` with the array from `encode_labels` (gliner's API;
 the label keys are cached by the array's content) and labels by text (the label cache).
-Label counts alternate in blocks; medians; the ratio of each count to 5 labels. Writes JSON.
+Every (mode, count) is called once per round, rounds alternating in order; medians over
+`--blocks x --runs` rounds; the ratio of each count to 5 labels. Writes JSON.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--counts", default="5,20,50,100,200")
     p.add_argument("--blocks", type=int, default=6)
-    p.add_argument("--runs", type=int, default=10, help="timed runs per count per block")
+    p.add_argument("--runs", type=int, default=10, help="rounds = blocks x runs (one call per count each)")
     p.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "labels_biencoder_span.json"
     )
@@ -79,13 +80,14 @@ def main() -> int:
             for n in counts:
                 for _ in range(3):
                     call(n)
-        for b in range(args.blocks):  # the order of the counts reversed every other block
-            for name, call in calls.items():
-                for n in counts if b % 2 == 0 else counts[::-1]:
-                    for _ in range(args.runs):
-                        t0 = time.perf_counter()
-                        call(n)
-                        times[name][n].append(time.perf_counter() - t0)
+        # One call of every (mode, count) per round, the order reversed every other round: load
+        # changes on a shared machine hit every count alike.
+        pairs = [(name, n) for name in calls for n in counts]
+        for r in range(args.blocks * args.runs):
+            for name, n in pairs if r % 2 == 0 else pairs[::-1]:
+                t0 = time.perf_counter()
+                calls[name](n)
+                times[name][n].append(time.perf_counter() - t0)
         manifest = model.manifest
     result: dict[str, Any] = {
         **head,
