@@ -21,8 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import timed
+from bench_common import LoadMeter, header, percentile, timed, warn_if_dirty
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
@@ -55,7 +53,7 @@ def same_answer(ref: list[list[dict[str, Any]]], got: list[list[dict[str, Any]]]
 
 
 def median_ms(times: list[float]) -> float:
-    return statistics.median(times) * 1000
+    return percentile(times, 50) * 1000
 
 
 def main() -> int:
@@ -82,7 +80,7 @@ def main() -> int:
     )
     args = p.parse_args()
 
-    import onnxruntime
+    import onnxruntime  # noqa: F401  (its version goes into the results)
     import torch
 
     from gliner_onnx import GLiNER, SessionOptions
@@ -93,6 +91,9 @@ def main() -> int:
     from gliner_onnx.runtime.generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
 
     torch.set_num_threads(args.threads)
+    head = header()
+    warn_if_dirty(head["git"])
+    load = LoadMeter()
     token = args.arch == "uniencoder_token_decoder"
     shape = (
         {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
@@ -174,19 +175,13 @@ def main() -> int:
                 )
 
     result_doc = {
-        "command": " ".join(["python", *sys.argv]),
+        **head,
+        "load": load.summary(),
         "arch": args.arch,
         "decoder": shape,
         "export_s": export_s,
         "threads": args.threads,
         "providers": ours.providers,
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__,
-            "torch": torch.__version__,
-        },
         "generation": rows,
         "end_to_end": end_to_end,
     }

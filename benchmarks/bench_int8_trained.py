@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import entity_f1, header, warn_if_dirty  # noqa: E402  (the export's agreement: same matches)
 
 FIRST = (
     "Anna Peter Maria John Li Ahmed Sofia Carlos Yuki Olga David Fatima Lukas Emma Ravi Chloe Mateo Aisha "
@@ -155,20 +156,18 @@ def gold_f1(
     predict: Callable[[str, list[str]], list[dict[str, Any]]], examples: list[dict[str, Any]]
 ) -> float:
     """Entity F1 of `predict(text, labels)` against the synthetic gold (start, end, label)."""
-    tp = n_pred = n_gold = 0
+    golds, preds = [], []
     for ex in examples:
         words = ex["tokenized_text"]
         starts, pos = [], 0
         for w in words:
             starts.append(pos)
             pos += len(w) + 1
-        gold = {(starts[s], starts[e] + len(words[e]), label) for s, e, label in ex["ner"]}
-        pred = {(p["start"], p["end"], p["label"]) for p in predict(" ".join(words), LABELS)}
-        tp += len(gold & pred)
-        n_pred += len(pred)
-        n_gold += len(gold)
-    precision, recall = tp / max(n_pred, 1), tp / max(n_gold, 1)
-    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        golds.append(
+            [{"start": starts[s], "end": starts[e] + len(words[e]), "label": lab} for s, e, lab in ex["ner"]]
+        )
+        preds.append(predict(" ".join(words), LABELS))
+    return float(entity_f1(golds, preds)["f1"])
 
 
 def train(steps: int, batch_size: int, seed: int, heldout: list[dict[str, Any]]) -> tuple[Any, list[str]]:
@@ -225,8 +224,6 @@ def gliner_int8_agreement(
 
     import onnxruntime as ort
     from gliner import GLiNER as TorchGLiNER
-
-    from gliner_onnx.export.precision import entity_f1
 
     model = TorchGLiNER.from_pretrained(str(checkpoint), local_files_only=True)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -312,20 +309,20 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "int8_trained.json")
     args = p.parse_args()
 
-    import onnxruntime
+    import onnxruntime  # noqa: F401  (its version goes into the results)
     import torch
 
     from gliner_onnx import GLiNER, SessionOptions
     from gliner_onnx.export import export_model
-    from gliner_onnx.export.precision import agreement_corpus, entity_f1
+    from gliner_onnx.export.precision import agreement_corpus
     from gliner_onnx.manifest import load_manifest
 
     torch.set_num_threads(args.threads)
     heldout = [example(random.Random(10_000 + i)) for i in range(args.heldout)]
+    head = header()
+    warn_if_dirty(head["git"])
     result: dict[str, Any] = {
-        "command": " ".join(["python", *sys.argv]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+        **head,
         "labels": LABELS,
         "threshold": 0.5,
     }

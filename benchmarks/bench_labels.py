@@ -6,7 +6,8 @@
 One ~60-word text (bench_suite's TEXT), labels from bench_suite's ENTITY_TYPES. Two ways to
 pass cached labels: `predict_with_embeds` with the array from `encode_labels` (gliner's API;
 the label keys are cached by the array's content) and labels by text (the label cache).
-Label counts alternate in blocks; medians; the ratio of each count to 5 labels. Writes JSON.
+Every (mode, count) is called once per round, rounds alternating in order; medians over
+`--blocks x --runs` rounds; the ratio of each count to 5 labels. Writes JSON.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_suite import ENTITY_TYPES, TEXT  # noqa: E402
+from bench_common import TEXT, LoadMeter, header, percentile, warn_if_dirty  # noqa: E402
+from suite.data import ENTITY_TYPES  # noqa: E402
 
 
 def main() -> int:
@@ -39,7 +39,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--counts", default="5,20,50,100,200")
     p.add_argument("--blocks", type=int, default=6)
-    p.add_argument("--runs", type=int, default=10, help="timed runs per count per block")
+    p.add_argument("--runs", type=int, default=10, help="rounds = blocks x runs (one call per count each)")
     p.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "labels_biencoder_span.json"
     )
@@ -47,6 +47,8 @@ def main() -> int:
 
     from gliner_onnx import GLiNER, SessionOptions
 
+    head = header()
+    warn_if_dirty(head["git"])
     counts = [int(c) for c in args.counts.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         export = args.export
@@ -73,30 +75,32 @@ def main() -> int:
             "labels_by_text": lambda n: model.predict_entities(TEXT, sets[n]),
         }
         times: dict[str, dict[int, list[float]]] = {k: {n: [] for n in counts} for k in calls}
+        load = LoadMeter()
         for call in calls.values():
             for n in counts:
                 for _ in range(3):
                     call(n)
-        for _ in range(args.blocks):
-            for name, call in calls.items():
-                for n in counts:
-                    for _ in range(args.runs):
-                        t0 = time.perf_counter()
-                        call(n)
-                        times[name][n].append(time.perf_counter() - t0)
+        # One call of every (mode, count) per round, the order reversed every other round: load
+        # changes on a shared machine hit every count alike.
+        pairs = [(name, n) for name in calls for n in counts]
+        for r in range(args.blocks * args.runs):
+            for name, n in pairs if r % 2 == 0 else pairs[::-1]:
+                t0 = time.perf_counter()
+                calls[name](n)
+                times[name][n].append(time.perf_counter() - t0)
         manifest = model.manifest
     result: dict[str, Any] = {
-        "command": " ".join(["python", *sys.argv]),
+        **head,
+        "load": load.summary(),
         "text_words": len(TEXT.split()),
         "threads": args.threads,
         "span_head": manifest.span_head,
         "graphs": list(manifest.graphs),
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
         "p50_ms": {},
         "ratio_to_first": {},
     }
     for name in calls:
-        med = {n: statistics.median(times[name][n]) * 1000 for n in counts}
+        med = {n: percentile(times[name][n], 50) * 1000 for n in counts}
         result["p50_ms"][name] = med
         result["ratio_to_first"][name] = {n: med[n] / med[counts[0]] for n in counts}
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,34 +23,14 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
-TEXT = (
-    "On 3 March 2021 Angela Merkel met Emmanuel Macron and Ursula von der Leyen in Paris to discuss "
-    "the European Union's vaccine strategy with executives from Pfizer, BioNTech and Moderna, while "
-    "protesters gathered near the Élysée Palace and journalists from Le Monde, the BBC and Reuters "
-    "waited outside for a statement that finally came shortly after nine in the evening."
-)
-LABELS = ["person", "organization", "location", "date", "event"]
-
-
-def timed(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import LABELS, TEXT, LoadMeter, header, summarize, timed  # noqa: E402
 
 
 def summary(times: list[float]) -> dict[str, float]:
-    ms = sorted(t * 1000 for t in times)
-    return {
-        "median_ms": statistics.median(ms),
-        "p90_ms": ms[min(len(ms) - 1, int(0.9 * len(ms)))],
-        "min_ms": ms[0],
-        "runs": len(ms),
-    }
+    """bench_common.summarize, with `median_ms` (this file's key since its first results)."""
+    s = summarize(times)
+    return {"median_ms": s["p50_ms"], **s}
 
 
 def main() -> int:
@@ -78,6 +55,7 @@ def main() -> int:
     from gliner_onnx.export.demo import build_demo
 
     torch.set_num_threads(args.threads)
+    load = LoadMeter()
     ref = build_demo(args.arch)
     tmp = Path(tempfile.mkdtemp()) / "export"
     export_model(ref, tmp, log=lambda _m: None)
@@ -108,17 +86,11 @@ def main() -> int:
             "ratio_ours_over_torch": s_ours["median_ms"] / s_torch["median_ms"],
         }
     record = {
+        **header(load),
         "arch": args.arch,
         "checkpoint": "demo: all-MiniLM-L6-v2 backbone, untrained heads",
         "threads": args.threads,
         "providers": ours.providers,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-        },
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__},
-        "command": "python " + " ".join(sys.argv),
         "results": results,
     }
     out = Path(args.out or Path(__file__).parent / "results" / f"latency_{args.arch}.json")

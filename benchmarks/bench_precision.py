@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +28,8 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import header, warn_if_dirty  # noqa: E402
 
 ARCHS = (
     "uniencoder_span",
@@ -93,8 +94,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "precision.json")
     args = p.parse_args()
 
-    import onnxruntime
+    import onnxruntime  # noqa: F401  (its version goes into the results)
 
+    head = header()
+    warn_if_dirty(head["git"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -106,9 +109,7 @@ def main() -> int:
                 rows.append({"arch": arch, "checkpoint": str(ckpt or "demo"), "error": repr(e)})
                 print(f"{arch}: {e!r}", file=sys.stderr, flush=True)
     record = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "versions": {"onnxruntime": onnxruntime.__version__},
+        **head,
         "corpus": "the export's agreement corpus: 115 texts, 6 labels, threshold 0.5",
         "rows": rows,
     }

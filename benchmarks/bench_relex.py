@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import LABELS, TEXT  # noqa: E402
+from bench_common import LABELS, TEXT, LoadMeter, header, percentile, warn_if_dirty  # noqa: E402
 
 RELATIONS = ["works for", "located in", "born in"]
 
@@ -56,6 +54,9 @@ def main() -> None:
     from gliner_onnx.export.demo import build_demo
 
     torch.set_num_threads(args.threads)
+    head = header()
+    warn_if_dirty(head["git"])
+    load = LoadMeter()
     work = Path(tempfile.mkdtemp(prefix="bench-relex-"))
     ref = build_demo(args.arch)
     ref.save_pretrained(work / "ckpt")
@@ -79,8 +80,8 @@ def main() -> None:
         g_onnx = None
 
     results: dict[str, Any] = {
+        **head,
         "arch": args.arch,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
         "threads": args.threads,
         "runs": args.runs,
         "text_words": len(TEXT.split()),
@@ -115,11 +116,12 @@ def main() -> None:
             "entities": len(outputs["gliner torch"][0][0]),
             "relations": len(outputs["gliner torch"][1][0]),
             "relations_equal_gliner": same,
-            "p50_ms": {n: round(statistics.median(t), 2) for n, t in times.items()},
+            "p50_ms": {n: round(percentile(t, 50), 2) for n, t in times.items()},
         }
         case["ours_vs_torch"] = round(case["p50_ms"]["gliner-onnx"] / case["p50_ms"]["gliner torch"], 3)
         results["cases"].append(case)
         print(json.dumps(case))
+    results["load"] = load.summary()
     out = Path(__file__).resolve().parent / "results" / f"relex_{args.arch}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"gliner export_to_onnx: {gliner_onnx_status}\nwrote {out}")

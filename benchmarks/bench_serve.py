@@ -27,10 +27,8 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +39,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import header, percentile, warn_if_dirty  # noqa: E402
 
 LABELS = ["person", "organization", "location", "date", "event"]
 _PEOPLE = ["Angela Merkel", "Tim Cook", "Marie Curie", "Emmanuel Macron", "Serena Williams", "Satya Nadella"]
@@ -143,11 +143,6 @@ def wait_for_idle(max_s: float, threshold: float = 0.1) -> float:
     return time.perf_counter() - t0
 
 
-def percentile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
-
-
 async def _load(urls: list[str], texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
     """`clients` closed-loop clients for `seconds`; client k posts to urls[k % len(urls)]."""
     import aiohttp
@@ -183,7 +178,7 @@ async def _load(urls: list[str], texts: list[str], clients: int, seconds: float)
         "errors": errors,
         "seconds": wall,
         "requests_per_s": len(latencies) / wall,
-        "p50_ms": statistics.median(ms),
+        "p50_ms": percentile(ms, 50),
         "p90_ms": percentile(ms, 90),
         "p99_ms": percentile(ms, 99),
     }
@@ -444,19 +439,16 @@ def main() -> int:
         os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(args.port + 16)
     ray.init(include_dashboard=False, log_to_driver=False)
     texts = sentences(200)
+    head = header()
+    warn_if_dirty(head["git"])
     record: dict[str, Any] = {
+        **head,
         "checkpoint": "demo: all-MiniLM-L6-v2 backbone, untrained span heads (uniencoder_span)",
         "labels": LABELS,
         "texts": "one sentence, 12-20 words",
         "replicas": args.replicas,
         "cpus_per_replica": args.cpus,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-        },
-        "versions": {"python": sys.version.split()[0], "ray": ray.__version__},
-        "command": "python " + " ".join(sys.argv),
+        "ray": ray.__version__,
         "ingress": "direct (replica ports, Ray Serve throughput-optimized mode)"
         if args.direct_ingress
         else "Ray Serve HTTP proxy",
