@@ -167,8 +167,7 @@ def format_table(result: dict[str, Any]) -> str:
     """A readable summary of `run_bench`'s result."""
     m = result["machine"]
     lines = [
-        f"{result['arch']} ({result['precision']}, {result['head']}) on "
-        f"{', '.join(result['providers'])}",
+        f"{result['arch']} ({result['precision']}, {result['head']}) on {', '.join(result['providers'])}",
         f"{m['cpu']}, {m['usable_cores']} usable cores, onnxruntime {m['onnxruntime']}",
         "",
         "batch-1 latency           p50 ms   p90 ms   p99 ms",
