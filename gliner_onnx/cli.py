@@ -20,9 +20,12 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import GlinerOnnxError
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 
 def _labels(value: str) -> list[str]:
@@ -211,6 +214,17 @@ def _field_list(rec: dict[str, Any], name: str, default: list[str]) -> list[str]
     return value
 
 
+def _demo_note(manifest: Manifest, export_dir: str) -> None:
+    """On stderr: a demo export's entities are not a model's (see export/demo.py)."""
+    if manifest.is_demo:
+        print(
+            f"gliner-onnx: note: {export_dir} is the offline DEMO export ({manifest.source}), not a "
+            "trained GLiNER model: its entities show the pipeline working, not a model's answers. "
+            "Export a real checkpoint with gliner-export --model.",
+            file=sys.stderr,
+        )
+
+
 def _predict(args: argparse.Namespace, out: TextIO) -> None:
     from .runtime import GLiNER, SessionOptions
 
@@ -219,6 +233,7 @@ def _predict(args: argparse.Namespace, out: TextIO) -> None:
         providers=_providers(args.providers),
         session_options=SessionOptions(intra_op_num_threads=args.threads),
     )
+    _demo_note(model.manifest, args.export_dir)
     kwargs: dict[str, Any] = {
         "threshold": args.threshold,
         "flat_ner": not args.nested,
@@ -284,6 +299,7 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
     from .manifest import load_manifest
 
     m = load_manifest(args.export_dir)
+    _demo_note(m, args.export_dir)
     out.write(f"arch: {m.arch}\nprecision: {m.precision}\nsource: {m.source}\n")
     if m.relations_layer is not None:
         out.write(f"relations layer: {m.relations_layer}, triples layer: {m.triples_layer}\n")

@@ -22,6 +22,8 @@ FORMAT_VERSION = 1
 WORD_SPLITTERS = ("whitespace",)
 SUBTOKEN_POOLINGS = ("first", "last", "mean", "max")
 PRECISIONS = ("fp32", "int8", "fp16")
+# `source` of an export of gliner-export's offline demo checkpoint (no --model): "demo:<arch>".
+DEMO_SOURCE_PREFIX = "demo:"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+
+    @property
+    def is_demo(self) -> bool:
+        """Exported from the offline demo checkpoint, not from a trained GLiNER model."""
+        return self.source.startswith(DEMO_SOURCE_PREFIX)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False, ensure_ascii=False) + "\n"

@@ -7,8 +7,13 @@ scaled so scores spread over (0, 1)), saved with `save_pretrained`, reloaded wit
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import gc
 import os
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +41,36 @@ LOGIT_STD = 2.0
 @dataclass
 class Checkpoint:
     name: str
-    torch_model: Any  # gliner.GLiNER loaded from `model_dir`
     model_dir: Path
     export_dir: Path
+
+    @property
+    def torch_model(self) -> Any:
+        """gliner.GLiNER loaded from `model_dir` (the same object while it is in use)."""
+        return _torch_model(self.model_dir)
+
+
+# The session's checkpoints outlive their test files; holding every one's torch model made the
+# test process grow past 10 GB. The few used last stay loaded; another is reloaded from its
+# directory, as it was built (saved, then loaded with from_pretrained).
+@functools.lru_cache(maxsize=3)
+def _torch_model(model_dir: Path) -> Any:
+    from gliner import GLiNER
+
+    return GLiNER.from_pretrained(str(model_dir), local_files_only=True).eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _give_memory_back() -> Iterator[None]:
+    """After each test file: collect its models and sessions, and return freed heap to the OS
+    (glibc keeps it otherwise, and the process's peak grows file after file)."""
+    yield
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def _minilm() -> Path:
@@ -48,16 +80,13 @@ def _minilm() -> Path:
 
 
 def _checkpoint(tmp: Path, name: str, build: Any) -> Checkpoint:
-    from gliner import GLiNER
-
     from gliner_onnx.export import export_model
 
     model_dir = tmp / f"{name}-ckpt"
     build().save_pretrained(model_dir)
-    torch_model = GLiNER.from_pretrained(str(model_dir), local_files_only=True).eval()
     export_dir = tmp / f"{name}-onnx"
     export_model(model_dir, export_dir, log=lambda _m: None)
-    return Checkpoint(name, torch_model, model_dir, export_dir)
+    return Checkpoint(name, model_dir, export_dir)
 
 
 def _reexport(tmp: Path, ckpt: Checkpoint, name: str, **export_kw: Any) -> Checkpoint:
@@ -66,7 +95,7 @@ def _reexport(tmp: Path, ckpt: Checkpoint, name: str, **export_kw: Any) -> Check
 
     export_dir = tmp / f"{name}-onnx"
     export_model(ckpt.model_dir, export_dir, log=lambda _m: None, **export_kw)
-    return Checkpoint(name, ckpt.torch_model, ckpt.model_dir, export_dir)
+    return Checkpoint(name, ckpt.model_dir, export_dir)
 
 
 @pytest.fixture(scope="session")

@@ -62,3 +62,17 @@ def test_bench_cli_writes_json(uni_deberta: Checkpoint, tmp_path: Path) -> None:
     assert data["arch"] == "uniencoder_span" and data["throughput"][0]["batch_size"] == 2
     bad = subprocess.run([*cmd[:4], "--words", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "expected positive integers" in bad.stderr
+
+
+def test_token_model_header_and_shared_point_once(bi_token_deberta_bert: Checkpoint) -> None:
+    # Regression: the header said "generic span head" for a token model, and the point both
+    # sweeps share (base words, base labels) was measured twice and printed as two rows.
+    model = GLiNER.from_pretrained(bi_token_deberta_bert.export_dir)
+    r = run_bench(model, words=(5, 8), label_counts=(2, 5), batch_sizes=(1,), runs=2, warmup=0, base_words=5)
+    assert r["head"] == "factorized token scorer"
+    assert r["latency_by_words"][0] == r["latency_by_labels"][1]  # one measurement, in both sweeps
+    table = format_table(r)
+    assert table.splitlines()[0].startswith("biencoder_token (fp32, factorized token scorer) on ")
+    assert "span head" not in table
+    rows = [" ".join(ln.split()[:4]) for ln in table.splitlines() if ln.startswith("  ") and "words," in ln]
+    assert rows == ["5 words, 5 labels", "8 words, 5 labels", "5 words, 2 labels"]

@@ -159,9 +159,28 @@ def test_demo_export_and_predict_cli(tmp_path: Path) -> None:
     )
     assert pred.returncode == 0, pred.stderr
     record = json.loads(pred.stdout)
-    assert record["text"] == "Angela Merkel visited Paris."
-    assert isinstance(record["entities"], list)
+    text = "Angela Merkel visited Paris."
+    assert record["text"] == text
+    assert record["entities"], "the demo finds no entity in the README's example"
+    for e in record["entities"]:
+        assert text[e["start"] : e["end"]] == e["text"] and e["label"] in ("person", "location")
+        assert 0.5 < e["score"] <= 1.0
+    # predict and info say on stderr that this is the demo, not a trained model
+    assert "is the offline DEMO export (demo:uniencoder_span)" in pred.stderr
+    info = subprocess.run([str(bindir / "gliner-onnx"), "info", str(out)], capture_output=True, text=True)
+    assert info.returncode == 0 and "DEMO export" in info.stderr
+    assert "source: demo:uniencoder_span" in info.stdout
     assert GLiNER.from_pretrained(out).arch == "uniencoder_span"
+
+
+def test_trained_export_is_not_called_a_demo(bi_minilm_bert: Checkpoint) -> None:
+    info = subprocess.run(
+        [sys.executable, "-m", "gliner_onnx.cli", "info", str(bi_minilm_bert.export_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert info.returncode == 0 and "arch: biencoder_span" in info.stdout
+    assert "DEMO" not in info.stderr
 
 
 def test_checkpoint_dir_is_checked_before_loading_weights(tmp_path: Path) -> None:

@@ -13,7 +13,14 @@ import pytest
 
 from gliner_onnx import GLiNER
 from gliner_onnx.export import export_model
-from gliner_onnx.export.precision import ATTENTION, entity_f1, lower_precision
+from gliner_onnx.export.precision import (
+    AGREEMENT_LABELS,
+    AGREEMENT_THRESHOLD,
+    ATTENTION,
+    agreement_corpus,
+    entity_f1,
+    lower_precision,
+)
 from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
 
 from .conftest import LABELS, RELATIONS, RELEX_LABELS, RELEX_TEXTS, TEXTS, Checkpoint
@@ -43,7 +50,7 @@ def test_entity_f1_counts_exact_matches() -> None:
     assert entity_f1(ref, [[], []])["f1"] == 0.0
 
 
-def test_int8_export_quantizes_the_backbone_only(int8_export: Path) -> None:
+def test_int8_export_quantizes_the_backbone_only(int8_export: Path, uni_deberta: Checkpoint) -> None:
     m = load_manifest(int8_export)
     assert m.precision == "int8" and m.span_head == "factorized"
     enc = m.graphs["text_encoder"].optimization
@@ -73,7 +80,16 @@ def test_int8_export_quantizes_the_backbone_only(int8_export: Path) -> None:
         "event",
         "product",
     ]
-    assert 0.0 <= a["f1"] <= 1.0 and a["fp32_entities"] > 0
+    # the recorded figure is the one measured on the corpus, and int8 stays close to fp32
+    fp32 = GLiNER.from_pretrained(uni_deberta.export_dir).inference(
+        agreement_corpus(), list(AGREEMENT_LABELS), threshold=AGREEMENT_THRESHOLD
+    )
+    int8 = GLiNER.from_pretrained(int8_export).inference(
+        agreement_corpus(), list(AGREEMENT_LABELS), threshold=AGREEMENT_THRESHOLD
+    )
+    assert a["fp32_entities"] == sum(map(len, fp32)) > 0 and a["entities"] == sum(map(len, int8))
+    assert a["f1"] == pytest.approx(entity_f1(fp32, int8)["f1"], abs=1e-12)
+    assert a["f1"] > 0.3  # random heads amplify quantization noise
 
 
 def test_int8_export_predicts_close_to_fp32(int8_export: Path, uni_deberta: Checkpoint) -> None:
@@ -102,7 +118,7 @@ def test_int8_of_a_relex_export_measures_entities_and_keeps_relations(
 ) -> None:
     m = lower_precision(span_relex_minilm.export_dir, tmp_path / "int8", "int8", log=lambda _m: None)
     assert m.precision == "int8" and m.relations_layer == "dot"
-    assert 0.0 <= m.agreement["f1"] <= 1.0 and m.agreement["fp32_entities"] > 0
+    assert m.agreement["f1"] > 0.3 and m.agreement["fp32_entities"] > 0
     entities, relations = GLiNER.from_pretrained(tmp_path / "int8").inference(
         RELEX_TEXTS, RELEX_LABELS, relations=RELATIONS, threshold=0.5
     )
