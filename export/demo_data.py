@@ -98,19 +98,29 @@ HELDOUT_SEED = 10_000
 REALISTIC: list[tuple[str, list[tuple[str, str]]]] = [
     ("Angela Merkel visited Paris.", [("Angela Merkel", "person"), ("Paris", "location")]),
     ("Barack Obama was born in Honolulu.", [("Barack Obama", "person"), ("Honolulu", "location")]),
-    ("Marie Curie moved to Warsaw in 1891.", [("Marie Curie", "person"), ("Warsaw", "location"),
-                                              ("1891", "date")]),  # fmt: skip
+    (
+        "Marie Curie moved to Warsaw in 1891.",
+        [("Marie Curie", "person"), ("Warsaw", "location"), ("1891", "date")],
+    ),
     ("Google opened a new office in Zurich.", [("Google", "organization"), ("Zurich", "location")]),
-    ("Nelson Mandela met Kofi Annan in Geneva.",
-     [("Nelson Mandela", "person"), ("Kofi Annan", "person"), ("Geneva", "location")]),  # fmt: skip
+    (
+        "Nelson Mandela met Kofi Annan in Geneva.",
+        [("Nelson Mandela", "person"), ("Kofi Annan", "person"), ("Geneva", "location")],
+    ),
     ("The weather was pleasant all week.", []),
-    ("Elon Musk left PayPal and founded SpaceX.",
-     [("Elon Musk", "person"), ("PayPal", "organization"), ("SpaceX", "organization")]),  # fmt: skip
+    (
+        "Elon Musk left PayPal and founded SpaceX.",
+        [("Elon Musk", "person"), ("PayPal", "organization"), ("SpaceX", "organization")],
+    ),
     ("Frida Kahlo lived in Mexico City.", [("Frida Kahlo", "person"), ("Mexico City", "location")]),
-    ("On 4 July 2023, Serena Williams arrived in London.",
-     [("4 July 2023", "date"), ("Serena Williams", "person"), ("London", "location")]),  # fmt: skip
-    ("Amazon hired Priya Sharma in Seattle.",
-     [("Amazon", "organization"), ("Priya Sharma", "person"), ("Seattle", "location")]),  # fmt: skip
+    (
+        "On 4 July 2023, Serena Williams arrived in London.",
+        [("4 July 2023", "date"), ("Serena Williams", "person"), ("London", "location")],
+    ),
+    (
+        "Amazon hired Priya Sharma in Seattle.",
+        [("Amazon", "organization"), ("Priya Sharma", "person"), ("Seattle", "location")],
+    ),
 ]
 REALISTIC_LABELS = ["person", "organization", "location", "date"]
 

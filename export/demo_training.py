@@ -42,7 +42,9 @@ WORDS = TEXT_ENCODER + "model.embeddings.word_embeddings.weight"
 def _groups(model: Any, base_vocab: int, lr_backbone: float, lr_heads: float) -> list[dict[str, Any]]:
     """AdamW groups: the text encoder's layers (and embedding LayerNorm), the added token rows,
     the heads; everything else frozen."""
-    backbone, heads, frozen = [], [], []
+    backbone: list[Any] = []
+    heads: list[Any] = []
+    frozen: list[Any] = []
     for name, p in model.model.named_parameters():
         if name.startswith(LABELS_ENCODER) or ".pooler." in name:
             frozen.append(p)
@@ -73,7 +75,9 @@ def train(model: Any, args: argparse.Namespace, base_vocab: int) -> list[str]:
 
     random.seed(args.seed)  # gliner's collator shuffles label order with `random`
     torch.manual_seed(args.seed)
-    collator = model.data_collator_class(model.config, data_processor=model.data_processor, prepare_labels=True)
+    collator = model.data_collator_class(
+        model.config, data_processor=model.data_processor, prepare_labels=True
+    )
     groups = _groups(model, base_vocab, args.lr_backbone, args.lr_heads)
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     warmup, steps = 50, args.steps
@@ -95,7 +99,7 @@ def train(model: Any, args: argparse.Namespace, base_vocab: int) -> list[str]:
         schedule.step()
         optimizer.zero_grad()
         if step % 100 == 0 or step == steps - 1:
-            line = f"step {step}: loss {float(loss):.3f} ({time.perf_counter() - t0:.0f} s)"
+            line = f"step {step}: loss {loss.item():.3f} ({time.perf_counter() - t0:.0f} s)"
             log.append(line)
             print(line, file=sys.stderr, flush=True)
     model.eval()
@@ -108,7 +112,8 @@ def evaluate(model: Any, heldout: list[dict[str, Any]]) -> dict[str, Any]:
     def predict(text: str, labels: list[str]) -> list[dict[str, Any]]:
         return model.predict_entities(text, labels, threshold=0.5)
 
-    readme = [(e["text"], e["label"], round(float(e["score"]), 3)) for e in predict(README_TEXT, README_LABELS)]
+    found = predict(README_TEXT, README_LABELS)
+    readme = [(e["text"], e["label"], round(float(e["score"]), 3)) for e in found]
     return {
         "heldout_f1": round(demo_data.gold_f1(predict, heldout), 4),
         "realistic_f1": round(demo_data.realistic_f1(predict), 4),
