@@ -39,28 +39,40 @@ LABELS_ENCODER = "token_rep_layer.labels_encoder."
 WORDS = TEXT_ENCODER + "model.embeddings.word_embeddings.weight"
 
 
-def _groups(model: Any, base_vocab: int, lr_backbone: float, lr_heads: float) -> list[dict[str, Any]]:
-    """AdamW groups: the text encoder's layers (and embedding LayerNorm), the added token rows,
-    the heads; everything else frozen."""
+def _layer(name: str) -> int | None:
+    """The transformer layer index of a text-encoder parameter name, None outside the layers."""
+    parts = name.split(".layer.")
+    return int(parts[1].split(".")[0]) if len(parts) > 1 and parts[1][:1].isdigit() else None
+
+
+def _groups(model: Any, base_vocab: int, args: argparse.Namespace, num_layers: int) -> list[dict[str, Any]]:
+    """AdamW groups: the text encoder's top `args.train_layers` layers (all: also the embedding
+    LayerNorm and the added token rows), the heads; everything else frozen."""
+    lowest = num_layers - args.train_layers
+    everything = lowest <= 0
     backbone: list[Any] = []
     heads: list[Any] = []
     frozen: list[Any] = []
     for name, p in model.model.named_parameters():
+        layer = _layer(name)
         if name.startswith(LABELS_ENCODER) or ".pooler." in name:
             frozen.append(p)
         elif name == WORDS:
-            if p.shape[0] > base_vocab:  # the tokens gliner added: train their rows only
+            if everything and p.shape[0] > base_vocab:  # the tokens gliner added: their rows only
                 p.register_hook(lambda g, k=base_vocab: g.index_fill(0, _range(k, g), 0.0))
                 heads.append(p)
             else:
                 frozen.append(p)
         elif name.startswith(TEXT_ENCODER):
-            (frozen if "position_embeddings" in name or "token_type" in name else backbone).append(p)
+            if layer is not None:
+                (backbone if layer >= lowest else frozen).append(p)
+            else:
+                (backbone if everything and "LayerNorm" in name else frozen).append(p)
         else:
             heads.append(p)
     for p in frozen:
         p.requires_grad_(False)
-    return [{"params": backbone, "lr": lr_backbone}, {"params": heads, "lr": lr_heads}]
+    return [{"params": backbone, "lr": args.lr_backbone}, {"params": heads, "lr": args.lr_heads}]
 
 
 def _range(k: int, g: Any) -> Any:
@@ -78,7 +90,7 @@ def train(model: Any, args: argparse.Namespace, base_vocab: int) -> list[str]:
     collator = model.data_collator_class(
         model.config, data_processor=model.data_processor, prepare_labels=True
     )
-    groups = _groups(model, base_vocab, args.lr_backbone, args.lr_heads)
+    groups = _groups(model, base_vocab, args, model.config.encoder_config.num_hidden_layers)
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     warmup, steps = 50, args.steps
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -98,7 +110,7 @@ def train(model: Any, args: argparse.Namespace, base_vocab: int) -> list[str]:
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
-        if step % 100 == 0 or step == steps - 1:
+        if step % 25 == 0 or step == steps - 1:
             line = f"step {step}: loss {loss.item():.3f} ({time.perf_counter() - t0:.0f} s)"
             log.append(line)
             print(line, file=sys.stderr, flush=True)
@@ -156,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr-backbone", type=float, default=5e-5)
     p.add_argument("--lr-heads", type=float, default=1e-3)
+    p.add_argument(
+        "--train-layers", type=int, default=6, help="train the text encoder's top N layers (6: all of MiniLM)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--heldout", type=int, default=200)
@@ -198,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr": {"backbone": args.lr_backbone, "heads": args.lr_heads},
-        "trained": "heads, text encoder layers, added token rows (labels encoder and embeddings frozen)",
+        "trained": f"heads, the text encoder's top {args.train_layers} layers (all: also the added token "
+        "rows); the embeddings and a bi-encoder's labels encoder frozen",
         "training_seconds": seconds,
         "log": log,
         "versions": {"torch": torch.__version__},
