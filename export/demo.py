@@ -37,6 +37,13 @@ TRAINED_DEMO_WARNING = (
 WEIGHTS_DIR = Path(__file__).parent / "demo_weights"
 
 
+def demo_source(arch: str) -> str:
+    """The manifest's `source` for the demo of `arch`: what it is, in words."""
+    if (WEIGHTS_DIR / f"{arch}.safetensors").is_file():
+        return f"demo:{arch} (all-MiniLM-L6-v2, heads trained on synthetic sentences; not a released GLiNER)"
+    return f"demo:{arch} (all-MiniLM-L6-v2, untrained heads: meaningless entities)"
+
+
 def demo_warning(arch: str) -> str:
     """What the console says about the demo of `arch`: trained on synthetic sentences, or random."""
     return TRAINED_DEMO_WARNING if (WEIGHTS_DIR / f"{arch}.safetensors").is_file() else DEMO_WARNING

@@ -11,8 +11,16 @@ import pytest
 
 from gliner_onnx.errors import ExportError
 
-TRAINED = ("uniencoder_span", "biencoder_span", "uniencoder_token", "biencoder_token")
+ENTITY_ARCHS = ("uniencoder_span", "biencoder_span", "uniencoder_token", "biencoder_token")
 WEIGHTS = Path(__file__).resolve().parents[1] / "export" / "demo_weights"
+TRAINED = tuple(a for a in ENTITY_ARCHS if (WEIGHTS / f"{a}.safetensors").is_file())
+
+
+def test_the_main_jobs_demo_is_trained() -> None:
+    """The README's main job (biencoder_token) has shipped weights, declared as package data."""
+    assert "biencoder_token" in TRAINED
+    pyproject = (WEIGHTS.parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"demo_weights/*.safetensors", "demo_weights/*.json"' in pyproject
 
 
 @pytest.mark.parametrize("arch", TRAINED)
@@ -54,10 +62,10 @@ def test_delta_on_another_base_is_an_error() -> None:
     from gliner_onnx.export.demo import WEIGHTS_DIR, build_demo
     from gliner_onnx.export.demo_delta import load_into
 
-    other = build_demo("uniencoder_token", seed=1, logit_scale=1.0, trained=False)
-    record = json.loads((WEIGHTS_DIR / "uniencoder_token.json").read_text(encoding="utf-8"))
+    other = build_demo("biencoder_token", seed=1, logit_scale=1.0, trained=False)
+    record = json.loads((WEIGHTS_DIR / "biencoder_token.json").read_text(encoding="utf-8"))
     with pytest.raises(ExportError, match="another base"):
-        load_into(other, WEIGHTS_DIR / "uniencoder_token.safetensors", record["base_fingerprint"])
+        load_into(other, WEIGHTS_DIR / "biencoder_token.safetensors", record["base_fingerprint"])
 
 
 def test_relex_and_decoder_demos_stay_random_and_say_so() -> None:
@@ -65,7 +73,8 @@ def test_relex_and_decoder_demos_stay_random_and_say_so() -> None:
 
     for arch in TRAINED:
         assert demo_warning(arch) == TRAINED_DEMO_WARNING
-    for arch in ("uniencoder_span_relex", "uniencoder_token_relex", "uniencoder_span_decoder"):
+    untrained = [a for a in ENTITY_ARCHS if a not in TRAINED]
+    for arch in ["uniencoder_span_relex", "uniencoder_token_relex", "uniencoder_span_decoder", *untrained]:
         assert demo_warning(arch) == DEMO_WARNING and "MEANINGLESS" in DEMO_WARNING
         assert not (WEIGHTS / f"{arch}.safetensors").exists()
 
