@@ -90,11 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = args.model
         source = args.model
         if model is None:
-            from .demo import DEMO_WARNING, build_demo
+            from .demo import build_demo, demo_source, demo_warning
 
-            print(DEMO_WARNING, file=sys.stderr)
+            print(demo_warning(args.arch), file=sys.stderr)
             model = build_demo(args.arch)
-            source = f"demo:{args.arch}"
+            source = demo_source(args.arch)
         report = export_model(
             model,
             args.output,

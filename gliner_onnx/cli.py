@@ -219,7 +219,7 @@ def _demo_note(manifest: Manifest, export_dir: str) -> None:
     if manifest.is_demo:
         print(
             f"gliner-onnx: note: {export_dir} is the offline DEMO export ({manifest.source}), not a "
-            "trained GLiNER model: its entities show the pipeline working, not a model's answers. "
+            "released GLiNER model: its entities show the pipeline working, not a real model's answers. "
             "Export a real checkpoint with gliner-export --model.",
             file=sys.stderr,
         )
