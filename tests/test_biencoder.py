@@ -21,7 +21,7 @@ def model(checkpoint: Checkpoint) -> GLiNER:
 
 
 def _count_runs(model: GLiNER, graph: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    session = model._sessions[graph]
+    session = model.context.runner.session(graph)
     calls: list[int] = []
     original = session.run
 
