@@ -213,6 +213,7 @@ def _field_list(rec: dict[str, Any], name: str, default: list[str]) -> list[str]
 
 def _predict(args: argparse.Namespace, out: TextIO) -> None:
     from .runtime import GLiNER, SessionOptions
+    from .runtime.result import as_record
 
     model = GLiNER.from_pretrained(
         args.export_dir,
@@ -234,13 +235,9 @@ def _predict(args: argparse.Namespace, out: TextIO) -> None:
         )
 
     def predict(texts: list[str], labels: list[str], relations: list[str] | None) -> list[dict[str, Any]]:
-        if not relex:
-            preds = model.inference(texts, labels, batch_size=args.batch_size, **kwargs)
-            return [{"entities": e} for e in preds]
-        ents, rels = model.inference(
-            texts, labels, relations=relations or [], batch_size=args.batch_size, **kwargs
-        )
-        return [{"entities": e, "relations": r} for e, r in zip(ents, rels)]
+        rels = (relations or []) if relex else None
+        found = model.extract(texts, labels, relations=rels, batch_size=args.batch_size, **kwargs)
+        return [as_record(r) for r in found]
 
     generation = {
         "gen_constraints": args.gen_constraints,
