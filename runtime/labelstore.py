@@ -40,6 +40,11 @@ class LabelStore:
         self._by_content: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        """The number of labels cached by text."""
+        with self._lock:
+            return len(self._by_text)
+
     def clear(self) -> None:
         with self._lock:
             self._by_text.clear()
