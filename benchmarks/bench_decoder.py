@@ -123,7 +123,7 @@ def main() -> int:
         ours = GLiNER.from_pretrained(
             tmp / "onnx", session_options=SessionOptions(intra_op_num_threads=args.threads)
         )
-        dec = ours._decoder
+        dec = ours.pipeline.decoder  # type: ignore[attr-defined]  (decoder archs only)
         assert dec is not None
         vocab = dec._plain.get_vocab_size()
         rng = np.random.default_rng(0)

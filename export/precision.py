@@ -151,10 +151,10 @@ def measure_agreement(fp32_dir: Path, other_dir: Path) -> dict[str, Any]:
 
     texts = agreement_corpus()
     labels = list(AGREEMENT_LABELS)
-    # Entities only: relex exports would otherwise answer (entities, relations).
+    # Entities only (relex exports: relation scoring skipped).
     kw = {"threshold": AGREEMENT_THRESHOLD, "batch_size": 8, "return_relations": False}
-    ref = GLiNER.from_pretrained(fp32_dir).inference(texts, labels, **kw)
-    got = GLiNER.from_pretrained(other_dir, verify=False).inference(texts, labels, **kw)
+    ref = [r.entities for r in GLiNER.from_pretrained(fp32_dir).extract(texts, labels, **kw)]
+    got = [r.entities for r in GLiNER.from_pretrained(other_dir, verify=False).extract(texts, labels, **kw)]
     return {
         "metric": "entity F1 against the fp32 graphs (text, start, end, label)",
         **entity_f1(ref, got),

@@ -227,6 +227,7 @@ def _demo_note(manifest: Manifest, export_dir: str) -> None:
 
 def _predict(args: argparse.Namespace, out: TextIO) -> None:
     from .runtime import GLiNER, SessionOptions
+    from .runtime.result import as_record
 
     model = GLiNER.from_pretrained(
         args.export_dir,
@@ -249,13 +250,9 @@ def _predict(args: argparse.Namespace, out: TextIO) -> None:
         )
 
     def predict(texts: list[str], labels: list[str], relations: list[str] | None) -> list[dict[str, Any]]:
-        if not relex:
-            preds = model.inference(texts, labels, batch_size=args.batch_size, **kwargs)
-            return [{"entities": e} for e in preds]
-        ents, rels = model.inference(
-            texts, labels, relations=relations or [], batch_size=args.batch_size, **kwargs
-        )
-        return [{"entities": e, "relations": r} for e, r in zip(ents, rels)]
+        rels = (relations or []) if relex else None
+        found = model.extract(texts, labels, relations=rels, batch_size=args.batch_size, **kwargs)
+        return [as_record(r) for r in found]
 
     generation = {
         "gen_constraints": args.gen_constraints,

@@ -5,14 +5,20 @@ Stages, each a module of pure functions over plain arrays or frozen dataclasses:
 1. `words`    split a text into words with character offsets
 2. `labels`   normalise labels; build the uni-encoder prompt
 3. `tokenize` subword-tokenize the words once per batch; build `words_mask`
-4. `spans`    enumerate candidate spans
-5. `session`  run the exported graphs with ONNX Runtime
+4. `spans`    enumerate candidate spans (`features` composes 1-4 per batch)
+5. `runner`   the one graph runner: every graph runs through it (sessions in `session`:
+              providers, placement, IO binding)
 6. `decode`   threshold scores into candidates; flat / nested / multi-label greedy selection
-7. decoder archs: `generative` (span or label prefixes for the decoder, the pipeline),
-   `generate` (greedy / sampling loop on the key/value cache), `beam` (beam search),
-   `trie` (gen_constraints)
+7. `output`   word spans -> gliner's entity and relation dicts (the one place offsets are made)
+   relex: `relations`; decoder archs: `generative` (prefixes), `generate` / `beam`, `trie`;
+   long texts: `windows`, `planning`
 
-`model.GLiNER` composes them; this package never imports torch, transformers or gliner.
+One pipeline per graph layout composes them, with its own batching policy, from the
+loaded-model context (`loaded.LoadedModel`: manifest, graph runner, tokenizers, label
+store `labelstore`): `entities` (span and token models), `relex`, `decoder`; `pipelines`
+registers them by layout. `model.GLiNER` is the facade: it checks arguments (`request`),
+picks the pipeline once at load and adapts the typed results (`result`) to gliner's
+conventions. This package never imports torch, transformers or gliner.
 """
 
 from .model import GLiNER

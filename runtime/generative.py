@@ -1,4 +1,5 @@
-"""The generative label decoder's pipeline: spans (or labels) -> decoder prefixes -> labels.
+"""The generative label decoder's stages: spans (or labels) -> decoder prefixes -> labels (the
+pipeline that composes them: `decoder.py`).
 
 gliner 0.2.29, `modeling/base.py::UniEncoderSpanDecoderModel`, decoder_mode "span":
 
@@ -36,12 +37,8 @@ from tokenizers import Tokenizer
 from gliner_onnx.errors import ManifestError
 
 from .beam import beam_search
-from .decode import SpanCandidate, greedy_search, span_candidate_arrays
-from .features import TextContext, make_context
+from .decode import SpanCandidate
 from .generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
-from .labels import LabelSet, build_prompt
-from .options import InferenceParams
-from .relations import select_token_entities
 from .tokenize import SubwordTokenizer, words_mask
 from .trie import LabelsTrie, build_trie
 
@@ -296,131 +293,6 @@ class LabelDecoder:
         return [list(texts[i : i + n]) for i in range(0, len(texts), n)]
 
 
-def decoder_inference(
-    model: Any,
-    texts: Sequence[str],
-    label_sets: Sequence[LabelSet],
-    params: InferenceParams,
-    gen: GenerationParams,
-    gen_constraints: Sequence[str] | None,
-    batch_size: int,
-) -> list[list[dict[str, Any]]]:
-    """`GLiNER.inference` of a decoder export: texts batched in order as the reference's
-    DataLoader does (the prefixes' padding depends on the batch), each text truncated to
-    max_len words as the reference does (no windows)."""
-    dec: LabelDecoder = model._decoder
-    m = model.manifest
-    if dec.mode == "prompt" and gen.num_gen_sequences != 1:
-        raise ValueError("decoder_mode 'prompt' names each label once: num_gen_sequences must be 1")
-    trie = dec.trie(gen_constraints)
-    run_batch = _token_batch if model.family == "token" else _span_batch
-    results: list[list[dict[str, Any]]] = [[] for _ in texts]
-    valid = [i for i, t in enumerate(texts) if t.strip()]
-    for lo in range(0, len(valid), batch_size):
-        rows = valid[lo : lo + batch_size]
-        contexts = [
-            make_context(texts[i], label_sets[i], splitter=m.words_splitter, max_len=m.max_len) for i in rows
-        ]
-        for i, entities in zip(rows, run_batch(model, contexts, params, gen, trie)):
-            results[i] = entities
-    return results
-
-
-def _encoder_contexts(dec: LabelDecoder, contexts: list[TextContext]) -> list[TextContext]:
-    if dec.mode == "prompt":  # class tokens only: the decoder names the classes
-        return [replace(c, labels=LabelSet(("",) * len(c.labels), c.labels.names)) for c in contexts]
-    return contexts
-
-
-def _decoder_text(model: Any, contexts: list[TextContext]) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(decoder token ids, 1-based word index per token) of a batch; None without context."""
-    dec: LabelDecoder = model._decoder
-    if not dec.full_context:
-        return None, None
-    m = model.manifest
-    return decoder_tokens(
-        dec.tokenizer,
-        [build_prompt(c.labels.prompts, m.ent_token, m.sep_token) for c in contexts],
-        [c.words.words[: c.num_words] for c in contexts],
-    )
-
-
-def _prompt_entities(
-    model: Any, contexts: list[TextContext], kept: list[list[SpanCandidate]], generated: list[list[str]]
-) -> list[list[dict[str, Any]]]:
-    """Prompt mode: each text's generated labels name its classes, in order."""
-    out, cursor = [], 0
-    for c, k in zip(contexts, kept):
-        names = tuple(g[0] for g in generated[cursor : cursor + len(c.labels)])
-        cursor += len(c.labels)
-        out.append(model._entities(replace(c, labels=LabelSet(c.labels.prompts, names)), k))
-    return out
-
-
-def _own_labels(scores: np.ndarray, contexts: Sequence[TextContext]) -> list[np.ndarray]:
-    """(B, ..., C_max) scores -> each text's (..., C_b): the padded label columns cut."""
-    return [scores[b, ..., : len(c.labels)] for b, c in enumerate(contexts)]
-
-
-def _greedy(found: Sequence[Any], params: InferenceParams) -> list[list[SpanCandidate]]:
-    return [greedy_search(f, flat_ner=params.flat_ner, multi_label=params.multi_label) for f in found]
-
-
-def _span_batch(
-    model: Any,
-    contexts: list[TextContext],
-    params: InferenceParams,
-    gen: GenerationParams,
-    trie: LabelsTrie | None,
-) -> list[list[dict[str, Any]]]:
-    dec: LabelDecoder = model._decoder
-    m = model.manifest
-    feeds = model._text_feeds(_encoder_contexts(dec, contexts))
-    span_rep, prompts = model._sessions["text_encoder"].run(feeds)
-    (probs,) = model._sessions["scorer"].run({"span_rep": span_rep, "prompts": prompts})
-    kept = _greedy(
-        [
-            span_candidate_arrays(p, c.num_words, params.threshold)
-            for c, p in zip(contexts, _own_labels(probs, contexts))
-        ],
-        params,
-    )
-    if dec.mode == "prompt":
-        generated = dec.generate(prompt_prefixes(prompts, [len(c.labels) for c in contexts]), trie, gen)
-        return _prompt_entities(model, contexts, kept, generated)
-    selected = selected_spans(probs, [c.num_words for c in contexts], params.threshold)
-    dec_ids, dec_words = _decoder_text(model, contexts)
-    generated = dec.generate(span_prefixes(span_rep, selected, dec_ids, dec_words, m.max_width), trie, gen)
-    starts = [sel // m.max_width for sel in selected]
-    spans = [np.stack([s, s + sel % m.max_width], axis=-1) for s, sel in zip(starts, selected)]
-    return _span_mode_entities(model, contexts, kept, spans, generated)
-
-
-def _span_mode_entities(
-    model: Any,
-    contexts: list[TextContext],
-    kept: list[list[SpanCandidate]],
-    spans: Sequence[np.ndarray],
-    generated: list[list[str]],
-) -> list[list[dict[str, Any]]]:
-    """Span mode: `generated` holds, text after text, the labels of each text's decoded
-    (start, end) `spans`, in order; an entity gets those of its span (the first decoded
-    slot of it, when a span was decoded twice)."""
-    out, cursor = [], 0
-    for c, k, s in zip(contexts, kept, spans):
-        by_span: dict[tuple[int, ...], list[str]] = {}
-        for span, labels in zip(s.tolist(), generated[cursor : cursor + len(s)]):
-            by_span.setdefault(tuple(span), labels)
-        cursor += len(s)
-        entities = model._entities(c, k)
-        for entity, (start, end, _cls, _score) in zip(entities, k):
-            label = by_span.get((start, end))
-            if label is not None:
-                entity["generated_labels"] = list(label)
-        out.append(entities)
-    return out
-
-
 def token_span_candidates(
     spans: np.ndarray, span_mask: np.ndarray, span_scores: np.ndarray, num_words: int, threshold: float
 ) -> list[SpanCandidate]:
@@ -438,44 +310,3 @@ def token_span_candidates(
             if p > th:
                 out.append((start, end, cls, p))
     return out
-
-
-def _token_batch(
-    model: Any,
-    contexts: list[TextContext],
-    params: InferenceParams,
-    gen: GenerationParams,
-    trie: LabelsTrie | None,
-) -> list[list[dict[str, Any]]]:
-    """Token decoder: token scores -> candidate spans (`extract_spans_from_tokens`) -> the
-    span encoder's probabilities decide the entities; the span representations (span mode)
-    or the raw label representations (prompt mode) are decoded."""
-    dec: LabelDecoder = model._decoder
-    feeds = model._text_feeds(_encoder_contexts(dec, contexts))
-    token_rep, prompts, word_rep, label_rep = model._sessions["text_encoder"].run(feeds)
-    (probs,) = model._sessions["scorer"].run({"token_rep": token_rep, "prompts": prompts})
-    cands = select_token_entities(probs, params.threshold)
-    span_rep, span_scores = model._sessions["span_encoder"].run(
-        {"word_rep": word_rep, "span_idx": cands.spans, "label_rep": label_rep}
-    )
-    kept = _greedy(
-        [
-            token_span_candidates(cands.spans[b], cands.mask[b], scores, c.num_words, params.threshold)
-            for b, (c, scores) in enumerate(zip(contexts, _own_labels(span_scores, contexts)))
-        ],
-        params,
-    )
-    if dec.mode == "prompt":
-        generated = dec.generate(prompt_prefixes(label_rep, [len(c.labels) for c in contexts]), trie, gen)
-        return _prompt_entities(model, contexts, kept, generated)
-    selected = selected_token_spans(
-        span_scores, cands.mask, [len(c.labels) for c in contexts], params.threshold
-    )
-    in_text = [
-        sel[cands.spans[b, sel, 1] < c.num_words] for b, (sel, c) in enumerate(zip(selected, contexts))
-    ]
-    dec_ids, dec_words = _decoder_text(model, contexts)
-    prefixes = token_span_prefixes(span_rep, cands.spans, selected, dec_ids, dec_words, keep=in_text)
-    generated = dec.generate(prefixes, trie, gen)
-    spans = [cands.spans[b, sel] for b, sel in enumerate(in_text)]
-    return _span_mode_entities(model, contexts, kept, spans, generated)

@@ -1,4 +1,4 @@
-"""Stage 5: ONNX Runtime sessions, one per graph, created once and checked.
+"""ONNX Runtime sessions, one per graph, created once and checked (run through `runner.py`).
 
 Providers are explicit: an unavailable provider is a `ProviderError` naming the
 available ones, and a session that silently fell back from the requested first

@@ -171,8 +171,8 @@ def test_without_full_decoder_context_equals_gliner(span_decoder: Checkpoint) ->
     """full_decoder_context=False: the prefix is the projected span representation alone
     (the export records the flag; here the same graphs run with it switched off)."""
     ours = GLiNER.from_pretrained(span_decoder.export_dir)
-    assert ours._decoder is not None
-    ours._decoder.full_context = False
+    assert ours.pipeline.decoder is not None
+    ours.pipeline.decoder.full_context = False
     model = span_decoder.torch_model
     model.config.full_decoder_context = False
     try:
@@ -200,7 +200,7 @@ def test_generation_in_chunks_gives_the_same_labels(
     kw: dict[str, Any] = dict(threshold=0.3, do_sample=False)
     greedy = span_ours.inference(PARITY_TEXTS, LABELS, **kw)
     beams = span_ours.inference(PARITY_TEXTS[:2], LABELS, num_gen_sequences=3, **kw)
-    prefix = span_ours._decoder.prefix
+    prefix = span_ours.pipeline.decoder.prefix
     calls: list[int] = []
     run = prefix.run
     monkeypatch.setattr(prefix, "run", lambda feeds: calls.append(len(feeds["prefix_ids"])) or run(feeds))
@@ -439,3 +439,16 @@ def test_generation_loop_stops_at_eos_and_drops_finished_rows() -> None:
     params = GenerationParams(do_sample=False, use_cache=False)
     assert generate(nocache, nocache, p, eos_token_id=4, trie=None, params=params) == out
     assert nocache.calls == ["prefix"] * 3
+
+
+def test_decoder_pipeline_runs_every_graph_bound(
+    span_decoder: Checkpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IO binding forced on CPU: every graph runs through the runner, bound; same answers."""
+    from .test_graph_runner import assert_bound_answers_are_identical
+
+    def call(m: GLiNER) -> Any:
+        return m.inference(TEXTS[:3], LABELS, threshold=0.5, do_sample=False, batch_size=2)
+
+    ref = assert_bound_answers_are_identical(span_decoder.export_dir, call, monkeypatch)
+    assert any("generated_labels" in e for entities in ref for e in entities)

@@ -14,6 +14,7 @@ import pytest
 from gliner_onnx import GLiNER
 from gliner_onnx.archs import SUPPORTED_ARCHS
 from gliner_onnx.runtime.labels import normalize_label_set
+from gliner_onnx.runtime.planning import plan_text
 
 from .conftest import LABELS, TEXTS, Checkpoint
 
@@ -130,7 +131,7 @@ def test_long_text_first_window_agrees_with_gliner(uni_minilm: Checkpoint) -> No
     well inside it are gliner's, and ours go on past the cut where gliner finds nothing."""
     ours = GLiNER.from_pretrained(uni_minilm.export_dir)
     long_text = " ".join(TEXTS[:5] * 12)  # ~ 450 words > max_len 384
-    starts = ours._plan(long_text, normalize_label_set(LABELS), 384, 24).context.words.starts
+    starts = plan_text(ours.context, long_text, normalize_label_set(LABELS), 384, 24).context.words.starts
     assert len(starts) > 400
     cut, truncated = starts[300], starts[384]
     ref = uni_minilm.torch_model.inference([long_text], LABELS, threshold=0.5)[0]

@@ -53,7 +53,7 @@ def test_io_binding_path_gives_identical_answers(name: str, request: pytest.Fixt
     ckpt = request.getfixturevalue(name)
     plain = GLiNER.from_pretrained(ckpt.export_dir)
     bound = GLiNER.from_pretrained(ckpt.export_dir, session_options=SessionOptions(io_binding=True))
-    assert plain._device is None and bound._device == ("cpu", 0)
+    assert plain.context.runner.device is None and bound.context.runner.device == ("cpu", 0)
     kw = dict(threshold=0.3, flat_ner=False, multi_label=True)
     ref = plain.inference(TEXTS, LABELS, **kw)
     got = bound.inference(TEXTS, LABELS, **kw)

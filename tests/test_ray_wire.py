@@ -88,17 +88,17 @@ def test_batched_requests_equal_in_process_and_one_call_per_params(model: Any) -
     ]
     requests.append(parse_request({"text": TEXTS[0], "labels": LABELS, "flat_ner": False, "threshold": 0.2}))
     calls = []
-    inference = model.inference
+    extract = model.extract  # what batching calls: typed results, one per text
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[0]))
-        return inference(*args, **kwargs)
+        return extract(*args, **kwargs)
 
-    model.inference = counting
+    model.extract = counting
     try:
         answers = run_requests(model, requests)
     finally:
-        del model.inference
+        del model.extract
     assert sorted(calls) == [1, len(TEXTS)]  # one call per parameter set, label sets mixed
     for r, a in zip(requests, answers):
         assert isinstance(a, dict)

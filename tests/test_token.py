@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gliner_onnx import GLiNER
+from gliner_onnx.runtime.planning import plan_text
 
 from .conftest import Checkpoint
 
@@ -24,8 +25,8 @@ def test_whole_sentence_entity_comes_out_whole(
     model = GLiNER.from_pretrained(uni_token_minilm.export_dir)
     assert model.manifest.max_width == 12
     text = f"{SENTENCE} Then they rested."
-    scorer = model._sessions["scorer"]
-    words = model._plan(text, _labels(["event", "quote"]), 384, 24).context.num_words
+    scorer = model.context.runner.session("scorer")
+    words = plan_text(model.context, text, _labels(["event", "quote"]), 384, 24).context.num_words
     last = words - 6  # "weight": the words end with weight . Then they rested .
 
     def fake_run(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

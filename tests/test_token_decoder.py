@@ -184,8 +184,8 @@ def test_per_text_labels_equal_corrected_gliner(token_decoder: Checkpoint, token
 
 def test_without_full_decoder_context_equals_corrected_gliner(token_decoder: Checkpoint) -> None:
     ours = GLiNER.from_pretrained(token_decoder.export_dir)
-    assert ours._decoder is not None
-    ours._decoder.full_context = False
+    assert ours.pipeline.decoder is not None
+    ours.pipeline.decoder.full_context = False
     model = token_decoder.torch_model
     model.config.full_decoder_context = False
     try:
@@ -311,3 +311,16 @@ def test_export_records_the_token_decoder(token_decoder: Checkpoint, token_ours:
     assert list(m.graphs["span_encoder"].outputs) == ["span_rep", "span_scores"]
     assert m.decoder["mode"] == "span" and m.decoder["full_context"] is True
     assert (token_decoder.export_dir / "decoder" / "tokenizer.json").is_file()
+
+
+def test_token_decoder_pipeline_runs_every_graph_bound(
+    token_decoder: Checkpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IO binding forced on CPU: every graph runs through the runner, bound; same answers."""
+    from .test_graph_runner import assert_bound_answers_are_identical
+
+    def call(m: GLiNER) -> Any:
+        return m.inference(TEXTS[:3], LABELS, threshold=0.5, do_sample=False, batch_size=2)
+
+    ref = assert_bound_answers_are_identical(token_decoder.export_dir, call, monkeypatch)
+    assert any("generated_labels" in e for entities in ref for e in entities)

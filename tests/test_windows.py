@@ -11,6 +11,8 @@ import pytest
 from gliner_onnx import GLiNER
 from gliner_onnx.runtime.decode import Candidates, SpanCandidate, greedy_search
 from gliner_onnx.runtime.labels import normalize_label_set
+from gliner_onnx.runtime.output import entity_dicts
+from gliner_onnx.runtime.planning import plan_text
 from gliner_onnx.runtime.windows import merge_candidates, owner_window, plan_windows
 
 from .conftest import LABELS, TEXTS, Checkpoint
@@ -54,7 +56,7 @@ def model(uni_minilm: Checkpoint) -> GLiNER:
 
 def test_long_document_finds_entities_past_the_first_window_with_offsets(model: GLiNER) -> None:
     text = "\n\n".join(TEXTS[:5] * 30)  # ~1,100 words
-    plan = model._plan(text, normalize_label_set(LABELS), 384, 24)
+    plan = plan_text(model.context, text, normalize_label_set(LABELS), 384, 24)
     assert len(plan.windows) >= 3
     entities = model.predict_entities(text, LABELS, threshold=0.5)
     last_window_start = plan.context.words.starts[plan.windows[-1][0]]
@@ -70,13 +72,13 @@ def test_long_document_finds_entities_past_the_first_window_with_offsets(model: 
     for ws, we in plan.windows:
         words = plan.context.words
         sub = text[words.starts[ws] : words.ends[we - 1]]
-        sub_plan = model._plan(sub, normalize_label_set(LABELS), 384, 24)
+        sub_plan = plan_text(model.context, sub, normalize_label_set(LABELS), 384, 24)
         assert sub_plan.windows == [(0, we - ws)]
-        (found,) = model._candidates([sub_plan.window_context((0, we - ws))], 0.5, None)
+        (found,) = model.pipeline.candidates([sub_plan.window_context((0, we - ws))], 0.5, None)
         assert isinstance(found, Candidates)  # span models keep candidates as arrays
         per_window.append(found)
     merged = merge_candidates(per_window, plan.windows, plan.context.num_words, "span")
-    by_hand = model._entities(plan.context, greedy_search(merged))
+    by_hand = entity_dicts(plan.context, greedy_search(merged))
     assert [(e["start"], e["end"], e["label"]) for e in by_hand] == [
         (e["start"], e["end"], e["label"]) for e in entities
     ]
@@ -104,7 +106,7 @@ def test_twenty_thousand_words_in_bounded_memory(uni_deberta: Checkpoint) -> Non
 
 
 def test_too_many_labels_for_the_prompt_budget_is_a_clear_error(model: GLiNER) -> None:
-    assert model._tokenizers["text"].model_max_length == 512
+    assert model.context.tokenizers["text"].model_max_length == 512
     labels = [f"very long label number {i} with many words" for i in range(120)]
     with pytest.raises(ValueError, match=r"120 labels do not fit .* at most \d+ of these labels fit"):
         model.predict_entities("Angela Merkel visited Paris.", labels)
@@ -113,7 +115,7 @@ def test_too_many_labels_for_the_prompt_budget_is_a_clear_error(model: GLiNER) -
 def test_token_models_run_in_windows_too(bi_token_deberta_bert: Checkpoint) -> None:
     model = GLiNER.from_pretrained(bi_token_deberta_bert.export_dir)
     text = " ".join(TEXTS[:5] * 3)
-    plan = model._plan(text, normalize_label_set(LABELS), 40, 10)
+    plan = plan_text(model.context, text, normalize_label_set(LABELS), 40, 10)
     assert len(plan.windows) > 3
     entities = model.inference([text], LABELS, threshold=0.5, window=40, overlap=10)[0]
     beyond = plan.context.words.starts[plan.windows[1][1]]

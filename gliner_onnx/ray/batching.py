@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gliner_onnx.runtime import GLiNER
+from gliner_onnx.runtime.result import as_record
 
 from .wire import Params, Request
 
@@ -29,13 +30,15 @@ def _call(model: GLiNER, requests: Sequence[Request], params: Params, batch_size
         "batch_size": batch_size,
     }
     texts = [r.text for r in requests]
-    if model.manifest.relations_layer is None:
-        return [{"entities": e} for e in model.inference(texts, labels, **kwargs)]
     relations = [list(r.relations) for r in requests]
-    entities, found = model.inference(
-        texts, labels, relations=relations, relation_threshold=params.relation_threshold, **kwargs
+    found = model.extract(
+        texts,
+        labels,
+        relations=relations if any(relations) else None,  # entity-only exports take none
+        relation_threshold=params.relation_threshold,
+        **kwargs,
     )
-    return [{"entities": e, "relations": r} for e, r in zip(entities, found)]
+    return [as_record(r) for r in found]
 
 
 def run_requests(

@@ -76,18 +76,18 @@ class Annotator:
             column = column.cast(pa.string())
         texts = column.to_pylist()
         rows = [i for i, t in enumerate(texts) if t is not None]  # a null text has no entities
-        found = self.model.inference(
+        found = self.model.extract(
             [texts[i] for i in rows],
             self.labels,
             threshold=self.params.threshold,
             flat_ner=self.params.flat_ner,
             multi_label=self.params.multi_label,
             batch_size=self.batch_size,
-            return_relations=False,
+            return_relations=False,  # relex exports: entities only, relation scoring skipped
         )
         entities: list[list[dict[str, Any]]] = [[] for _ in texts]
-        for i, e in zip(rows, found):
-            entities[i] = e
+        for i, r in zip(rows, found):
+            entities[i] = r.entities
         return table.append_column(self.output_field, pa.array(entities, type=ENTITY_TYPE))
 
 

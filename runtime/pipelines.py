@@ -1,0 +1,61 @@
+"""The pipeline registry: one pipeline per graph layout, chosen once when a model loads.
+
+A pipeline is built from the loaded-model context (`loaded.LoadedModel`), declares what
+it accepts (`request.Accepts`) and answers a checked `Request` with one `TextResult` per
+text. To add a layout: write its pipeline, register it in `PIPELINES`, and make
+`layout_of` name it for the exports it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar, Protocol
+
+from gliner_onnx.errors import UnsupportedArchError
+from gliner_onnx.manifest import Manifest
+
+from .decoder import DecoderPipeline
+from .entities import EntityPipeline
+from .loaded import LoadedModel
+from .relex import RelexPipeline
+from .request import Accepts, Request
+from .result import TextResult
+
+
+class Pipeline(Protocol):
+    accepts: ClassVar[Accepts]
+
+    def run(self, request: Request) -> list[TextResult]: ...
+
+
+PIPELINES: dict[str, Callable[[LoadedModel], Pipeline]] = {
+    "entities": EntityPipeline,  # text encoder (+ label encoder) -> scorer
+    "relex": RelexPipeline,  # + entity encoder (tokens), relation adjacency, relation scorer
+    "decoder": DecoderPipeline,  # + span encoder (tokens), decoder prefix and step
+}
+
+# The layout of each arch of `gliner_onnx.archs` (tests/test_registry.py checks that all have one).
+ARCH_LAYOUTS: dict[str, str] = {
+    "uniencoder_span": "entities",
+    "biencoder_span": "entities",
+    "uniencoder_token": "entities",
+    "biencoder_token": "entities",
+    "uniencoder_span_relex": "relex",
+    "uniencoder_token_relex": "relex",
+    "uniencoder_span_decoder": "decoder",
+    "uniencoder_token_decoder": "decoder",
+}
+
+
+def layout_of(manifest: Manifest) -> str:
+    """The graph layout of an export (today: its arch's)."""
+    layout = ARCH_LAYOUTS.get(manifest.arch)
+    if layout is None:
+        raise UnsupportedArchError(
+            f"no runtime pipeline for arch {manifest.arch!r}; known: {sorted(ARCH_LAYOUTS)}"
+        )
+    return layout
+
+
+def pipeline_for(model: LoadedModel) -> Pipeline:
+    return PIPELINES[layout_of(model.manifest)](model)
