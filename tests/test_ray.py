@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from gliner_onnx.ray.batching import run_requests
-from gliner_onnx.ray.wire import RequestError, parse_body, parse_request
+from gliner_onnx.serve.batching import run_requests
+from gliner_onnx.serve.wire import RequestError, parse_body, parse_request
 
 from .conftest import LABELS, TEXTS, Checkpoint
 

@@ -18,7 +18,8 @@ from typing import Any
 import ray
 from ray import serve
 
-from gliner_onnx.serve.app import AppSettings, build_app as build_asgi_app
+from gliner_onnx.serve.app import AppSettings
+from gliner_onnx.serve.app import build_app as build_asgi_app
 from gliner_onnx.serve.limits import Capacity
 
 from .config import ServeConfig
@@ -47,7 +48,7 @@ def app_settings(config: ServeConfig) -> AppSettings:
         threads=config.threads,
         max_batch=config.max_batch_size,
         batch_wait_ms=config.batch_wait_timeout_ms,
-        max_queue=max(4 * config.max_batch_size, 64),
+        max_queue=max(4 * config.max_batch_size, 64),  # Ray Serve queues in front of it too
         max_queue_wait_ms=config.max_queue_wait_ms,
     )
     return AppSettings(

@@ -68,7 +68,9 @@ class AppSettings:
 
 
 class _Error(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.field, self.headers = status, field, headers or {}
 
@@ -114,7 +116,9 @@ class State:
         self.draining = True
         self.metrics.ready.set(0)
         if self.batcher is not None and not self.batcher.close(self.settings.shutdown_timeout_s):
-            logger.warning("workers still busy after %.0f s; exiting anyway", self.settings.shutdown_timeout_s)
+            logger.warning(
+                "workers still busy after %.0f s; exiting anyway", self.settings.shutdown_timeout_s
+            )
 
     def check_key(self, http: HttpRequest) -> None:
         if self.key is None:
@@ -124,13 +128,18 @@ class State:
         if given is None and auth[:7].lower() == "bearer ":
             given = auth[7:].strip()
         if given is None or not hmac.compare_digest(given.encode("utf-8", "replace"), self.key):
-            raise _Error(401, "a valid API key is required (X-API-Key or Authorization: Bearer)", None,
-                         {"WWW-Authenticate": "Bearer"})
+            raise _Error(
+                401,
+                "a valid API key is required (X-API-Key or Authorization: Bearer)",
+                None,
+                {"WWW-Authenticate": "Bearer"},
+            )
 
 
 async def _read_body(http: HttpRequest, limit: int) -> bytes:
-    too_large = _Error(413, f"request body over this server's max_body_bytes ({limit})", "body",
-                       {"Connection": "close"})
+    too_large = _Error(
+        413, f"request body over this server's max_body_bytes ({limit})", "body", {"Connection": "close"}
+    )
     declared = http.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -176,7 +185,9 @@ async def _predict(state: State, http: HttpRequest) -> dict[str, Any]:
         answers: Sequence[Any] = await asyncio.wait_for(asyncio.gather(*futures), max(left, 0.001))
     except asyncio.TimeoutError:
         batcher.cancel(futures)
-        raise _Error(504, f"no answer within this server's request_timeout_s ({s.limits.request_timeout_s:g})") from None
+        raise _Error(
+            504, f"no answer within this server's request_timeout_s ({s.limits.request_timeout_s:g})"
+        ) from None
     for i, a in enumerate(answers):
         if isinstance(a, Exception):
             if isinstance(a, Overloaded):
@@ -205,9 +216,15 @@ def _handlers(state: State) -> list[Route]:
 
     def info() -> dict[str, Any]:
         m, cap = state.model, s.capacity
-        return {"status": "ok", "arch": m.arch if m else None, "relex": state.relex,
-                "providers": m.providers if m else [], "workers": cap.workers, "threads": cap.threads,
-                "max_batch": cap.max_batch}
+        return {
+            "status": "ok",
+            "arch": m.arch if m else None,
+            "relex": state.relex,
+            "providers": m.providers if m else [],
+            "workers": cap.workers,
+            "threads": cap.threads,
+            "max_batch": cap.max_batch,
+        }
 
     async def health(http: HttpRequest) -> Response:
         return JSONResponse(info())
@@ -256,8 +273,14 @@ class _Observe:
             self.state.metrics.requests.labels(path[:64], str(status)).inc()
             if self.log is not None:
                 client = scope.get("client") or ("", 0)
-                line = {"ts": round(time.time(), 3), "method": scope.get("method"), "path": path[:200],
-                        "status": status, "ms": round(1000 * (time.perf_counter() - t0), 2), "client": client[0]}
+                line = {
+                    "ts": round(time.time(), 3),
+                    "method": scope.get("method"),
+                    "path": path[:200],
+                    "status": status,
+                    "ms": round(1000 * (time.perf_counter() - t0), 2),
+                    "client": client[0],
+                }
                 self.log.write(json.dumps(line) + "\n")
                 self.log.flush()
 
@@ -283,9 +306,19 @@ def build_app(settings: AppSettings, *, log: TextIO | None = None) -> Starlette:
 
     middleware = [Middleware(_Observe, state=state, log=(log or sys.stderr) if settings.access_log else None)]
     if settings.cors_origins:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                                     allow_methods=["GET", "POST"], allow_headers=["*"]))
-    app = Starlette(routes=_handlers(state), middleware=middleware, lifespan=lifespan,
-                    exception_handlers={HTTPException: _http_error, Exception: _http_error})
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["*"],
+            )
+        )
+    app = Starlette(
+        routes=_handlers(state),
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+    )
     app.state.gliner = state
     return app

@@ -2,10 +2,11 @@
 
 `Batcher` holds the bounded queue and the worker threads: each worker takes what is waiting
 (up to `max_batch` requests) and runs it with `run_requests`; ONNX Runtime releases the GIL,
-so the event loop keeps accepting while the workers compute. Requests are grouped by their decoding parameters (threshold, flat_ner, multi_label,
-relation threshold); each group is one `GLiNER.inference` call, with one label set per
-text when the label sets differ. When a group's call fails, its requests are run one by
-one, so that a request the model cannot run fails alone and the others still get answers.
+so the event loop keeps accepting while the workers compute. Requests are grouped by their
+decoding parameters (threshold, flat_ner, multi_label, relation threshold); each group is
+one `GLiNER.inference` call, with one label set per text when the label sets differ. When a
+group's call fails, its requests are run one by one, so that a request the model cannot run
+fails alone and the others still get answers.
 """
 
 from __future__ import annotations
@@ -166,7 +167,9 @@ class Batcher:
                     continue
                 if item.enqueued < oldest:
                     item.loop.call_soon_threadsafe(
-                        _settle, item.future, Overloaded(f"waited over {cap.max_queue_wait_ms:g} ms in the queue")
+                        _settle,
+                        item.future,
+                        Overloaded(f"waited over {cap.max_queue_wait_ms:g} ms in the queue"),
                     )
                     continue
                 batch.append(item)

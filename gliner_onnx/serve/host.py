@@ -67,7 +67,8 @@ def serve(
     def started() -> None:
         log(
             f"serving {state.model.arch} at http://{host}:{port}{settings.route_prefix} "
-            f"(model loaded in {state.load_seconds:.1f} s; {cap.workers} worker(s) x {cap.threads} thread(s), "
+            f"(model loaded in {state.load_seconds:.1f} s; "
+            f"{cap.workers} worker(s) x {cap.threads} thread(s), "
             f"batches up to {cap.max_batch}); GET /health, /ready, /metrics; Ctrl-C stops"
         )
 

@@ -19,7 +19,9 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         p = "gliner_onnx_"
-        self.requests = Counter(p + "requests", "HTTP requests answered, by route and status", ["route", "status"], registry=r)
+        self.requests = Counter(
+            p + "requests", "HTTP requests answered, by route and status", ["route", "status"], registry=r
+        )
         self.latency = Histogram(
             p + "request_seconds", "Time to answer a prediction request", buckets=LATENCY_BUCKETS, registry=r
         )
@@ -27,7 +29,9 @@ class Metrics:
         self.queued = Gauge(p + "queued_texts", "Texts waiting for a worker", registry=r)
         self.batch = Histogram(p + "batch_size", "Texts per runtime call", buckets=BATCH_BUCKETS, registry=r)
         self.texts = Counter(p + "texts", "Texts predicted", registry=r)
-        self.rejected = Counter(p + "rejected", "Requests refused for overload or shutdown, by reason", ["reason"], registry=r)
+        self.rejected = Counter(
+            p + "rejected", "Requests refused for overload or shutdown, by reason", ["reason"], registry=r
+        )
         self.load_seconds = Gauge(p + "model_load_seconds", "Time to load and warm up the model", registry=r)
         self.ready = Gauge(p + "ready", "1 once the model is loaded and answering", registry=r)
 

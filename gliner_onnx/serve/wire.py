@@ -102,7 +102,9 @@ def _labels(value: Any, limits: Limits) -> tuple[str, ...] | tuple[tuple[str, st
     if isinstance(value, list) and any(isinstance(v, (list, Mapping)) for v in value):
         raise RequestError("labels", "must be one label set (a list of strings), not one per text")
     if len(value) > limits.max_labels:
-        raise RequestError("labels", f"{len(value)} labels is over this server's max_labels ({limits.max_labels})")
+        raise RequestError(
+            "labels", f"{len(value)} labels is over this server's max_labels ({limits.max_labels})"
+        )
     try:
         label_set = normalize_label_set(value)
     except (TypeError, ValueError) as e:
@@ -144,7 +146,9 @@ def _texts(payload: Mapping[str, Any], limits: Limits) -> list[str]:
     if not isinstance(value, list) or not value:
         raise RequestError("texts", f"must be a non-empty list of strings, got {type(value).__name__}")
     if len(value) > limits.max_texts:
-        raise RequestError("texts", f"{len(value)} texts is over this server's max_texts ({limits.max_texts})")
+        raise RequestError(
+            "texts", f"{len(value)} texts is over this server's max_texts ({limits.max_texts})"
+        )
     return [_text(t, f"texts[{i}]", limits) for i, t in enumerate(value)]
 
 
@@ -164,7 +168,9 @@ def _shared(payload: Mapping[str, Any], relex: bool, limits: Limits) -> tuple[An
     return labels, params, _relations(payload.get("relations"), relex)
 
 
-def parse_requests(payload: Any, *, relex: bool = False, limits: Limits | None = None) -> tuple[bool, list[Request]]:
+def parse_requests(
+    payload: Any, *, relex: bool = False, limits: Limits | None = None
+) -> tuple[bool, list[Request]]:
     """Check a decoded JSON body of either form: (batch form?, one request per text)."""
     limits = limits or Limits()
     if not isinstance(payload, Mapping):
