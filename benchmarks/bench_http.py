@@ -189,11 +189,19 @@ def wait_first_answer(
     return time.perf_counter() - t0
 
 
+# The embedded server's variants, for the choice of its defaults (the same app each time).
+VARIANTS = {
+    "embedded": [],
+    "embedded-2x1": ["--workers", "2", "--threads", "1"],  # 2 workers x 1 ORT thread (default: 1 x 2)
+    "embedded-batch1": ["--max-batch-size", "1"],  # no micro-batching (default: up to 8)
+}
+
+
 class Embedded:
     """`gliner-onnx serve EXPORT` in a subprocess (uvicorn) or the same app under granian."""
 
-    def __init__(self, args: argparse.Namespace, server: str = "uvicorn"):
-        self.args, self.server, self.port = args, server, free_port()
+    def __init__(self, args: argparse.Namespace, server: str = "uvicorn", extra: list[str] | None = None):
+        self.args, self.server, self.port, self.extra = args, server, free_port(), extra or []
         self.url = f"http://127.0.0.1:{self.port}/gliner"
 
     def start(self) -> float:
@@ -209,6 +217,7 @@ class Embedded:
                 "--port",
                 str(self.port),
                 *self.args.serve_args,
+                *self.extra,
             ]
         else:  # the same app, under granian's one worker process (for the choice of server)
             env["GLINER_BENCH_EXPORT"] = self.args.export
@@ -444,8 +453,8 @@ def _ratios(rounds: list[dict[str, Any]], clients: list[int]) -> dict[str, Any]:
             if not e:
                 continue
             row = {"embedded_req_per_s": e["requests_per_s"], "embedded_p99_ms": e.get("p99_ms")}
-            for other in ("gliner-ray", "ours-ray"):
-                o = r.get(other, {}).get(c)
+            for other in [k for k in r if k not in ("order", "embedded", "in-process")]:
+                o = r[other].get(c)
                 if o and o["requests_per_s"]:
                     row[f"x_{other}"] = e["requests_per_s"] / o["requests_per_s"]
                     row[f"p99_over_{other}"] = (e.get("p99_ms") or 0) / (o.get("p99_ms") or float("inf"))
@@ -467,7 +476,8 @@ def main() -> int:
         "--engines",
         nargs="+",
         default=["embedded", "ours-ray", "gliner-ray", "in-process"],
-        help="of embedded, embedded-granian, ours-ray, gliner-ray, in-process",
+        help="of embedded (and its variants: embedded-2x1, embedded-batch1, embedded-granian), ours-ray, "
+        "gliner-ray, in-process",
     )
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
     p.add_argument("--seconds", type=float, default=10.0, help="load per concurrency level")
@@ -517,13 +527,13 @@ def main() -> int:
                     result[name] = in_process(args, texts, args.seconds)
                 result[name]["others_cpu_share"] = round(noise.share, 3)
                 continue
-            engine = (
-                Embedded(args)
-                if name == "embedded"
-                else Embedded(args, "granian")
-                if name == "embedded-granian"
-                else RayEngine(args, name)
-            )
+            engine: Any
+            if name in VARIANTS:
+                engine = Embedded(args, extra=VARIANTS[name])
+            elif name == "embedded-granian":
+                engine = Embedded(args, "granian")
+            else:
+                engine = RayEngine(args, name)
             result[name] = measure(engine, args, texts)
         rounds.append(result)
     record["rounds"] = rounds

@@ -258,6 +258,9 @@ class _Observe:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        root = scope.get("root_path", "")
+        if root and scope.get("path") == root:  # mounted (Ray Serve): POST /gliner is this app's "/"
+            scope = {**scope, "path": root + "/"}
         t0, status = time.perf_counter(), 500
 
         async def sending(message: Message) -> None:
