@@ -194,6 +194,7 @@ VARIANTS = {
     "embedded": [],
     "embedded-2x1": ["--workers", "2", "--threads", "1"],  # 2 workers x 1 ORT thread (default: 1 x 2)
     "embedded-batch1": ["--max-batch-size", "1"],  # no micro-batching (default: up to 8)
+    "embedded-tight": ["--max-batch-size", "2", "--max-queue", "2"],  # latency first under overload
 }
 
 
@@ -265,7 +266,8 @@ class RayEngine:
 
     def __init__(self, args: argparse.Namespace, name: str):
         self.args, self.name, self.port = args, name, args.ray_port
-        self.url = f"http://127.0.0.1:{self.port}/gliner"
+        self.prefix = "/ours" if name == "ours-ray" else "/gliner"  # both apps on one Serve proxy
+        self.url = f"http://127.0.0.1:{self.port}{self.prefix}"
 
     def start(self) -> float:
         t0 = time.perf_counter()
@@ -276,6 +278,7 @@ class RayEngine:
                 ServeConfig(
                     self.args.export,
                     port=self.port,
+                    route_prefix=self.prefix,
                     replicas=2,
                     cpus_per_replica=1.0,
                     max_batch_size=32,
@@ -333,25 +336,42 @@ def in_process(args: argparse.Namespace, texts: list[str], seconds: float) -> di
     return {"texts_per_s": n / (time.perf_counter() - t0), "threads": args.threads, "batch": args.batch}
 
 
-def measure(engine: Any, args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"startup_s": engine.start()}
-    asyncio.run(closed_loop(engine.url, texts, 8, 2.0))  # warm-up
-    for c in args.clients:
-        with Noise() as noise:
-            out[str(c)] = asyncio.run(closed_loop(engine.url, texts, c, args.seconds))
-        out[str(c)]["others_cpu_share"] = round(noise.share, 3)
-        print(
-            f"  {c:4d} clients: {out[str(c)]['requests_per_s']:6.1f} req/s, "
-            f"p99 {out[str(c)].get('p99_ms', 0):7.1f} ms, {out[str(c)]['statuses']}",
-            file=sys.stderr,
-        )
-    out["stop"] = engine.stop()
+def _burst(url: str, texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    with Noise() as noise:
+        out = asyncio.run(closed_loop(url, texts, clients, seconds))
+    out["others_cpu_share"] = round(noise.share, 3)
     return out
 
 
-def overload_and_soak(args: argparse.Namespace, texts: list[str], capacity: float) -> dict[str, Any]:
-    engine = Embedded(args)
-    engine.start()
+def alternate(engines: dict[str, Any], args: argparse.Namespace, texts: list[str]) -> list[dict[str, Any]]:
+    """Every engine is up; each round loads each concurrency on every engine in turn
+    (shuffled), so that engines compared at one concurrency ran seconds apart."""
+    rounds = []
+    for r in range(args.rounds):
+        result: dict[str, Any] = {}
+        for c in args.clients:
+            order = random.Random(1000 * r + c).sample(sorted(engines), len(engines))
+            for name in order:
+                if name == "in-process":
+                    with Noise() as noise:
+                        res = in_process(args, texts, args.seconds)
+                    res["others_cpu_share"] = round(noise.share, 3)
+                else:
+                    res = _burst(engines[name].url, texts, c, args.seconds)
+                    print(
+                        f"round {r + 1}, {c:3d} clients, {name:17s} {res['requests_per_s']:6.1f} req/s, "
+                        f"p99 {res.get('p99_ms', 0):7.1f} ms, {res['statuses']}, "
+                        f"others {res['others_cpu_share']:.2f}",
+                        file=sys.stderr,
+                    )
+                result.setdefault(name, {})[str(c)] = res
+        rounds.append(result)
+    return rounds
+
+
+def overload_and_soak(
+    engine: Embedded, args: argparse.Namespace, texts: list[str], capacity: float
+) -> dict[str, Any]:
     pid = engine.pid
     asyncio.run(closed_loop(engine.url, texts, 8, 3.0))  # warm-up
     out: dict[str, Any] = {"capacity_req_per_s": capacity}
@@ -390,7 +410,6 @@ def overload_and_soak(args: argparse.Namespace, texts: list[str], capacity: floa
         soak["errors"] = sum(w["errors"] for w in soak["windows"])
         out["soak"] = soak
         print(f"  soak: {soak['statuses']}, RSS {min(warm):.0f}-{max(warm):.0f} MB", file=sys.stderr)
-    out["stop"] = engine.stop()
     return out
 
 
@@ -453,13 +472,13 @@ def _ratios(rounds: list[dict[str, Any]], clients: list[int]) -> dict[str, Any]:
             if not e:
                 continue
             row = {"embedded_req_per_s": e["requests_per_s"], "embedded_p99_ms": e.get("p99_ms")}
-            for other in [k for k in r if k not in ("order", "embedded", "in-process")]:
+            for other in [k for k in r if k not in ("embedded", "in-process")]:
                 o = r[other].get(c)
                 if o and o["requests_per_s"]:
                     row[f"x_{other}"] = e["requests_per_s"] / o["requests_per_s"]
                     row[f"p99_over_{other}"] = (e.get("p99_ms") or 0) / (o.get("p99_ms") or float("inf"))
             if "in-process" in r:
-                row["x_in_process"] = e["requests_per_s"] / r["in-process"]["texts_per_s"]
+                row["x_in_process"] = e["requests_per_s"] / r["in-process"][c]["texts_per_s"]
             rows.append(row)
         out[c] = {
             "rounds": rows,
@@ -515,41 +534,47 @@ def main() -> int:
     if any(e.endswith("-ray") for e in args.engines):
         import ray
 
-        ray.init(include_dashboard=False, log_to_driver=False)
-    rounds = []
-    for r in range(args.rounds):
-        order = random.Random(r).sample(args.engines, len(args.engines))
-        result: dict[str, Any] = {"order": order}
-        for name in order:
-            print(f"round {r + 1}: {name}", file=sys.stderr)
-            if name == "in-process":
-                with Noise() as noise:
-                    result[name] = in_process(args, texts, args.seconds)
-                result[name]["others_cpu_share"] = round(noise.share, 3)
-                continue
-            engine: Any
-            if name in VARIANTS:
-                engine = Embedded(args, extra=VARIANTS[name])
-            elif name == "embedded-granian":
-                engine = Embedded(args, "granian")
-            else:
-                engine = RayEngine(args, name)
-            result[name] = measure(engine, args, texts)
-        rounds.append(result)
-    record["rounds"] = rounds
-    record["ratios"] = _ratios(rounds, args.clients)
-    if "embedded" in args.engines and args.overload > 0:
-        capacity = statistics.median(r["embedded"]["8"]["requests_per_s"] for r in rounds)
-        print("overload and soak", file=sys.stderr)
-        record["overload_soak"] = overload_and_soak(args, texts, capacity)
-        soak = record["overload_soak"].get("soak")
-        if soak and plot_soak(soak, Path(args.out).with_suffix(".png")):
-            record["soak_plot"] = Path(args.out).with_suffix(".png").name
-    record["machine"]["loadavg_end"] = os.getloadavg()
-    if any(e.endswith("-ray") for e in args.engines):
-        import ray
+        ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)  # logical: engines idle in turn
+    engines: dict[str, Any] = {}
+    startup: dict[str, float] = {}
+    for name in args.engines:  # started one at a time; start-up = launch to first answer
+        if name == "in-process":
+            engines[name] = None
+            continue
+        if name in VARIANTS:
+            engines[name] = Embedded(args, extra=VARIANTS[name])
+        elif name == "embedded-granian":
+            engines[name] = Embedded(args, "granian")
+        else:
+            engines[name] = RayEngine(args, name)
+        startup[name] = engines[name].start()
+        print(f"{name}: first answer after {startup[name]:.1f} s", file=sys.stderr)
+        asyncio.run(closed_loop(engines[name].url, texts, 8, 2.0))  # warm-up
+    record["startup_s"] = startup
+    try:
+        rounds = alternate(engines, args, texts)
+        record["rounds"] = rounds
+        record["ratios"] = _ratios(rounds, args.clients)
+        for name in [n for n in engines if n in VARIANTS] if args.overload > 0 else []:
+            capacity = statistics.median(r[name]["8"]["requests_per_s"] for r in rounds)
+            print(f"overload: {name}", file=sys.stderr)
+            soak_s, args.soak_seconds = args.soak_seconds, args.soak_seconds if name == "embedded" else 0
+            record.setdefault("overload", {})[name] = overload_and_soak(engines[name], args, texts, capacity)
+            args.soak_seconds = soak_s
+        if "embedded" in record.get("overload", {}):
+            record["overload_soak"] = record["overload"]["embedded"]
+            soak = record["overload_soak"].get("soak")
+            if soak and plot_soak(soak, Path(args.out).with_suffix(".png")):
+                record["soak_plot"] = Path(args.out).with_suffix(".png").name
+    finally:
+        record["stop"] = {n: e.stop() for n, e in engines.items() if isinstance(e, Embedded)}
+        if any(e.endswith("-ray") for e in args.engines):
+            import ray
+            from ray import serve
 
-        ray.shutdown()
+            serve.shutdown()
+            ray.shutdown()
+    record["machine"]["loadavg_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["ratios"], indent=2))

@@ -43,7 +43,7 @@ class Capacity:
     `workers` threads take requests from one bounded queue, up to `max_batch` at a time (all
     that are waiting: batching adds no wait unless `batch_wait_ms` > 0), and run them as one
     runtime call with `threads` intra-op threads. A request that finds `max_queue` texts
-    waiting (default: two batches per worker) is answered 503 with Retry-After at once, so
+    waiting (default: two batches per worker, at least 16) is answered 503 with Retry-After at once, so
     under overload an accepted request waits for at most about two batches whatever the
     machine's speed; one that still waits `max_queue_wait_ms` for a worker (a stalled
     machine) gets 503 too.
@@ -53,13 +53,13 @@ class Capacity:
     threads: int = 2
     max_batch: int = 8
     batch_wait_ms: float = 0.0
-    max_queue: int = 0  # 0: 2 x max_batch x workers
+    max_queue: int = 0  # 0: 2 x max_batch x workers, at least 16
     max_queue_wait_ms: float = 1000.0
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
         if self.max_queue == 0:
-            object.__setattr__(self, "max_queue", 2 * self.max_batch * self.workers)
+            object.__setattr__(self, "max_queue", max(16, 2 * self.max_batch * self.workers))
         for name in ("workers", "threads", "max_batch", "max_queue", "retry_after_s"):
             check_positive(name, getattr(self, name), integer=True)
         check_positive("batch_wait_ms", self.batch_wait_ms, zero=True)
