@@ -394,3 +394,58 @@ def test_cli_and_serve_facade_load_no_server_library() -> None:
     ).stdout.split()
     assert "gliner_onnx.serve" in out
     assert not {m for m in out if m.split(".")[0] in ("uvicorn", "starlette", "prometheus_client", "ray")}
+
+
+def test_admission_sheds_only_past_a_full_batch_waiting() -> None:
+    """The rule itself (`Batcher`), with a run that blocks until released: 8 clients' texts are
+    all admitted; a 9th waiting text starts shedding: batches of 2, at most 4 texts ahead."""
+    import asyncio
+
+    from gliner_onnx.serve.batching import SHED_WINDOW_S, Batcher, Overloaded
+    from gliner_onnx.serve.limits import Capacity
+    from gliner_onnx.serve.wire import Params, Request
+
+    gate, sizes = threading.Event(), []
+
+    def run(reqs: Any) -> list[Any]:
+        gate.wait(10)
+        sizes.append(len(reqs))
+        return [{"entities": []} for _ in reqs]
+
+    async def scenario() -> tuple[int, list[str], list[str]]:
+        b = Batcher(run, Capacity(workers=1, max_batch=8, max_queue=16))
+        req = Request("Paris", ("city",), Params())
+
+        def submit() -> Any:
+            try:
+                return b.submit([req])[0]
+            except Overloaded as e:
+                return e.reason
+
+        first = submit()
+        while b.running == 0:
+            await asyncio.sleep(0.005)
+        burst = [submit() for _ in range(8)]  # one running + 8 waiting: no refusal, no shedding
+        refused_in_burst = sum(isinstance(f, str) for f in burst)
+        shedding_before = b.shedding
+        ninth = submit()  # a full batch waiting already: shed down to 2 batches of 2
+        late = [submit() for _ in range(3)]
+        gate.set()
+        answers = await asyncio.gather(first, *[f for f in [*burst, ninth, *late] if not isinstance(f, str)])
+        reasons = [type(a).__name__ for a in answers if isinstance(a, Exception)]
+        assert not shedding_before and b.shedding
+        await asyncio.sleep(2 * SHED_WINDOW_S + 0.1)  # a quiet window: shedding ends
+        gate.clear()
+        again = [submit() for _ in range(8)]
+        assert not b.shedding and not any(isinstance(f, str) for f in again)
+        gate.set()
+        await asyncio.gather(*again)
+        b.close(5)
+        return refused_in_burst, reasons, [f for f in [ninth, *late] if isinstance(f, str)]
+
+    refused_in_burst, shed_from_queue, refused_late = asyncio.run(scenario())
+    assert refused_in_burst == 0
+    # 1 running: the queue keeps 3 of the 8 waiting (4 texts in at most), 5 get 503 ...
+    assert shed_from_queue == ["Overloaded"] * 5, shed_from_queue
+    assert refused_late == ["shed"] * 4, refused_late  # ... and so do the texts that follow
+    assert sizes[:3] == [1, 2, 1] and sum(sizes[3:]) == 8, sizes

@@ -178,7 +178,7 @@ async def _predict(state: State, http: HttpRequest) -> dict[str, Any]:
     try:
         futures = batcher.submit(requests)
     except (Overloaded, Closed) as e:
-        state.metrics.rejected.labels("queue_full" if isinstance(e, Overloaded) else "shutdown").inc()
+        state.metrics.rejected.labels(e.reason if isinstance(e, Overloaded) else "shutdown").inc()
         raise _failure(e, s.capacity.retry_after_s) from None
     left = s.limits.request_timeout_s - (time.perf_counter() - t0)
     try:
@@ -191,7 +191,7 @@ async def _predict(state: State, http: HttpRequest) -> dict[str, Any]:
     for i, a in enumerate(answers):
         if isinstance(a, Exception):
             if isinstance(a, Overloaded):
-                state.metrics.rejected.labels("queue_wait").inc()
+                state.metrics.rejected.labels(a.reason).inc()
             err = _failure(a, s.capacity.retry_after_s)
             if batch and err.status == 400:
                 err = _Error(400, f"texts[{i}]: {err}", f"texts[{i}]")

@@ -7,6 +7,16 @@ decoding parameters (threshold, flat_ner, multi_label, relation threshold); each
 one `GLiNER.inference` call, with one label set per text when the label sets differ. When a
 group's call fails, its requests are run one by one, so that a request the model cannot run
 fails alone and the others still get answers.
+
+Admission has two regimes (`Capacity` has the numbers). Normally up to `max_batch` texts per
+worker wait and are run up to `max_batch` at a time: a closed-loop burst of that many clients
+is never refused. A text arriving past that means arrivals outpace the workers: the batcher
+sheds (`shedding`) until, over a `SHED_WINDOW_S` window, fewer than `SHED_EXIT_RATIO` x as many
+texts arrive (refused ones included) as are run. While shedding, a worker takes at most
+`shed_batch` texts at a time and a text is admitted only while the texts ahead of it (running
+and queued) fit in two such batches per worker; the queued texts past that when shedding
+begins are answered 503 at once. An accepted request then waits about two small batches, not
+two full ones (a batch of 8 one-sentence texts takes ~5x one text here).
 """
 
 from __future__ import annotations
@@ -75,8 +85,17 @@ def _alone(model: GLiNER, request: Request, batch_size: int) -> Answer | Excepti
         return e
 
 
+SHED_WINDOW_S = 1.0
+SHED_EXIT_RATIO = 1.5
+
+
 class Overloaded(Exception):
-    """The queue is full, or a request waited longer than the queue allows: answer 503."""
+    """The queue is full, the server sheds load, or a request waited longer than the queue
+    allows: answer 503. `reason` labels the rejection metric."""
+
+    def __init__(self, message: str, reason: str = "queue_full"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class Closed(Exception):
@@ -113,6 +132,9 @@ class Batcher:
         self.cond = threading.Condition()
         self.closing = False
         self.running = 0  # requests being computed now
+        self.shedding = False
+        self.arrived = self.done = 0  # texts offered and texts run in the current window
+        self.window_end = time.perf_counter() + SHED_WINDOW_S
         self.threads = [
             threading.Thread(target=self._work, name=f"gliner-worker-{i}", daemon=True)
             for i in range(capacity.workers)
@@ -133,11 +155,37 @@ class Batcher:
         with self.cond:
             if self.closing:
                 raise Closed("the server is shutting down")
-            if len(self.queue) + len(items) > self.capacity.max_queue and self.queue:
-                raise Overloaded(f"the queue is full ({self.capacity.max_queue} requests waiting)")
+            self._admit(len(items))
             self.queue.extend(items)
             self.cond.notify(len(items))
         return [i.future for i in items]
+
+    def _admit(self, n: int) -> None:
+        """Raise `Overloaded` unless `n` more texts may wait now (see the module's docstring)."""
+        cap, now = self.capacity, time.perf_counter()
+        self.arrived += n
+        if now >= self.window_end:
+            idle = now > self.window_end + SHED_WINDOW_S  # a whole window without arrivals
+            if self.shedding and (idle or self.arrived <= SHED_EXIT_RATIO * self.done):
+                self.shedding = False
+            self.arrived, self.done, self.window_end = n, 0, now + SHED_WINDOW_S
+        if not self.shedding and len(self.queue) + n > cap.max_batch * cap.workers:
+            self.shedding = True
+            self._trim(max(0, cap.shed_limit - self.running))
+        if self.queue and len(self.queue) + n > cap.max_queue:
+            raise Overloaded(f"the queue is full ({cap.max_queue} texts waiting)")
+        if self.shedding and self.queue and self.running + len(self.queue) + n > cap.shed_limit:
+            raise Overloaded(f"shedding load, {cap.shed_limit} texts ahead at most", "shed")
+
+    def _trim(self, keep: int) -> None:
+        """Answer 503 to the queued texts past the first `keep` (shedding begins)."""
+        while len(self.queue) > keep:
+            item = self.queue.pop()
+            item.loop.call_soon_threadsafe(
+                _settle,
+                item.future,
+                Overloaded("shed from the queue as the server began shedding load", "shed"),
+            )
 
     def cancel(self, futures: Sequence[asyncio.Future[Any]]) -> None:
         """Drop these requests if no worker has taken them yet (their client gave up)."""
@@ -161,7 +209,8 @@ class Batcher:
                 )
             batch: list[_Item] = []
             oldest = time.perf_counter() - cap.max_queue_wait_ms / 1000
-            while self.queue and len(batch) < cap.max_batch:
+            size = min(cap.shed_batch, cap.max_batch) if self.shedding else cap.max_batch
+            while self.queue and len(batch) < size:
                 item = self.queue.popleft()
                 if item.cancelled:
                     continue
@@ -169,7 +218,7 @@ class Batcher:
                     item.loop.call_soon_threadsafe(
                         _settle,
                         item.future,
-                        Overloaded(f"waited over {cap.max_queue_wait_ms:g} ms in the queue"),
+                        Overloaded(f"waited over {cap.max_queue_wait_ms:g} ms in the queue", "queue_wait"),
                     )
                     continue
                 batch.append(item)
@@ -192,6 +241,7 @@ class Batcher:
                     pass
             with self.cond:
                 self.running -= len(batch)
+                self.done += len(batch)
                 self.cond.notify_all()
 
     def close(self, timeout: float) -> bool:

@@ -53,6 +53,13 @@ def add_serve_parser(sub: Any) -> None:
         help="texts waiting at most, then 503 (default 0: two batches per worker)",
     )
     w.add_argument(
+        "--shed-batch-size",
+        type=int,
+        default=2,
+        help="texts per runtime call while shedding load, past --max-batch-size texts waiting "
+        "per worker (default 2; two such batches per worker may wait)",
+    )
+    w.add_argument(
         "--max-queue-wait-ms",
         type=float,
         default=1000.0,
@@ -128,6 +135,7 @@ def run_serve(args: argparse.Namespace) -> int:
             args.batch_wait_timeout_ms,
             args.max_queue,
             args.max_queue_wait_ms,
+            shed_batch=args.shed_batch_size,
         ),
         api_key=args.api_key or os.environ.get("GLINER_ONNX_API_KEY") or None,
         cors_origins=tuple(args.cors_origin),

@@ -43,10 +43,12 @@ class Capacity:
     `workers` threads take requests from one bounded queue, up to `max_batch` at a time (all
     that are waiting: batching adds no wait unless `batch_wait_ms` > 0), and run them as one
     runtime call with `threads` intra-op threads. A request that finds `max_queue` texts
-    waiting (default: two batches per worker, at least 16) is answered 503 with Retry-After at once, so
-    under overload an accepted request waits for at most about two batches whatever the
-    machine's speed; one that still waits `max_queue_wait_ms` for a worker (a stalled
-    machine) gets 503 too.
+    waiting (default: two batches per worker, at least 16) is answered 503 with Retry-After at once.
+    Past `max_batch` texts waiting per worker the server sheds load (see `batching`): batches
+    of at most `shed_batch` texts, and a text is admitted only while at most `shed_limit` (two
+    such batches per worker) are ahead of it, so under overload an accepted request waits for
+    about two small batches whatever the machine's speed; one that still waits
+    `max_queue_wait_ms` for a worker (a stalled machine) gets 503 too.
     """
 
     workers: int = 1
@@ -56,11 +58,17 @@ class Capacity:
     max_queue: int = 0  # 0: 2 x max_batch x workers, at least 16
     max_queue_wait_ms: float = 1000.0
     retry_after_s: int = 1
+    shed_batch: int = 2
+
+    @property
+    def shed_limit(self) -> int:
+        """Texts running or queued at most while shedding: two `shed_batch` batches per worker."""
+        return 2 * min(self.shed_batch, self.max_batch) * self.workers
 
     def __post_init__(self) -> None:
         if self.max_queue == 0:
             object.__setattr__(self, "max_queue", max(16, 2 * self.max_batch * self.workers))
-        for name in ("workers", "threads", "max_batch", "max_queue", "retry_after_s"):
+        for name in ("workers", "threads", "max_batch", "max_queue", "retry_after_s", "shed_batch"):
             check_positive(name, getattr(self, name), integer=True)
         check_positive("batch_wait_ms", self.batch_wait_ms, zero=True)
         check_positive("max_queue_wait_ms", self.max_queue_wait_ms)
