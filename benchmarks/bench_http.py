@@ -10,7 +10,9 @@ aiohttp clients (one-sentence texts, 5 labels, `--seconds` each; a client told 5
 Retry-After, as a well-behaved client does), and stops it; the in-process ceiling (texts/s of
 `GLiNER.inference` on batches, the embedded server's thread budget) runs in the same rotation.
 Then, on the embedded server alone: an open-loop overload at `--overload`x the requests/s it
-served at 8 clients (statuses, p99 of the accepted requests, the server's RSS), and a soak at
+served at 8 clients (statuses, p99 of the accepted requests, the server's RSS; with
+`--overload-rounds N`, N pairs of a 1-client run and an overload run in turn, and the median
+of their p99 ratios), and a soak at
 `--soak-load`x that for `--soak-seconds` (RSS, errors and p99 per window; a plot when
 matplotlib is there). Start-up = from launching the engine to its first answer. The machine's
 load (other processes' CPU share) is recorded beside every run.
@@ -375,22 +377,27 @@ def overload_and_soak(
 ) -> dict[str, Any]:
     pid = engine.pid
     asyncio.run(closed_loop(engine.url, texts, 8, 3.0))  # warm-up
-    out: dict[str, Any] = {"capacity_req_per_s": capacity}
-    with Noise() as noise:
-        out["unloaded"] = asyncio.run(closed_loop(engine.url, texts, 1, args.seconds))
-    out["unloaded"]["others_cpu_share"] = round(noise.share, 3)
+    out: dict[str, Any] = {"capacity_req_per_s": capacity, "pairs": []}
     rss0 = rss_mb(pid)
-    with Noise() as noise:
-        ov = asyncio.run(open_loop(engine.url, texts, args.overload * capacity, args.seconds * 2))
-    ov.update(others_cpu_share=round(noise.share, 3), rss_before_mb=rss0, rss_after_mb=rss_mb(pid))
-    ov["rss_growth"] = ov["rss_after_mb"] / rss0 - 1
-    ov["p99_x_unloaded"] = ov.get("p99_ms", float("nan")) / out["unloaded"]["p99_ms"]
-    out["overload"] = ov
-    print(
-        f"  overload {args.overload}x: {ov['statuses']}, p99 {ov.get('p99_ms')} ms "
-        f"({ov['p99_x_unloaded']:.2f}x unloaded), RSS +{100 * ov['rss_growth']:.1f}%",
-        file=sys.stderr,
-    )
+    for _ in range(args.overload_rounds):  # unloaded and overloaded in turn: the load drifts
+        with Noise() as noise:
+            out["unloaded"] = asyncio.run(closed_loop(engine.url, texts, 1, args.seconds))
+        out["unloaded"]["others_cpu_share"] = round(noise.share, 3)
+        with Noise() as noise:
+            ov = asyncio.run(open_loop(engine.url, texts, args.overload * capacity, args.seconds * 2))
+        ov.update(others_cpu_share=round(noise.share, 3), rss_before_mb=rss0, rss_after_mb=rss_mb(pid))
+        ov["rss_growth"] = ov["rss_after_mb"] / rss0 - 1
+        ov["p99_x_unloaded"] = ov.get("p99_ms", float("nan")) / out["unloaded"]["p99_ms"]
+        out["overload"] = ov
+        out["pairs"].append(
+            {"unloaded": out["unloaded"], **{k: ov.get(k) for k in ("statuses", "p99_ms", "p99_x_unloaded")}}
+        )
+        print(
+            f"  overload {args.overload}x: {ov['statuses']}, p99 {ov.get('p99_ms')} ms "
+            f"({ov['p99_x_unloaded']:.2f}x unloaded), RSS +{100 * ov['rss_growth']:.1f}%",
+            file=sys.stderr,
+        )
+    out["p99_x_unloaded_median"] = statistics.median(x["p99_x_unloaded"] for x in out["pairs"])
     if args.soak_seconds > 0:
         with Noise() as noise:
             soak = asyncio.run(
@@ -506,6 +513,7 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=8, help="the in-process ceiling's batch (the server's max)")
     p.add_argument("--serve-args", nargs="*", default=[], help="extra options of gliner-onnx serve")
     p.add_argument("--overload", type=float, default=4.0, help="overload: this many x capacity")
+    p.add_argument("--overload-rounds", type=int, default=1, help="unloaded + overload pairs, in turn")
     p.add_argument("--soak-load", type=float, default=0.8)
     p.add_argument("--soak-seconds", type=float, default=0.0, help="soak length (the issue: 600)")
     p.add_argument("--soak-window", type=float, default=10.0)
