@@ -197,7 +197,7 @@ VARIANTS = {
     "embedded-2x1": ["--workers", "2", "--threads", "1"],  # 2 workers x 1 ORT thread (default: 1 x 2)
     "embedded-batch1": ["--max-batch-size", "1"],  # no micro-batching (default: up to 8)
     "embedded-tight": ["--max-batch-size", "2", "--max-queue", "2"],  # latency first under overload
-    "embedded-shed1": ["--shed-batch-size", "1"],  # while shedding: batches of 1, 2 texts in at most
+    "embedded-shed2": ["--shed-batch-size", "2"],  # while shedding: batches of 2, 4 texts in at most
 }
 
 

@@ -413,7 +413,7 @@ def test_admission_sheds_only_past_a_full_batch_waiting() -> None:
         return [{"entities": []} for _ in reqs]
 
     async def scenario() -> tuple[int, list[str], list[str]]:
-        b = Batcher(run, Capacity(workers=1, max_batch=8, max_queue=16))
+        b = Batcher(run, Capacity(workers=1, max_batch=8, max_queue=16, shed_batch=2))
         req = Request("Paris", ("city",), Params())
 
         def submit() -> Any:

@@ -16,7 +16,9 @@ texts arrive (refused ones included) as are run. While shedding, a worker takes 
 `shed_batch` texts at a time and a text is admitted only while the texts ahead of it (running
 and queued) fit in two such batches per worker; the queued texts past that when shedding
 begins are answered 503 at once. An accepted request then waits about two small batches, not
-two full ones (a batch of 8 one-sentence texts takes ~5x one text here).
+two full ones (a batch of 8 one-sentence texts takes ~5x one text here). `shed_batch` 1 kept
+the p99 of accepted requests under 4x overload within 3x the unloaded p99, 2 did not (3.3x)
+but served ~20% more (benchmarks/results/http_shed_pairs.json).
 """
 
 from __future__ import annotations

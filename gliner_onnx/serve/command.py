@@ -55,9 +55,9 @@ def add_serve_parser(sub: Any) -> None:
     w.add_argument(
         "--shed-batch-size",
         type=int,
-        default=2,
+        default=1,
         help="texts per runtime call while shedding load, past --max-batch-size texts waiting "
-        "per worker (default 2; two such batches per worker may wait)",
+        "per worker (default 1; two such batches per worker may be in the server)",
     )
     w.add_argument(
         "--max-queue-wait-ms",

@@ -58,7 +58,7 @@ class Capacity:
     max_queue: int = 0  # 0: 2 x max_batch x workers, at least 16
     max_queue_wait_ms: float = 1000.0
     retry_after_s: int = 1
-    shed_batch: int = 2
+    shed_batch: int = 1
 
     @property
     def shed_limit(self) -> int:
