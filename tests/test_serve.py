@@ -367,7 +367,17 @@ def test_per_request_time_limit_gives_504(uni_deberta: Checkpoint) -> None:
 def test_sigterm_finishes_requests_in_flight_then_exits_0(uni_deberta: Checkpoint) -> None:
     import psutil
 
-    s = start_server(uni_deberta.export_dir, "--threads", "1", "--max-batch-size", "1", "--max-queue", "64")
+    s = start_server(
+        uni_deberta.export_dir,
+        "--threads",
+        "1",
+        "--max-batch-size",
+        "1",
+        "--max-queue",
+        "64",
+        "--shed-batch-size",
+        "0",
+    )
     body = {"texts": [TEXTS[3] * 3] * 4, "labels": LABELS}
     assert {
         c.laddr.ip for c in psutil.Process(s.proc.pid).net_connections("tcp") if c.status == "LISTEN"
@@ -440,6 +450,15 @@ def test_admission_sheds_only_past_a_full_batch_waiting() -> None:
         assert not b.shedding and not any(isinstance(f, str) for f in again)
         gate.set()
         await asyncio.gather(*again)
+        gate.clear()
+        one = submit()
+        while b.running == 0:
+            await asyncio.sleep(0.005)
+        batch_form = b.submit([req] * 8)  # 8 texts waiting: no shedding yet
+        assert submit() == "shed"  # shedding begins: the batch-form request keeps its texts
+        gate.set()
+        kept = await asyncio.gather(one, *batch_form)
+        assert all(isinstance(a, dict) for a in kept), kept
         b.close(5)
         return refused_in_burst, reasons, [f for f in [ninth, *late] if isinstance(f, str)]
 
@@ -448,4 +467,4 @@ def test_admission_sheds_only_past_a_full_batch_waiting() -> None:
     # 1 running: the queue keeps 3 of the 8 waiting (4 texts in at most), 5 get 503 ...
     assert shed_from_queue == ["Overloaded"] * 5, shed_from_queue
     assert refused_late == ["shed"] * 4, refused_late  # ... and so do the texts that follow
-    assert sizes[:3] == [1, 2, 1] and sum(sizes[3:]) == 8, sizes
+    assert sizes[:3] == [1, 2, 1] and sum(sizes[3:]) == 8 + 1 + 8, sizes

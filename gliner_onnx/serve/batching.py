@@ -15,7 +15,8 @@ sheds (`shedding`) until, over a `SHED_WINDOW_S` window, fewer than `SHED_EXIT_R
 texts arrive (refused ones included) as are run. While shedding, a worker takes at most
 `shed_batch` texts at a time and a text is admitted only while the texts ahead of it (running
 and queued) fit in two such batches per worker; the queued texts past that when shedding
-begins are answered 503 at once. An accepted request then waits about two small batches, not
+begins are answered 503 at once (single-text requests; a batch-form request once admitted
+keeps its texts). An accepted request then waits about two small batches, not
 two full ones (a batch of 8 one-sentence texts takes ~5x one text here). `shed_batch` 1 kept
 the p99 of accepted requests under 4x overload within 3x the unloaded p99, 2 did not (3.3x)
 but served ~20% more (benchmarks/results/http_shed_pairs.json).
@@ -109,6 +110,7 @@ class _Item:
     request: Request
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    alone: bool = True  # the request's only text (not a batch-form request's)
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
 
@@ -153,7 +155,7 @@ class Batcher:
 
         Raises `Overloaded` when they do not fit the queue, `Closed` after `close`."""
         loop = asyncio.get_running_loop()
-        items = [_Item(r, loop.create_future(), loop) for r in requests]
+        items = [_Item(r, loop.create_future(), loop, len(requests) == 1) for r in requests]
         with self.cond:
             if self.closing:
                 raise Closed("the server is shutting down")
@@ -171,7 +173,7 @@ class Batcher:
             if self.shedding and (idle or self.arrived <= SHED_EXIT_RATIO * self.done):
                 self.shedding = False
             self.arrived, self.done, self.window_end = n, 0, now + SHED_WINDOW_S
-        if not self.shedding and len(self.queue) + n > cap.max_batch * cap.workers:
+        if cap.shed_batch and not self.shedding and len(self.queue) + n > cap.max_batch * cap.workers:
             self.shedding = True
             self._trim(max(0, cap.shed_limit - self.running))
         if self.queue and len(self.queue) + n > cap.max_queue:
@@ -180,14 +182,16 @@ class Batcher:
             raise Overloaded(f"shedding load, {cap.shed_limit} texts ahead at most", "shed")
 
     def _trim(self, keep: int) -> None:
-        """Answer 503 to the queued texts past the first `keep` (shedding begins)."""
-        while len(self.queue) > keep:
-            item = self.queue.pop()
-            item.loop.call_soon_threadsafe(
-                _settle,
-                item.future,
-                Overloaded("shed from the queue as the server began shedding load", "shed"),
-            )
+        """Shedding begins: 503 to the single-text requests queued past the first `keep` texts
+        (they waited milliseconds); batch-form requests already admitted keep their texts."""
+        kept: deque[_Item] = deque()
+        for item in self.queue:
+            if len(kept) < keep or not item.alone:
+                kept.append(item)
+                continue
+            shed = Overloaded("shed from the queue as the server began shedding load", "shed")
+            item.loop.call_soon_threadsafe(_settle, item.future, shed)
+        self.queue = kept
 
     def cancel(self, futures: Sequence[asyncio.Future[Any]]) -> None:
         """Drop these requests if no worker has taken them yet (their client gave up)."""

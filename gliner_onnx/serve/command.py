@@ -57,7 +57,7 @@ def add_serve_parser(sub: Any) -> None:
         type=int,
         default=1,
         help="texts per runtime call while shedding load, past --max-batch-size texts waiting "
-        "per worker (default 1; two such batches per worker may be in the server)",
+        "per worker (default 1; two such batches per worker may be in the server; 0: never shed)",
     )
     w.add_argument(
         "--max-queue-wait-ms",

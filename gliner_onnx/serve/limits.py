@@ -58,7 +58,7 @@ class Capacity:
     max_queue: int = 0  # 0: 2 x max_batch x workers, at least 16
     max_queue_wait_ms: float = 1000.0
     retry_after_s: int = 1
-    shed_batch: int = 1
+    shed_batch: int = 1  # 0: never shed (the queue's length alone admits)
 
     @property
     def shed_limit(self) -> int:
@@ -68,9 +68,10 @@ class Capacity:
     def __post_init__(self) -> None:
         if self.max_queue == 0:
             object.__setattr__(self, "max_queue", max(16, 2 * self.max_batch * self.workers))
-        for name in ("workers", "threads", "max_batch", "max_queue", "retry_after_s", "shed_batch"):
+        for name in ("workers", "threads", "max_batch", "max_queue", "retry_after_s"):
             check_positive(name, getattr(self, name), integer=True)
         check_positive("batch_wait_ms", self.batch_wait_ms, zero=True)
+        check_positive("shed_batch", self.shed_batch, integer=True, zero=True)
         check_positive("max_queue_wait_ms", self.max_queue_wait_ms)
 
 
