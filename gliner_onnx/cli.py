@@ -4,7 +4,8 @@
     cat texts.txt | gliner-onnx predict EXPORT_DIR --labels person,location -
     gliner-onnx info EXPORT_DIR
     gliner-onnx bench EXPORT_DIR [--json bench.json]
-    gliner-onnx serve EXPORT_DIR [--port 8000] [--replicas N]        (the `ray` extra)
+    gliner-onnx serve EXPORT_DIR [--port 8000]                        (the `serve` extra)
+    gliner-onnx serve EXPORT_DIR --ray [--replicas N]                 (the `ray` extra)
     gliner-onnx annotate EXPORT_DIR --input corpus.jsonl --output DIR --labels a,b
 
 `predict` prints one JSON object per input text: {"text": ..., "entities": [...]}.
@@ -23,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import GlinerOnnxError
+from .serve.command import add_serve_parser, run_serve
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -114,40 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--providers", default="cpu", help="cpu, cuda, or a comma-separated provider list")
     bench.add_argument("--threads", type=int, default=0, help="intra-op threads (default: ONNX Runtime's)")
     bench.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
-    _add_serve(sub)
+    add_serve_parser(sub)
     _add_annotate(sub)
     return p
-
-
-def _add_serve(sub: Any) -> None:
-    sv = sub.add_parser(
-        "serve",
-        help="serve an export over HTTP with Ray Serve (gliner's wire format; the ray extra)",
-        description="A Ray Serve deployment with dynamic batching: POST {text, labels, threshold, "
-        "flat_ner, multi_label[, relations, relation_threshold]} to the route prefix, get "
-        '{"entities": [...]} back, as from gliner 0.2.29\'s own server (its GLiNERClient works). '
-        "GET <route-prefix>/health answers when the replicas are up. Ctrl-C stops.",
-    )
-    sv.add_argument("export_dir")
-    h = sv.add_argument_group("HTTP")
-    h.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    h.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    h.add_argument("--route-prefix", default="/gliner", help="URL path of the API (default /gliner)")
-    r = sv.add_argument_group("replicas and batching")
-    r.add_argument("--replicas", type=int, default=1, help="model replicas (default 1)")
-    r.add_argument(
-        "--cpus-per-replica", type=float, default=1.0, help="CPUs (and ORT threads) per replica (default 1)"
-    )
-    r.add_argument("--max-batch-size", type=int, default=32, help="requests per batched call (default 32)")
-    r.add_argument(
-        "--batch-wait-timeout-ms",
-        type=float,
-        default=5.0,
-        help="how long a batch waits to fill up (default 5 ms)",
-    )
-    r.add_argument(
-        "--address", default=None, help="join this Ray cluster (auto, host:port); default: a local Ray"
-    )
 
 
 def _add_annotate(sub: Any) -> None:
@@ -342,26 +313,6 @@ def _bench(args: argparse.Namespace, out: TextIO) -> None:
             json.dump(result, f, indent=2, ensure_ascii=False)
 
 
-def _serve(args: argparse.Namespace) -> None:
-    from .ray import ServeConfig, serve_forever
-
-    config = ServeConfig(
-        export_dir=args.export_dir,
-        host=args.host,
-        port=args.port,
-        route_prefix=args.route_prefix,
-        replicas=args.replicas,
-        cpus_per_replica=args.cpus_per_replica,
-        max_batch_size=args.max_batch_size,
-        batch_wait_timeout_ms=args.batch_wait_timeout_ms,
-        address=args.address,
-    )
-    from .manifest import load_manifest
-
-    load_manifest(args.export_dir, verify=False)  # a bad directory fails here, not in a replica
-    serve_forever(config, log=lambda m: print(f"gliner-onnx serve: {m}", file=sys.stderr, flush=True))
-
-
 def _annotate(args: argparse.Namespace) -> None:
     from .ray import annotate_files
 
@@ -408,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench":
             _bench(args, sys.stdout)
         elif args.command == "serve":
-            _serve(args)
+            return run_serve(args)
         elif args.command == "annotate":
             _annotate(args)
         else:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gliner_onnx.ray.batching import run_requests
-from gliner_onnx.ray.wire import RequestError, parse_body, parse_request
+from gliner_onnx.serve.batching import run_requests
+from gliner_onnx.serve.wire import RequestError, parse_body, parse_request
 
 from .conftest import LABELS, TEXTS, Checkpoint
 
@@ -33,7 +33,7 @@ def model(uni_deberta: Checkpoint) -> Any:
 
 
 def test_wire_and_batching_load_no_ray() -> None:
-    code = "import sys, gliner_onnx.ray.wire, gliner_onnx.ray.batching; print('ray' in sys.modules)"
+    code = "import sys, gliner_onnx.serve.wire, gliner_onnx.serve.batching; print('ray' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
 

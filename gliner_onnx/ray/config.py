@@ -33,6 +33,8 @@ class ServeConfig:
     batch_wait_timeout_ms: float = 5.0
     address: str | None = None  # None: start a local Ray; else join this cluster
     access_log: bool = False  # Ray Serve's per-request log lines
+    api_key: str | None = None  # required of every prediction request when set
+    max_queue_wait_ms: float = 1000.0  # a request waiting longer in a replica's queue: 503
 
     def __post_init__(self) -> None:
         check_positive("replicas", self.replicas, integer=True)

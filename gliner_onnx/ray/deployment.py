@@ -1,14 +1,13 @@
-"""The Ray Serve deployment: gliner 0.2.29's HTTP API on the torch-free runtime.
+"""The Ray Serve deployment: the embedded server's ASGI app (`gliner_onnx.serve.app`) as the
+ingress of each replica, so both hosts parse, limit, batch and answer with the same code.
 
-Each replica loads the export once (ONNX Runtime with intra-op threads = its CPU share).
-Requests go through `@serve.batch`: those that arrive together run as one batched runtime
-call (`batching.run_requests`), in a worker thread so the replica keeps accepting the next
-batch while one runs. A bad request is answered 400 before it reaches the batch.
+Each replica loads the export once (ONNX Runtime with intra-op threads = its CPU share) when
+Serve runs the app's lifespan, and batches the requests that arrive together in its worker
+thread (`gliner_onnx.serve.batching`). A bad request is answered 400 before it reaches a batch.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import time
@@ -18,64 +17,43 @@ from typing import Any
 
 import ray
 from ray import serve
-from starlette.requests import Request as HttpRequest
-from starlette.responses import JSONResponse
 
-from gliner_onnx.runtime import GLiNER, SessionOptions
+from gliner_onnx.serve.app import AppSettings
+from gliner_onnx.serve.app import build_app as build_asgi_app
+from gliner_onnx.serve.limits import Capacity
 
-from .batching import Answer, run_requests
 from .config import ServeConfig
-from .wire import Request, RequestError, parse_body
 
 logger = logging.getLogger(__name__)
-_WARMUP_TEXT = "Angela Merkel visited Paris in March."
 
 
-@serve.deployment
-class GlinerDeployment:
-    """One replica: a loaded export behind gliner's wire format."""
+@serve.ingress()
+class GlinerIngress:
+    """One replica: the shared app, built (and its model loaded) on the replica."""
 
-    def __init__(self, export_dir: str, threads: int, max_batch_size: int, batch_wait_timeout_s: float):
-        self.model = GLiNER.from_pretrained(
-            export_dir, session_options=SessionOptions(intra_op_num_threads=threads, inter_op_num_threads=1)
-        )
-        self.relex = self.model.manifest.relations_layer is not None
-        self.batch_size = max_batch_size
-        self.export_dir = export_dir
-        self._batched.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
-        self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
-        self.model.inference([_WARMUP_TEXT], ["person", "location"])  # first request pays no warm-up
+    def __init__(self, settings: AppSettings):
+        self.settings = settings
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _batched(self, requests: list[Request]) -> list[Answer | Exception]:
-        return await asyncio.to_thread(run_requests, self.model, requests, self.batch_size)
+    def __serve_build_asgi_app__(self) -> Any:
+        return build_asgi_app(self.settings)
 
-    def health(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "arch": self.model.arch,
-            "relex": self.relex,
-            "export_dir": self.export_dir,
-            "providers": self.model.providers,
-            "max_batch_size": self.batch_size,
-        }
 
-    async def __call__(self, http: HttpRequest) -> JSONResponse:
-        if http.method == "GET" or http.url.path.rstrip("/").endswith("/health"):
-            return JSONResponse(self.health())
-        if http.method != "POST":
-            return JSONResponse({"error": f"method {http.method} not allowed: POST a request"}, 405)
-        try:
-            request = parse_body(await http.body(), relex=self.relex)
-        except RequestError as e:
-            return JSONResponse(e.payload(), status_code=400)
-        answer = await self._batched(request)
-        if isinstance(answer, Exception):
-            status = 400 if isinstance(answer, (ValueError, TypeError)) else 500
-            if status == 500:
-                logger.error("request failed: %r", answer)
-            return JSONResponse({"error": str(answer), "field": None}, status_code=status)
-        return JSONResponse(answer)
+GlinerDeployment = serve.deployment(GlinerIngress)
+
+
+def app_settings(config: ServeConfig) -> AppSettings:
+    """The app each replica serves: mounted at the route prefix, one worker thread."""
+    capacity = Capacity(
+        workers=1,
+        threads=config.threads,
+        max_batch=config.max_batch_size,
+        batch_wait_ms=config.batch_wait_timeout_ms,
+        max_queue=max(4 * config.max_batch_size, 64),  # Ray Serve queues in front of it too
+        max_queue_wait_ms=config.max_queue_wait_ms,
+    )
+    return AppSettings(
+        str(Path(config.export_dir).resolve()), route_prefix="", capacity=capacity, api_key=config.api_key
+    )
 
 
 def build_app(config: ServeConfig) -> Any:
@@ -84,12 +62,7 @@ def build_app(config: ServeConfig) -> Any:
         num_replicas=config.replicas,
         ray_actor_options={"num_cpus": config.cpus_per_replica},
         max_ongoing_requests=max(4 * config.max_batch_size, 64),
-    ).bind(
-        str(Path(config.export_dir).resolve()),
-        config.threads,
-        config.max_batch_size,
-        config.batch_wait_timeout_ms / 1000.0,
-    )
+    ).bind(app_settings(config))
 
 
 def start(config: ServeConfig) -> Any:

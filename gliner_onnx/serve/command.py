@@ -1,0 +1,147 @@
+"""`gliner-onnx serve`'s options and what it runs (kept here, beside the server; the CLI adds
+the subcommand). Importing this loads no server library: they load when the server starts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .limits import Capacity, Limits, default_split
+
+
+def add_serve_parser(sub: Any) -> None:
+    """The `serve` subcommand's parser, on the CLI's subparsers."""
+    sv = sub.add_parser(
+        "serve",
+        help="serve an export over HTTP (gliner's wire format; the serve extra, or ray with --ray)",
+        description="An HTTP server in this process (uvicorn; the serve extra): POST {text, labels, "
+        "threshold, flat_ner, multi_label[, relations, relation_threshold]} (or texts: a list) to the "
+        'route prefix, get {"entities": [...]} back, as from gliner 0.2.29\'s own server (its '
+        "GLiNERClient works). GET /health, /ready, /metrics. SIGTERM or Ctrl-C stops gracefully. "
+        "--ray serves the same app on Ray Serve instead (the ray extra; --address joins a cluster).",
+    )
+    sv.add_argument("export_dir")
+    h = sv.add_argument_group("HTTP")
+    h.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    h.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    h.add_argument("--route-prefix", default="/gliner", help="URL path of the API (default /gliner)")
+    h.add_argument(
+        "--api-key",
+        default=None,
+        help="require this key (X-API-Key or Authorization: Bearer); "
+        "default: the GLINER_ONNX_API_KEY environment variable, else none",
+    )
+    h.add_argument(
+        "--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)"
+    )
+    h.add_argument("--access-log", action="store_true", help="one JSON line per request on stderr")
+    w = sv.add_argument_group("workers and limits (embedded server)")
+    w.add_argument("--workers", type=int, default=None, help="model worker threads (default: see --threads)")
+    w.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime threads per worker (default: 1 worker x all CPUs up to 4 threads, "
+        "then more workers; measured best on 2 CPUs)",
+    )
+    w.add_argument(
+        "--max-queue",
+        type=int,
+        default=0,
+        help="texts waiting at most, then 503 (default 0: two batches per worker)",
+    )
+    w.add_argument(
+        "--shed-batch-size",
+        type=int,
+        default=1,
+        help="texts per runtime call while shedding load, past --max-batch-size texts waiting "
+        "per worker (default 1; two such batches per worker may be in the server; 0: never shed)",
+    )
+    w.add_argument(
+        "--max-queue-wait-ms",
+        type=float,
+        default=1000.0,
+        help="a text waiting longer for a worker gets 503 (default 1000 ms)",
+    )
+    w.add_argument("--max-body-bytes", type=int, default=1 << 20, help="413 above this (default 1 MiB)")
+    w.add_argument("--max-text-chars", type=int, default=50_000, help="400 above this (default 50,000)")
+    w.add_argument("--max-labels", type=int, default=100, help="400 above this (default 100)")
+    w.add_argument("--max-texts", type=int, default=64, help="texts per batch-form request (default 64)")
+    w.add_argument("--request-timeout-s", type=float, default=30.0, help="504 past this (default 30 s)")
+    w.add_argument(
+        "--graceful-timeout-s",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long in-flight requests may take to finish (default 30 s)",
+    )
+    r = sv.add_argument_group("batching (both hosts)")
+    r.add_argument("--max-batch-size", type=int, default=8, help="texts per runtime call (default 8)")
+    r.add_argument(
+        "--batch-wait-timeout-ms",
+        type=float,
+        default=0.0,
+        help="how long a batch waits to fill up (default 0: take what is waiting)",
+    )
+    y = sv.add_argument_group("Ray Serve (--ray; the ray extra)")
+    y.add_argument(
+        "--ray", action="store_true", help="deploy on Ray Serve instead (a local Ray, or --address)"
+    )
+    y.add_argument("--address", default=None, help="join this Ray cluster (auto, host:port); implies --ray")
+    y.add_argument("--replicas", type=int, default=1, help="model replicas (default 1)")
+    y.add_argument(
+        "--cpus-per-replica", type=float, default=1.0, help="CPUs (and ORT threads) per replica (default 1)"
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """`gliner-onnx serve`: the embedded server, or Ray Serve with --ray / --address."""
+    from gliner_onnx.manifest import load_manifest
+
+    load_manifest(args.export_dir, verify=False)  # a bad directory fails here, not in a worker
+    log = lambda m: print(f"gliner-onnx serve: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.ray or args.address is not None:
+        from gliner_onnx.ray import ServeConfig, serve_forever
+
+        config = ServeConfig(
+            export_dir=args.export_dir,
+            host=args.host,
+            port=args.port,
+            route_prefix=args.route_prefix,
+            replicas=args.replicas,
+            cpus_per_replica=args.cpus_per_replica,
+            max_batch_size=args.max_batch_size,
+            batch_wait_timeout_ms=args.batch_wait_timeout_ms,
+            address=args.address,
+            api_key=args.api_key or os.environ.get("GLINER_ONNX_API_KEY") or None,
+        )
+        serve_forever(config, log=log)
+        return 0
+    from .app import AppSettings
+    from .host import serve
+
+    workers, threads = default_split(os.cpu_count() or 1, args.workers, args.threads)
+    settings = AppSettings(
+        export_dir=args.export_dir,
+        route_prefix=args.route_prefix,
+        limits=Limits(
+            args.max_body_bytes, args.max_text_chars, args.max_labels, args.max_texts, args.request_timeout_s
+        ),
+        capacity=Capacity(
+            workers,
+            threads,
+            args.max_batch_size,
+            args.batch_wait_timeout_ms,
+            args.max_queue,
+            args.max_queue_wait_ms,
+            shed_batch=args.shed_batch_size,
+        ),
+        api_key=args.api_key or os.environ.get("GLINER_ONNX_API_KEY") or None,
+        cors_origins=tuple(args.cors_origin),
+        access_log=args.access_log,
+        shutdown_timeout_s=args.graceful_timeout_s,
+    )
+    return serve(
+        settings, host=args.host, port=args.port, graceful_timeout_s=args.graceful_timeout_s, log=log
+    )

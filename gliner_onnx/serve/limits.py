@@ -1,0 +1,91 @@
+"""What one request may ask for, and what the server holds at once; checked when made.
+
+Every limit has a default that a one-sentence-to-a-page workload never meets, and each is
+enforced with an error that names it: a body over `max_body_bytes` is refused with 413 before
+it is read, a text, label set or batch over its limit with 400 (`field` names the field, the
+message the limit), a request that waits or runs past `request_timeout_s` gets 504.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def check_positive(name: str, value: object, *, integer: bool = False, zero: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or math.isinf(value) or math.isnan(value):
+        raise ValueError(f"{name} must be a finite {'int' if integer else 'number'}, got {value!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be {'>= 0' if zero else '> 0'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits (the CLI's `--max-*` options)."""
+
+    max_body_bytes: int = 1 << 20  # 1 MiB
+    max_text_chars: int = 50_000  # ~8,000 words: a long article, run as windows
+    max_labels: int = 100
+    max_texts: int = 64  # texts in one batch-form request
+    request_timeout_s: float = 30.0  # queueing and running, per request
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_text_chars", "max_labels", "max_texts"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_positive("request_timeout_s", self.request_timeout_s)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How the model is run: worker threads, ONNX Runtime threads each, batching, the queue.
+
+    `workers` threads take requests from one bounded queue, up to `max_batch` at a time (all
+    that are waiting: batching adds no wait unless `batch_wait_ms` > 0), and run them as one
+    runtime call with `threads` intra-op threads. A request that finds `max_queue` texts
+    waiting (default: two batches per worker, at least 16) is answered 503 with Retry-After at once.
+    Past `max_batch` texts waiting per worker the server sheds load (see `batching`): batches
+    of at most `shed_batch` texts, and a text is admitted only while at most `shed_limit` (two
+    such batches per worker) are ahead of it, so under overload an accepted request waits for
+    about two small batches whatever the machine's speed; one that still waits
+    `max_queue_wait_ms` for a worker (a stalled machine) gets 503 too.
+    """
+
+    workers: int = 1
+    threads: int = 2
+    max_batch: int = 8
+    batch_wait_ms: float = 0.0
+    max_queue: int = 0  # 0: 2 x max_batch x workers, at least 16
+    max_queue_wait_ms: float = 1000.0
+    retry_after_s: int = 1
+    shed_batch: int = 1  # 0: never shed (the queue's length alone admits)
+
+    @property
+    def shed_limit(self) -> int:
+        """Texts running or queued at most while shedding: two `shed_batch` batches per worker."""
+        return 2 * min(self.shed_batch, self.max_batch) * self.workers
+
+    def __post_init__(self) -> None:
+        if self.max_queue == 0:
+            object.__setattr__(self, "max_queue", max(16, 2 * self.max_batch * self.workers))
+        for name in ("workers", "threads", "max_batch", "max_queue", "retry_after_s"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_positive("batch_wait_ms", self.batch_wait_ms, zero=True)
+        check_positive("shed_batch", self.shed_batch, integer=True, zero=True)
+        check_positive("max_queue_wait_ms", self.max_queue_wait_ms)
+
+
+MAX_THREADS_PER_WORKER = 4
+
+
+def default_split(cpus: int, workers: int | None = None, threads: int | None = None) -> tuple[int, int]:
+    """Workers x ONNX Runtime threads that fit `cpus`: one worker with all the CPUs (up to
+    MAX_THREADS_PER_WORKER threads), then more workers. Either may be given; the other fills."""
+    cpus = max(1, cpus)
+    if workers is None and threads is None:
+        threads = min(cpus, MAX_THREADS_PER_WORKER)
+    if workers is None:
+        workers = max(1, cpus // max(1, threads or 1))
+    if threads is None:
+        threads = max(1, cpus // workers)
+    return workers, threads
