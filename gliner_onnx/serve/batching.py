@@ -1,12 +1,12 @@
 """Run the requests that arrived together as few runtime calls as possible.
 
-`Batcher` holds the bounded queue and the worker threads: each worker takes what is waiting
-(up to `max_batch` requests) and runs it with `run_requests`; ONNX Runtime releases the GIL,
-so the event loop keeps accepting while the workers compute. Requests are grouped by their
-decoding parameters (threshold, flat_ner, multi_label, relation threshold); each group is
-one `GLiNER.extract` call (typed results, made records by `result.as_record`), with one label set per text when the label sets differ. When a
-group's call fails, its requests are run one by one, so that a request the model cannot run
-fails alone and the others still get answers.
+`Batcher` holds the bounded queue and the worker threads: each worker takes what is waiting (up to
+`max_batch` requests) and runs it with `run_requests`; ONNX Runtime releases the GIL, so the event
+loop keeps accepting while the workers compute. Requests are grouped by their decoding parameters
+(threshold, flat_ner, multi_label, relation threshold); each group is one `GLiNER.extract` call
+(typed results, made records by `result.as_record`), with one label set per text when the label
+sets differ. When a group's call fails, its requests are run one by one, so that a request the
+model cannot run fails alone and the others still get answers.
 
 Admission has two regimes (`Capacity` has the numbers). Normally up to `max_batch` texts per
 worker wait and are run up to `max_batch` at a time: a closed-loop burst of that many clients
