@@ -38,6 +38,7 @@ from . import samples
 from .detect import detect_arch, read_config
 from .fusion import ENCODER_GRAPHS, backbone_shape, fuse_graph
 from .graph_io import write_graph
+from .model_card import write_model_card
 from .precision import LOWER_PRECISIONS, lower_precision
 from .tokenizer_io import (
     check_text_tokenization,
@@ -742,6 +743,7 @@ def export_model(
                     agreement = lower_precision(fp32, tmp, precision, log).agreement
                 finally:
                     shutil.rmtree(fp32, ignore_errors=True)
+            write_model_card(tmp)  # README.md: Hub metadata and the manifest's figures
             _replace_dir(tmp, output)
             return ExportReport(
                 output,

@@ -27,6 +27,7 @@ from .decode import Candidates, SpanCandidate, greedy_search, span_candidate_arr
 from .features import TextContext, text_feeds
 from .generate import GenerationParams
 from .generative import LabelDecoder, decoder_inference
+from .hub import resolve_model
 from .labels import (
     LabelSet,
     build_prompt,
@@ -139,13 +140,21 @@ class GLiNER:
         providers: str | Sequence[ProviderSpec] = "cpu",
         session_options: SessionOptions | None = None,
         verify: bool = True,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
     ) -> GLiNER:
-        """Load an export directory.
+        """Load an export directory, or a Hugging Face Hub repo id (the `hub` extra).
 
         providers: "cpu", "cuda" or an explicit ONNX Runtime provider list; it
         overrides `session_options.providers`. verify: check every file's sha256.
+        revision, cache_dir, token, local_files_only: huggingface_hub's, for a repo id
+        (`HF_HUB_OFFLINE=1` is honoured too); see `runtime/hub.py`.
         """
-        directory = Path(path)
+        directory = resolve_model(
+            path, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
+        )
         manifest = load_manifest(directory, verify=verify)
         base = session_options or SessionOptions()
         options = replace(base, providers=providers)
