@@ -33,6 +33,7 @@ from gliner_onnx.runtime import relations as rel
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
 from gliner_onnx.runtime.labels import LabelSet, build_prompt, normalize_label_set
 from gliner_onnx.runtime.spans import span_grid
+from gliner_onnx.runtime.words import check_splitter
 
 from . import samples
 from .detect import detect_arch, read_config
@@ -124,11 +125,10 @@ def load_gliner(model: str | Path) -> Any:
 
 def _check_supported(model: Any, arch: str) -> None:
     cfg = model.config
-    splitter = getattr(cfg, "words_splitter_type", "whitespace")
-    if splitter != "whitespace":
-        raise ExportError(
-            f"words splitter {splitter!r} is not supported by the runtime yet (supported: 'whitespace')"
-        )
+    try:
+        check_splitter(getattr(cfg, "words_splitter_type", "whitespace"))
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     fusion = getattr(cfg, "post_fusion_schema", None)
     if arch.startswith("biencoder") and fusion:
         raise ExportError(
