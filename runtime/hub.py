@@ -78,6 +78,23 @@ def resolve_model(
     return _HubRepo(str(path), revision, cache_dir, token, local_files_only).fetch(onnx_file)
 
 
+def fetch_tokenizer(repo_id: str, **hub_kwargs: Any) -> Path:
+    """A plain tokenizer repo (a bi-encoder's labels encoder named by its Hub id): its
+    tokenizer.json and the files beside it that set the pad token and length limit."""
+    repo = _HubRepo(
+        repo_id,
+        hub_kwargs.get("revision"),
+        hub_kwargs.get("cache_dir"),
+        hub_kwargs.get("token"),
+        bool(hub_kwargs.get("local_files_only", False)),
+    )
+    path = repo.get("tokenizer.json")
+    for name in _TOKENIZER_FILES[1:]:
+        repo.get(name, required=False)
+    assert path is not None
+    return path.parent
+
+
 class _HubRepo:
     """One repo at one revision, fetched file by file through huggingface_hub."""
 

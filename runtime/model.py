@@ -27,7 +27,7 @@ from .decode import Candidates, SpanCandidate, greedy_search, span_candidate_arr
 from .features import TextContext, text_feeds
 from .generate import GenerationParams
 from .generative import LabelDecoder, decoder_inference
-from .hub import resolve_model
+from .hub import layout_of, resolve_model
 from .labels import (
     LabelSet,
     build_prompt,
@@ -144,17 +144,30 @@ class GLiNER:
         cache_dir: str | Path | None = None,
         token: str | bool | None = None,
         local_files_only: bool = False,
+        onnx_file: str | None = None,
     ) -> GLiNER:
         """Load an export directory, or a Hugging Face Hub repo id (the `hub` extra).
 
         providers: "cpu", "cuda" or an explicit ONNX Runtime provider list; it
         overrides `session_options.providers`. verify: check every file's sha256.
         revision, cache_dir, token, local_files_only: huggingface_hub's, for a repo id
-        (`HF_HUB_OFFLINE=1` is honoured too); see `runtime/hub.py`.
+        (`HF_HUB_OFFLINE=1` is honoured too); see `runtime/hub.py`. onnx_file: the graph
+        of gliner's own one-graph layout (default model.onnx or onnx/model.onnx).
         """
         directory = resolve_model(
-            path, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
+            path,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            onnx_file=onnx_file,
         )
+        if layout_of(directory) == "gliner":  # gliner's export_to_onnx layout: runtime/onegraph.py
+            from .onegraph import load_onegraph
+
+            return load_onegraph(
+                directory, onnx_file=onnx_file, providers=providers, session_options=session_options
+            )
         manifest = load_manifest(directory, verify=verify)
         base = session_options or SessionOptions()
         options = replace(base, providers=providers)

@@ -148,7 +148,7 @@ def _janome() -> Splitter:
     from janome.tokenizer import Tokenizer
 
     tokenizer = Tokenizer()
-    return lambda text: _located(text, tokenizer.tokenize(text, wakati=True))
+    return lambda text: _located(text, (str(t) for t in tokenizer.tokenize(text, wakati=True)))
 
 
 def _mecab() -> Splitter:
