@@ -133,7 +133,29 @@ def test_refusals(bi_minilm_bert: Checkpoint, tmp_path: Path) -> None:
     emb = bi_minilm_bert.torch_model.encode_labels(["person"]).numpy()
     with pytest.raises(ValueError, match="label_embeddings do not apply"):
         m.inference(TEXTS[:1], ["person"], label_embeddings=emb)
-    emb_dir = tmp_path / "emb"
-    bi_minilm_bert.torch_model.export_to_onnx(str(emb_dir), from_labels_embeddings=True)
+    # gliner's from_labels_embeddings variant (its 0.2.29 export_to_onnx cannot write it:
+    # the keyword reaches _build_dummy_batch) and a foreign graph, built with onnx.helper
+    base = ["input_ids", "attention_mask", "words_mask", "text_lengths", "span_idx", "span_mask"]
     with pytest.raises(ManifestError, match="precomputed labels_embeddings"):
-        GLiNER.from_pretrained(emb_dir)
+        GLiNER.from_pretrained(_with_graph(out, [*base, "labels_embeddings"], "logits"))
+    with pytest.raises(ManifestError, match=r"are not gliner's layout for biencoder_span"):
+        GLiNER.from_pretrained(_with_graph(out, base, "scores"))
+
+
+def _with_graph(directory: Path, inputs: list[str], output: str) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    float_in = {"labels_embeddings"}
+    values = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT if n in float_in else TensorProto.INT64, None)
+        for n in inputs
+    ]
+    node = helper.make_node("Cast", [inputs[-1]], [output], to=TensorProto.FLOAT)
+    out = helper.make_tensor_value_info(output, TensorProto.FLOAT, None)
+    graph = helper.make_graph([node], "foreign", values, [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    target = directory.parent / f"{directory.name}-{output}-{len(inputs)}"
+    shutil.copytree(directory, target)
+    onnx.save(model, target / "model.onnx")
+    return target
