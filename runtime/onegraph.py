@@ -10,8 +10,9 @@ it. The graph takes gliner's collated batch and returns its logits:
 - token uni-encoders: the first four -> logits (B, W, C, 3);
 - bi-encoders: also labels_input_ids, labels_attention_mask: the graph re-encodes the
   labels on every call (no label cache; `label_embeddings=` is refused);
-- relex: -> logits, rel_idx, rel_logits, rel_mask (relations selected inside the
-  graph at gliner's default thresholds, baked in at export).
+- relex: -> logits, rel_idx, rel_logits, rel_mask (entities and pairs selected inside
+  the graph at gliner's default thresholds, 0.5, baked in at export): recognised, refused
+  for now (not implemented here).
 
 The names and element types are read from the graph. Everything around it is ours:
 word splitting, tokenization, span indices (the same arrays gliner builds, tested at
@@ -175,7 +176,10 @@ def load_onegraph(
     where = str(directory)
     arch = arch_of(config, where)
     if arch.endswith("relex"):
-        raise ManifestError(f"{where}: gliner's relex ONNX graphs are not supported yet ({arch})")
+        raise ManifestError(
+            f"{where}: gliner's relex ONNX graphs ({arch}) are not supported yet (their entity and "
+            "adjacency thresholds are baked in at 0.5): export the checkpoint with gliner-export"
+        )
     splitter = str(config["words_splitter_type"])
     try:
         check_splitter(splitter)

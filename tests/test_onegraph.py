@@ -7,6 +7,7 @@ or moved under onnx/, and its int8 model_quantized.onnx); gliner's
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -140,6 +141,12 @@ def test_refusals(bi_minilm_bert: Checkpoint, tmp_path: Path) -> None:
         GLiNER.from_pretrained(_with_graph(out, [*base, "labels_embeddings"], "logits"))
     with pytest.raises(ManifestError, match=r"are not gliner's layout for biencoder_span"):
         GLiNER.from_pretrained(_with_graph(out, base, "scores"))
+    relex = Path(shutil.copytree(out, tmp_path / "relex"))
+    config = json.loads((relex / "gliner_config.json").read_text())
+    config.update(relations_layer="dot", labels_encoder=None)
+    (relex / "gliner_config.json").write_text(json.dumps(config))
+    with pytest.raises(ManifestError, match=r"relex ONNX graphs \(uniencoder_span_relex\) are not supported"):
+        GLiNER.from_pretrained(relex)
 
 
 def _with_graph(directory: Path, inputs: list[str], output: str) -> Path:
