@@ -11,8 +11,9 @@ it. The graph takes gliner's collated batch and returns its logits:
 - bi-encoders: also labels_input_ids, labels_attention_mask: the graph re-encodes the
   labels on every call (no label cache; `label_embeddings=` is refused);
 - relex: -> logits, rel_idx, rel_logits, rel_mask (entities and pairs selected inside
-  the graph at gliner's default thresholds, 0.5, baked in at export): recognised, refused
-  for now (not implemented here).
+  the graph at gliner's default thresholds, 0.5, baked in at export): refused, because
+  gliner 0.2.29's graphs fail on any text but the tracing one, in its own ONNX path too
+  (tests/test_onegraph.py pins it).
 
 The names and element types are read from the graph. Everything around it is ours:
 word splitting, tokenization, span indices (the same arrays gliner builds, tested at
@@ -177,8 +178,10 @@ def load_onegraph(
     arch = arch_of(config, where)
     if arch.endswith("relex"):
         raise ManifestError(
-            f"{where}: gliner's relex ONNX graphs ({arch}) are not supported yet (their entity and "
-            "adjacency thresholds are baked in at 0.5): export the checkpoint with gliner-export"
+            f"{where}: gliner's relex ONNX graphs ({arch}) are not supported: gliner 0.2.29's "
+            "export_to_onnx traces the entity and pair selection at the tracing input's shapes (and "
+            "bakes its 0.5 thresholds in), so the graph fails on other texts, in gliner's own ONNX "
+            "path too (ScatterND: invalid index); export the checkpoint with gliner-export instead"
         )
     splitter = str(config["words_splitter_type"])
     try:
