@@ -107,6 +107,7 @@ def test_export_writes_separate_graphs_and_reports_diffs(bi_minilm_bert: Checkpo
         p.relative_to(bi_minilm_bert.export_dir).as_posix() for p in bi_minilm_bert.export_dir.rglob("*")
     )
     assert files == [
+        "README.md",  # the model card (export/model_card.py)
         MANIFEST_NAME,
         "label_encoder.onnx",
         "label_encoder.onnx.data",
