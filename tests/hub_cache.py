@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,8 +54,3 @@ def directory_files(directory: Path, skip: Iterable[str] = ()) -> dict[str, Path
         for p in sorted(directory.rglob("*"))
         if p.is_file() and p.relative_to(directory).as_posix() not in skipped
     }
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
