@@ -22,10 +22,12 @@ from gliner_onnx import __version__
 from gliner_onnx.archs import check_arch, family
 from gliner_onnx.errors import ExportError, ParityError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest
+from gliner_onnx.runtime.words import check_splitter
 
 from .configs import export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
+from .model_card import write_model_card
 from .precision import LOWER_PRECISIONS, lower_precision
 from .quiet import quiet_loading
 from .tracing import trace
@@ -85,11 +87,10 @@ def load_gliner(model: str | Path) -> Any:
 
 def _check_supported(model: Any, arch: str) -> None:
     cfg = model.config
-    splitter = getattr(cfg, "words_splitter_type", "whitespace")
-    if splitter != "whitespace":
-        raise ExportError(
-            f"words splitter {splitter!r} is not supported by the runtime yet (supported: 'whitespace')"
-        )
+    try:
+        check_splitter(getattr(cfg, "words_splitter_type", "whitespace"))
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     if getattr(cfg, "precomputed_prompts_mode", False):
         raise ExportError("precomputed_prompts_mode checkpoints are not supported")
     export_config(arch).check(model)
@@ -201,6 +202,7 @@ def export_model(
                     agreement = lower_precision(fp32, tmp, precision, log).agreement
                 finally:
                     shutil.rmtree(fp32, ignore_errors=True)
+            write_model_card(tmp)  # README.md: Hub metadata and the manifest's figures
             _follow_umask(tmp)
             _replace_dir(tmp, output)
             return ExportReport(

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pr.add_argument("export_dir", help="a directory written by gliner-export")
+    pr.add_argument("export_dir", help="a directory written by gliner-export, or a Hub repo id")
     pr.add_argument("text", nargs="?", default="-", help="the text, or - (default) to read lines from stdin")
     g = pr.add_argument_group("decoding")
     g.add_argument("--labels", type=_labels, required=True, help="comma-separated entity labels")
@@ -118,7 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
     add_serve_parser(sub)
     _add_annotate(sub)
+    _add_hub(sub)
     return p
+
+
+def _add_hub(sub: Any) -> None:
+    """export_dir may be a Hub repo id (the hub extra): resolved once, before the command runs."""
+    for parser in sub.choices.values():
+        parser.add_argument(
+            "--revision", default=None, help="Hub branch, tag or commit, when export_dir is a repo id"
+        )
+
+
+def _resolve_export(args: argparse.Namespace) -> None:
+    from .runtime.hub import resolve_model
+
+    args.export_dir = str(resolve_model(args.export_dir, revision=args.revision))
 
 
 def _add_annotate(sub: Any) -> None:
@@ -354,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gliner-onnx: error: --runs must be at least 1 and --warmup at least 0", file=sys.stderr)
         return 2
     try:
+        _resolve_export(args)
         if args.command == "predict":
             _predict(args, sys.stdout)
         elif args.command == "bench":

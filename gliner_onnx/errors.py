@@ -33,3 +33,7 @@ class ProviderError(GlinerOnnxError, ValueError):
 
 class InferenceError(GlinerOnnxError, RuntimeError):
     """ONNX Runtime failed while running a graph."""
+
+
+class HubError(GlinerOnnxError, ValueError):
+    """A model could not be found or fetched on the Hugging Face Hub (or in its cache)."""

@@ -19,7 +19,13 @@ from .errors import ManifestError
 MANIFEST_NAME = "gliner_onnx.json"
 FORMAT = "gliner-onnx"
 FORMAT_VERSION = 1
-WORD_SPLITTERS = ("whitespace",)
+# gliner 0.2.29's words_splitter_type values the torch-free runtime runs (runtime/words.py),
+# and those it refuses, with the reason.
+WORD_SPLITTERS = ("whitespace", "spacy", "jieba", "janome", "mecab", "hindi", "camel", "universal")
+REFUSED_SPLITTERS = {
+    "hanlp": "HanLP's tokenizers are torch (or TensorFlow) models",
+    "stanza": "Stanza's tokenizers are torch models",
+}
 SUBTOKEN_POOLINGS = ("first", "last", "mean", "max")
 PRECISIONS = ("fp32", "int8", "fp16")
 # `source` of an export of gliner-export's offline demo checkpoint (no --model): "demo:<arch>".
@@ -241,8 +247,10 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
 
     splitter = _require(data, "words_splitter", str, where)
     if splitter not in WORD_SPLITTERS:
+        why = f": {REFUSED_SPLITTERS[splitter]}" if splitter in REFUSED_SPLITTERS else ""
         raise ManifestError(
-            f"{where}: words splitter {splitter!r} is not supported (supported: {', '.join(WORD_SPLITTERS)})"
+            f"{where}: words splitter {splitter!r} is not supported{why} "
+            f"(supported: {', '.join(WORD_SPLITTERS)})"
         )
     pooling = _require(data, "subtoken_pooling", str, where)
     if pooling not in SUBTOKEN_POOLINGS:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gliner_onnx.archs import family
+from gliner_onnx.archs import family, is_biencoder
 from gliner_onnx.manifest import Manifest, load_manifest
 
 from .features import TextContext, text_feeds
@@ -35,7 +35,7 @@ class LoadedModel:
 
     @property
     def is_biencoder(self) -> bool:
-        return self.labels is not None
+        return is_biencoder(self.manifest.arch)
 
 
 def load_model(

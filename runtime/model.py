@@ -16,6 +16,7 @@ import numpy as np
 
 from gliner_onnx.errors import GlinerOnnxError
 
+from .hub import directory_layout, resolve_model
 from .labels import normalize_label_set
 from .loaded import LoadedModel, load_model
 from .options import ProviderSpec, SessionOptions
@@ -48,13 +49,36 @@ class GLiNER:
         providers: str | Sequence[ProviderSpec] = "cpu",
         session_options: SessionOptions | None = None,
         verify: bool = True,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        onnx_file: str | None = None,
     ) -> GLiNER:
-        """Load an export directory.
+        """Load an export directory, or a Hugging Face Hub repo id (the `hub` extra).
 
         providers: "cpu", "cuda" or an explicit ONNX Runtime provider list; it
         overrides `session_options.providers`. verify: check every file's sha256.
+        revision, cache_dir, token, local_files_only: huggingface_hub's, for a repo id
+        (`HF_HUB_OFFLINE=1` is honoured too); see `runtime/hub.py`. onnx_file: the graph
+        of gliner's own one-graph layout (default model.onnx or onnx/model.onnx).
         """
-        return cls(load_model(path, providers=providers, session_options=session_options, verify=verify))
+        directory = resolve_model(
+            path,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            onnx_file=onnx_file,
+        )
+        if directory_layout(directory) == "gliner":  # gliner's export_to_onnx: runtime/onegraph.py
+            from .onegraph import load_onegraph
+
+            return cls(
+                load_onegraph(directory, onnx_file=onnx_file, providers=providers,
+                              session_options=session_options)
+            )  # fmt: skip
+        return cls(load_model(directory, providers=providers, session_options=session_options, verify=verify))
 
     @property
     def arch(self) -> str:
@@ -212,6 +236,11 @@ class GLiNER:
 
         They are cached by label text; pass them back with `label_embeddings=`.
         """
+        if not self.pipeline.accepts.label_embeddings:
+            raise ValueError(
+                f"this {self.pipeline.accepts.name} export encodes labels inside the graph: "
+                "no label embeddings to compute or pass"
+            )
         store = self.context.labels
         if store is None:
             raise ValueError(f"encode_labels needs a bi-encoder export; this one is {self.arch!r}")

@@ -17,6 +17,7 @@ from gliner_onnx.manifest import Manifest
 from .decoder import DecoderPipeline
 from .entities import EntityPipeline
 from .loaded import LoadedModel
+from .onegraph import OneGraphPipeline
 from .relex import RelexPipeline
 from .request import Accepts, Request
 from .result import TextResult
@@ -32,6 +33,7 @@ PIPELINES: dict[str, Callable[[LoadedModel], Pipeline]] = {
     "entities": EntityPipeline,  # text encoder (+ label encoder) -> scorer
     "relex": RelexPipeline,  # + entity encoder (tokens), relation adjacency, relation scorer
     "decoder": DecoderPipeline,  # + span encoder (tokens), decoder prefix and step
+    "onegraph": OneGraphPipeline,  # gliner's own export_to_onnx graph: encoder and scorer in one
 }
 
 # The layout of each arch of `gliner_onnx.archs` (tests/test_registry.py checks that all have one).
@@ -48,7 +50,9 @@ ARCH_LAYOUTS: dict[str, str] = {
 
 
 def layout_of(manifest: Manifest) -> str:
-    """The graph layout of an export (today: its arch's)."""
+    """The graph layout of an export: gliner's one graph, or our export of its arch."""
+    if manifest.format == "gliner":
+        return "onegraph"
     layout = ARCH_LAYOUTS.get(manifest.arch)
     if layout is None:
         raise UnsupportedArchError(

@@ -24,6 +24,8 @@ class Accepts:
     relations: bool = False  # relation labels and thresholds; answers relations
     generation: bool = False  # gliner's generation arguments
     windows: bool = True  # window / overlap (long texts) and bi-encoders' label_embeddings
+    # bi-encoders: caller-given label embeddings (not where the graph encodes the labels itself)
+    label_embeddings: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ def make_request(
         )
     if not accepts.windows:
         return base
+    if not accepts.label_embeddings and call["label_embeddings"] is not None:
+        raise ValueError(
+            f"label_embeddings do not apply to {accepts.name} exports: the graph encodes the labels itself"
+        )
     given = check_label_embeddings(
         call["label_embeddings"], labels, label_sets, model.labels, model.manifest.arch
     )

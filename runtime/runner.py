@@ -54,8 +54,9 @@ class GraphRunner:
 
     @property
     def providers(self) -> list[str]:
-        """The providers ONNX Runtime actually uses (of the text encoder's session)."""
-        return list(self._sessions["text_encoder"].providers)
+        """The providers ONNX Runtime actually uses (of the text encoder's session, or the one graph)."""
+        session = self._sessions.get("text_encoder") or next(iter(self._sessions.values()))
+        return list(session.providers)
 
     def has(self, name: str) -> bool:
         return name in self._sessions

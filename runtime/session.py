@@ -64,8 +64,8 @@ class GraphSession:
         self,
         path: Path,
         name: str,
-        inputs: tuple[str, ...],
-        outputs: tuple[str, ...],
+        inputs: tuple[str, ...] | None,
+        outputs: tuple[str, ...] | None,
         options: SessionOptions,
         providers: list[ProviderSpec],
     ):
@@ -92,6 +92,11 @@ class GraphSession:
         self.providers = active
         got_in = [i.name for i in self._session.get_inputs()]
         got_out = [o.name for o in self._session.get_outputs()]
+        # None: take the graph's own names (gliner's one-graph layout, runtime/onegraph.py)
+        inputs, outputs = (
+            tuple(got_in if inputs is None else inputs),
+            tuple(got_out if outputs is None else outputs),
+        )
         if got_in != list(inputs) or got_out != list(outputs):
             raise ManifestError(
                 f"graph {name!r} ({path.name}): the graph declares inputs {got_in} and outputs {got_out}, "
@@ -99,6 +104,8 @@ class GraphSession:
             )
         self.input_names = list(inputs)
         self.output_names = list(outputs)
+        # ONNX element type of each input, e.g. 'tensor(bool)'
+        self.input_types = {i.name: i.type for i in self._session.get_inputs()}
 
     def _check_given(self, feeds: Mapping[str, Any]) -> None:
         missing = [n for n in self.input_names if n not in feeds]

@@ -96,9 +96,9 @@ def test_overwrite_replaces_an_export(uni_deberta: Checkpoint, tmp_path: Path) -
 def test_unsupported_splitter_fails_at_export(uni_deberta: Checkpoint, tmp_path: Path) -> None:
     model = uni_deberta.torch_model
     old = model.config.words_splitter_type
-    model.config.words_splitter_type = "spacy"
+    model.config.words_splitter_type = "stanza"  # torch (tests/test_splitters.py: the others)
     try:
-        with pytest.raises(ExportError, match="words splitter 'spacy' is not supported"):
+        with pytest.raises(ExportError, match="words splitter 'stanza' is not supported"):
             export_model(model, tmp_path / "o", log=lambda _m: None)
     finally:
         model.config.words_splitter_type = old
@@ -109,6 +109,7 @@ def test_export_writes_separate_graphs_and_reports_diffs(bi_minilm_bert: Checkpo
         p.relative_to(bi_minilm_bert.export_dir).as_posix() for p in bi_minilm_bert.export_dir.rglob("*")
     )
     assert files == [
+        "README.md",  # the model card (export/model_card.py)
         MANIFEST_NAME,
         "label_encoder.onnx",
         "label_encoder.onnx.data",

@@ -43,7 +43,9 @@ def test_predicting_loads_no_torch(uni_deberta: Checkpoint) -> None:
         f"m = GLiNER.from_pretrained({str(export)!r})\n"
         "assert m.predict_entities('Angela Merkel visited Paris.', ['person'], threshold=0.0)"
     )
-    assert _heavy(_loaded_after(code)) == set()
+    modules = _loaded_after(code)
+    assert _heavy(modules) == set()
+    assert "huggingface_hub" not in modules  # imported only for a Hub repo id (tests/test_hub.py)
 
 
 def test_benchmarking_loads_no_torch(uni_deberta: Checkpoint) -> None:

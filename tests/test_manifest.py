@@ -104,7 +104,7 @@ def test_newer_format_version(export: Path) -> None:
         ),
         (lambda d: d.update(arch="nonsense"), "unknown arch"),
         (lambda d: d["graphs"].pop("scorer"), "graph 'scorer' required"),
-        (lambda d: d.update(words_splitter="spacy"), "words splitter 'spacy' is not supported"),
+        (lambda d: d.update(words_splitter="hanlp"), "words splitter 'hanlp' is not supported"),
         (lambda d: d.pop("max_width"), "missing field 'max_width'"),
         (lambda d: d["graphs"]["scorer"].update(inputs=["a", "b"]), "do not match"),
         (lambda d: d["graphs"]["scorer"].update(file="../../etc/passwd"), "must be relative"),

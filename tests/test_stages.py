@@ -39,8 +39,8 @@ def test_split_words_equals_reference(text: str) -> None:
 
 
 def test_unknown_splitter() -> None:
-    with pytest.raises(ValueError, match="unsupported words splitter 'spacy'"):
-        split_words("a b", "spacy")
+    with pytest.raises(ValueError, match="unsupported words splitter 'nltk'"):
+        split_words("a b", "nltk")
 
 
 def test_labels_are_deduplicated_in_order() -> None:
