@@ -50,6 +50,9 @@ def app_settings(config: ServeConfig) -> AppSettings:
         batch_wait_ms=config.batch_wait_timeout_ms,
         max_queue=max(4 * config.max_batch_size, 64),  # Ray Serve queues in front of it too
         max_queue_wait_ms=config.max_queue_wait_ms,
+        # No shedding inside a replica: Ray Serve's router spreads and queues requests in front of
+        # it (max_ongoing_requests); a replica that shed would refuse a burst Ray had routed to it.
+        shed_batch=0,
     )
     return AppSettings(
         str(Path(config.export_dir).resolve()), route_prefix="", capacity=capacity, api_key=config.api_key
