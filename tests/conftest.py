@@ -11,6 +11,7 @@ import ctypes
 import functools
 import gc
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator
@@ -99,8 +100,12 @@ def _reexport(tmp: Path, ckpt: Checkpoint, name: str, **export_kw: Any) -> Check
 
 
 @pytest.fixture(scope="session")
-def ckpt_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("checkpoints")
+def ckpt_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    yield root
+    # The session's checkpoints and exports (about 1.6 GB): pytest's retention policy removes
+    # only the per-test directories of passing tests, not these.
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
