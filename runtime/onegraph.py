@@ -42,7 +42,7 @@ from .loaded import LoadedModel, encoder_feeds
 from .options import ProviderSpec, SessionOptions
 from .planning import Found
 from .request import Accepts
-from .runner import Device, GraphRunner
+from .runner import GraphRunner, binding_device
 from .session import GraphSession, resolve_providers
 from .spans import span_grid
 from .tokenize import SubwordTokenizer
@@ -225,17 +225,8 @@ def load_onegraph(
         source=f"gliner export_to_onnx: {graph_file}",
         format="gliner",
     )
-    runner = GraphRunner({GRAPH: session}, _device(options, resolved))
+    runner = GraphRunner({GRAPH: session}, binding_device(options, resolved))
     return LoadedModel(directory, manifest, runner, tokenizers, None)
-
-
-def _device(options: SessionOptions, resolved: list[ProviderSpec]) -> Device | None:
-    """Where IO binding places outputs, as `GraphRunner.load` decides it."""
-    first = resolved[0][0] if isinstance(resolved[0], tuple) else resolved[0]
-    on_cuda = first == "CUDAExecutionProvider"
-    if options.io_binding or (options.io_binding is None and on_cuda):
-        return ("cuda", options.device_id) if on_cuda else ("cpu", 0)
-    return None
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -19,10 +19,19 @@ import numpy as np
 
 from gliner_onnx.manifest import Manifest
 
-from .options import SessionOptions
+from .options import ProviderSpec, SessionOptions
 from .session import GraphSession, resolve_providers
 
 Device = tuple[str, int]  # ("cuda" | "cpu", device id)
+
+
+def binding_device(options: SessionOptions, resolved: list[ProviderSpec]) -> Device | None:
+    """Where IO binding keeps outputs on the resolved providers; None: no IO binding."""
+    first = resolved[0][0] if isinstance(resolved[0], tuple) else resolved[0]
+    on_cuda = first == "CUDAExecutionProvider"
+    if options.io_binding or (options.io_binding is None and on_cuda):
+        return ("cuda", options.device_id) if on_cuda else ("cpu", 0)
+    return None
 
 
 class GraphRunner:
@@ -41,12 +50,7 @@ class GraphRunner:
             name: GraphSession(directory / g.file, name, g.inputs, g.outputs, options, resolved)
             for name, g in manifest.graphs.items()
         }
-        first = resolved[0][0] if isinstance(resolved[0], tuple) else resolved[0]
-        on_cuda = first == "CUDAExecutionProvider"
-        device: Device | None = None
-        if options.io_binding or (options.io_binding is None and on_cuda):
-            device = ("cuda", options.device_id) if on_cuda else ("cpu", 0)
-        return cls(sessions, device)
+        return cls(sessions, binding_device(options, resolved))
 
     @property
     def io_binding(self) -> bool:
