@@ -46,6 +46,7 @@ class ExportReport:
     optimized: bool = False
     precision: str = "fp32"
     agreement: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] = field(default_factory=dict)
     parity: str = ""  # one line: what validation checked
 
     def lines(self) -> list[str]:
@@ -64,7 +65,19 @@ class ExportReport:
                 f"  {self.precision} vs fp32: entity F1 {a['f1']:.3f} (precision {a['precision']:.3f}, "
                 f"recall {a['recall']:.3f}) on {a['texts']} texts"
             )
+        if self.quantization.get("speed_vs_fp32"):
+            out.append("  " + speed_and_size(self.precision, self.quantization))
         return out
+
+
+def speed_and_size(precision: str, q: dict[str, Any]) -> str:
+    """One line: the lower precision's speed and size against fp32, as measured at export."""
+    s = q["speed_vs_fp32"]
+    line = (
+        f"{precision} vs fp32: {s['speedup']:.2f}x the speed ({s['fp32_ms']:.1f} -> {s['ms']:.1f} ms, "
+        f"batch 1, {s['threads']} threads, this machine), {q['size_vs_fp32']:.2f}x the size"
+    )
+    return line + (f"; recipe: {q['name']}" if q.get("name") else "")
 
 
 def load_gliner(model: str | Path) -> Any:
@@ -196,10 +209,12 @@ def export_model(
             )
             diffs, checked = _export_into(ctx, source or "")
             agreement: dict[str, Any] = {}
+            quantization: dict[str, Any] = {}
             if precision != "fp32":
                 fp32, tmp = tmp, Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
                 try:
-                    agreement = lower_precision(fp32, tmp, precision, log).agreement
+                    lowered = lower_precision(fp32, tmp, precision, log)
+                    agreement, quantization = lowered.agreement, lowered.quantization
                 finally:
                     shutil.rmtree(fp32, ignore_errors=True)
             write_model_card(tmp)  # README.md: Hub metadata and the manifest's figures
@@ -213,6 +228,7 @@ def export_model(
                 optimized=optimized,
                 precision=precision,
                 agreement=agreement,
+                quantization=quantization,
                 parity=checked,
             )
         except ParityError as e:

@@ -1,46 +1,31 @@
 """Lower precision: int8 or fp16 copies of a validated fp32 export, and their agreement.
 
 Each output directory holds one precision; the manifest records it, what was converted
-in each graph, and the entity-level F1 of the copy's predictions against the fp32
-graphs' on a fixed corpus of varied text.
+in each graph (and, for int8, the recipe), and the entity-level F1 of the copy's
+predictions against the fp32 graphs' on a fixed corpus of varied text.
 
-The int8 recipe was decided by measurement (`benchmarks/README.md`; relative error of the
-text encoder's outputs on the MiniLM span demo, entity agreement with fp32 on a MiniLM span
-checkpoint with trained heads, `benchmarks/bench_int8_trained.py`):
-- only MatMul nodes with a weight operand: quantizing the word-embedding Gather alone moved
-  the label (prompt) embeddings by 40%, the LSTM by 1%;
-- only the backbone's transformer layers: the span / label heads and the scorer are
-  small and stay fp32;
-- and of those, only the attention's (query, key, value and output projections): the
-  feed-forward MatMuls cost the most agreement. On two MiniLM span checkpoints with trained
-  heads, entity F1 against fp32 on the agreement corpus: every layer MatMul in int8 0.894 /
-  0.864, all but the feed-forward output 0.954 / 0.906, attention only 0.977 / 0.973;
-- uint8 weights per output channel: int8 weights saturate in ONNX Runtime's u8s8
-  kernels on AVX2 CPUs without VNNI (attention output error 32% against 4%).
+int8 is `int8.py`'s recipe (`int8.DEFAULT_RECIPE` unless told), chosen by measurement
+(`benchmarks/bench_int8_recipes.py`). Its calibration texts (for SmoothQuant's activation
+ranges) are synthetic sentences (`demo_data`), never the agreement corpus.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from gliner_onnx.manifest import GraphEntry, Manifest, load_manifest
 
 from .graph_io import topological_sort, write_graph
+from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_graph
 
 LOWER_PRECISIONS = ("int8", "fp16")
-# Node-name fragment of the transformer layers of Hugging Face encoders (BERT, DeBERTa,
-# RoBERTa, ...), as torch.onnx names them from the module path.
-BACKBONE_LAYER = "/encoder/layer."
-# The attention block of those layers (query / key / value / output projections); the
-# feed-forward `intermediate` and `output` MatMuls stay fp32.
-ATTENTION = "/attention/"
 AGREEMENT_LABELS = ("person", "organization", "location", "date", "event", "product")
 AGREEMENT_THRESHOLD = 0.5
 
@@ -66,46 +51,41 @@ def entity_f1(
     return {"precision": p, "recall": r, "f1": f1}
 
 
-def backbone_weight_matmuls(proto: onnx.ModelProto) -> list[str]:
-    """The MatMul nodes of the backbone's transformer layers whose second operand is a weight
-    (what dynamic quantization with `MatMulConstBOnly` can convert)."""
-    weights = {t.name for t in proto.graph.initializer}
-    return [
-        n.name
-        for n in proto.graph.node
-        if n.op_type == "MatMul" and BACKBONE_LAYER in n.name and len(n.input) == 2 and n.input[1] in weights
-    ]
+CALIBRATION_TEXTS = 32
 
 
-def int8_nodes(proto: onnx.ModelProto) -> list[str]:
-    """The MatMul nodes the int8 recipe quantizes: the weight MatMuls of the attention blocks of
-    the backbone's transformer layers."""
-    return [name for name in backbone_weight_matmuls(proto) if ATTENTION in name]
+def calibration_feeds(export_dir: Path, texts: int = CALIBRATION_TEXTS) -> dict[str, list[dict[str, Any]]]:
+    """Per graph, the inputs the runtime gives it on `texts` synthetic sentences (held-out
+    seeds of `demo_data`, their labels): what SmoothQuant measures activations on."""
+    from gliner_onnx import GLiNER
+
+    from .demo_data import LABELS, heldout
+
+    model = GLiNER.from_pretrained(export_dir)
+    runner = model.context.runner
+    feeds: dict[str, list[dict[str, Any]]] = {}
+    for name in runner._sessions:
+        session = runner.session(name)
+        run = session.run
+
+        def recording(inputs: Any, *, _name: str = name, _run: Any = run) -> Any:
+            feeds.setdefault(_name, []).append({k: np.array(v) for k, v in inputs.items()})
+            return _run(inputs)
+
+        session.run = recording  # type: ignore[method-assign]
+    for example in heldout(texts + 1000)[1000:]:  # seeds apart from the agreement's held-out
+        text = " ".join(example["tokenized_text"])
+        model.extract([text], list(LABELS), threshold=0.5, return_relations=False)
+    return feeds
 
 
-def _int8(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    proto = onnx.load(str(path))
-    chosen = int8_nodes(proto)
-    matmuls = [n.name for n in proto.graph.node if n.op_type == "MatMul"]
-    if not chosen:
-        return proto, {"precision": "fp32", "quantized_matmuls": 0, "matmuls": len(matmuls)}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "q.onnx"
-        quantize_dynamic(
-            proto,
-            out,
-            op_types_to_quantize=["MatMul"],
-            nodes_to_quantize=chosen,
-            per_channel=True,
-            weight_type=QuantType.QUInt8,
-            use_external_data_format=True,
-            extra_options={"MatMulConstBOnly": True},
-        )
-        quantized = onnx.load(str(out))
-    info = {"precision": "int8", "quantized_matmuls": len(chosen), "matmuls": len(matmuls)}
-    return quantized, info
+def _int8(
+    path: Path, recipe: Int8Recipe, feeds: list[dict[str, Any]]
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    proto, info = quantize_graph(onnx.load(str(path)), recipe, feeds)
+    if info["precision"] == "int8":
+        info["recipe"] = recipe.name
+    return proto, info
 
 
 def _fp16(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
@@ -116,33 +96,98 @@ def _fp16(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
 
 
 def lower_precision(
-    fp32_dir: Path, out_dir: Path, precision: str, log: Callable[[str], None] = print
+    fp32_dir: Path,
+    out_dir: Path,
+    precision: str,
+    log: Callable[[str], None] = print,
+    recipe: Int8Recipe = DEFAULT_RECIPE,
 ) -> Manifest:
-    """Write an `precision` copy of the fp32 export `fp32_dir` into the empty `out_dir`."""
+    """Write an `precision` copy of the fp32 export `fp32_dir` into the empty `out_dir`
+    (int8: by `recipe`)."""
     if precision not in LOWER_PRECISIONS:
         raise ValueError(f"precision must be one of {LOWER_PRECISIONS}, got {precision!r}")
     manifest = load_manifest(fp32_dir)
     if manifest.precision != "fp32":
         raise ValueError(f"{fp32_dir} holds {manifest.precision} graphs, not fp32")
-    convert = _int8 if precision == "int8" else _fp16
+    feeds: dict[str, list[dict[str, Any]]] = {}
+    if precision == "int8" and recipe.smooth is not None:
+        log("recording calibration inputs on synthetic sentences ...")
+        feeds = calibration_feeds(fp32_dir)
     for tok in manifest.tokenizers.values():
         (out_dir / tok.file).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fp32_dir / tok.file, out_dir / tok.file)
     graphs: dict[str, GraphEntry] = {}
     for name, g in manifest.graphs.items():
         log(f"converting {name} to {precision} ...")
-        proto, info = convert(fp32_dir / g.file)
+        if precision == "int8":
+            proto, info = _int8(fp32_dir / g.file, recipe, feeds.get(name, []))
+        else:
+            proto, info = _fp16(fp32_dir / g.file)
         topological_sort(proto.graph)
         entry = write_graph(proto, out_dir, name, g.inputs, g.outputs)
         graphs[name] = replace(entry, optimization={**g.optimization, **info})
     lowered = replace(manifest, graphs=graphs, precision=precision)
+    if precision == "int8":
+        lowered = replace(lowered, quantization=recipe.record())
     lowered.save(out_dir)
     log(f"measuring {precision} agreement with fp32 ...")
     agreement = measure_agreement(fp32_dir, out_dir)
     log(f"entity F1 of {precision} against fp32: {agreement['f1']:.3f} on {agreement['texts']} texts")
-    lowered = replace(lowered, agreement=agreement)
+    speed = measure_speed(fp32_dir, out_dir)
+    size = dir_bytes(out_dir) / dir_bytes(fp32_dir)
+    log(
+        f"{precision} against fp32: {speed['speedup']:.2f}x the speed ({speed['fp32_ms']:.1f} -> "
+        f"{speed['ms']:.1f} ms, batch 1, {speed['threads']} threads), {size:.2f}x the size"
+    )
+    quantization = {**lowered.quantization, "speed_vs_fp32": speed, "size_vs_fp32": round(size, 4)}
+    lowered = replace(lowered, agreement=agreement, quantization=quantization)
     lowered.save(out_dir)
     return lowered
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def measure_speed(
+    fp32_dir: Path, other_dir: Path, rounds: int = 5, runs: int = 10, threads: int = 2
+) -> dict[str, Any]:
+    """Batch-1 latency of `other_dir` against `fp32_dir` (the first ~60 words of the corpus's long
+    paragraph, 5 labels): both loaded, `rounds` alternating rounds of `runs` calls after a warm-up,
+    the medians of each round's median. On the machine that exports: a hint, not a benchmark
+    (benchmarks/bench_int8_recipes.py is that)."""
+    import statistics
+    import time
+
+    from gliner_onnx import GLiNER, SessionOptions
+
+    from .samples import LONG
+
+    text = " ".join(LONG.split()[:60])
+    labels = list(AGREEMENT_LABELS[:5])
+    options = SessionOptions(intra_op_num_threads=threads)
+    models = [
+        GLiNER.from_pretrained(fp32_dir, session_options=options),
+        GLiNER.from_pretrained(other_dir, session_options=options, verify=False),
+    ]
+    medians: list[list[float]] = [[], []]
+    for r in range(rounds):
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            for _ in range(3):
+                models[i].extract([text], labels)
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                models[i].extract([text], labels)
+                times.append(time.perf_counter() - t0)
+            medians[i].append(statistics.median(times) * 1000)
+    fp32_ms, ms = statistics.median(medians[0]), statistics.median(medians[1])
+    return {
+        "fp32_ms": round(fp32_ms, 3),
+        "ms": round(ms, 3),
+        "speedup": round(fp32_ms / ms, 3),
+        "threads": threads,
+    }
 
 
 def measure_agreement(fp32_dir: Path, other_dir: Path) -> dict[str, Any]:

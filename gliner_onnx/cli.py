@@ -300,6 +300,15 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
     if m.agreement:
         a = m.agreement
         out.write(f"agreement with fp32: entity F1 {a['f1']:.3f} on {a['texts']} texts\n")
+    q = m.quantization
+    if q.get("name"):
+        out.write(f"int8 recipe: {q['name']}\n")
+    if q.get("speed_vs_fp32"):
+        s = q["speed_vs_fp32"]
+        out.write(
+            f"measured at export: {s['speedup']:.2f}x the speed of fp32 "
+            f"({s['fp32_ms']:.1f} -> {s['ms']:.1f} ms, batch 1, {s['threads']} threads), {q['size_vs_fp32']:.2f}x the size\n"
+        )
     out.write("versions: " + ", ".join(f"{k}={v}" for k, v in m.versions.items()) + "\n")
 
 

@@ -76,6 +76,8 @@ class Manifest:
     span_head: str = "generic"
     # Lower precisions: entity-level agreement with the fp32 graphs (export/precision.py).
     agreement: dict[str, Any] = field(default_factory=dict)
+    # int8: the recipe (export/int8.py) and its speed and size against fp32, measured at export.
+    quantization: dict[str, Any] = field(default_factory=dict)
     # Relex: the relation-type marker, and the checkpoint's relation layers ("none": no
     # adjacency graph, every ordered pair is scored; triples_layer: informational).
     rel_token: str | None = None
@@ -279,6 +281,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         precision=precision,
         span_head=span_head,
         agreement=dict(data.get("agreement") or {}),
+        quantization=dict(data.get("quantization") or {}),
         rel_token=data.get("rel_token") if is_relex(arch) else None,
         rel_token_id=rel_token_id if is_relex(arch) else None,
         relations_layer=relations_layer if is_relex(arch) else None,

@@ -13,10 +13,10 @@ import pytest
 
 from gliner_onnx import GLiNER
 from gliner_onnx.export import export_model
+from gliner_onnx.export.int8 import DEFAULT_RECIPE
 from gliner_onnx.export.precision import (
     AGREEMENT_LABELS,
     AGREEMENT_THRESHOLD,
-    ATTENTION,
     agreement_corpus,
     entity_f1,
     lower_precision,
@@ -50,27 +50,56 @@ def test_entity_f1_counts_exact_matches() -> None:
     assert entity_f1(ref, [[], []])["f1"] == 0.0
 
 
-def test_int8_export_quantizes_the_backbone_only(int8_export: Path, uni_deberta: Checkpoint) -> None:
+def test_int8_export_follows_the_default_recipe(int8_export: Path, uni_deberta: Checkpoint) -> None:
     m = load_manifest(int8_export)
     assert m.precision == "int8" and m.span_head == "factorized"
     enc = m.graphs["text_encoder"].optimization
-    assert enc["precision"] == "int8" and 0 < enc["quantized_matmuls"] < enc["matmuls"]
+    assert enc["precision"] == "int8" and enc["recipe"] == DEFAULT_RECIPE.name
+    assert enc["quantized_matmuls"] == enc["matmuls"] > 0  # every weight MatMul, heads too
     assert "rewrites" in enc  # the fp32 optimization record is kept
-    assert "DynamicQuantizeMatMul" in _ops(int8_export / "text_encoder.onnx") or "MatMulInteger" in _ops(
-        int8_export / "text_encoder.onnx"
-    )
-    assert "LSTM" in _ops(int8_export / "text_encoder.onnx")  # kept fp32
-    assert m.graphs["scorer"].optimization["quantized_matmuls"] == 0
+    assert enc["int8_embedding_tables"] == 1 and enc["quantized_lstms"] == 1
+    ops = _ops(int8_export / "text_encoder.onnx")
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    assert m.graphs["scorer"].optimization["quantized_matmuls"] == m.graphs["scorer"].optimization["matmuls"]
 
-    # Per layer: the attention's Q, K, V and output projections in int8; the feed-forward fp32.
     nodes = onnx.load(str(int8_export / "text_encoder.onnx"), load_external_data=False).graph.node
-    int8 = [n.name for n in nodes if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
-    feed_forward = re.compile(r"layer\.\d+/(intermediate|output)/")
-    ffn = [n.name for n in nodes if n.op_type == "MatMul" and feed_forward.search(n.name)]
-    layers = {n.split("/encoder/layer.")[1].split("/")[0] for n in int8}
-    assert len(int8) == enc["quantized_matmuls"] == 4 * len(layers) and len(ffn) == 2 * len(layers) > 0
-    assert all(ATTENTION in n for n in int8)
-    assert sum("/attention/output/" in n for n in int8) == len(layers)
+    float_matmuls = [n.name for n in nodes if n.op_type == "MatMul"]
+    weights = {t.name for t in onnx.load(str(int8_export / "text_encoder.onnx")).graph.initializer}
+    assert not [n for n in nodes if n.op_type == "MatMul" and n.input[1] in weights], float_matmuls
+    # the feed-forwards quantize the first token ([CLS]) apart: two of each, concatenated
+    feed_forward = re.compile(r"layer\.(\d+)/(intermediate|output)/dense/MatMul")
+    layers = {mt.group(1) for n in nodes if (mt := feed_forward.search(n.name))}
+    assert enc["first_token_split"] == 2 * len(layers) > 0
+    assert sum(n.op_type == "Concat" and n.name.endswith("_Concat") for n in nodes) == 2 * len(layers)
+    # the word-embedding table is stored int8 with one scale per row
+    tables = [
+        t
+        for t in onnx.load(str(int8_export / "text_encoder.onnx")).graph.initializer
+        if t.name.endswith("_int8")
+    ]
+    assert any(t.data_type == onnx.TensorProto.INT8 and t.dims[0] >= 1000 for t in tables)
+
+    q = m.quantization
+    assert q["name"] == DEFAULT_RECIPE.name and q["scope"] == "all" and q["embeddings"] is True
+    assert (
+        q["speed_vs_fp32"]["fp32_ms"] > 0
+        and q["speed_vs_fp32"]["ms"] > 0
+        and q["speed_vs_fp32"]["threads"] == 2
+    )
+    sizes = [
+        sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        for d in (int8_export, uni_deberta.export_dir)
+    ]
+    assert q["size_vs_fp32"] == pytest.approx(sizes[0] / sizes[1], rel=0.02) and q["size_vs_fp32"] < 0.8
+    info = subprocess.run(
+        [sys.executable, "-m", "gliner_onnx.cli", "info", str(int8_export)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"int8 recipe: {DEFAULT_RECIPE.name}" in info.stdout
+    assert re.search(r"measured at export: [\d.]+x the speed of fp32 .* [\d.]+x the size", info.stdout)
     a = m.agreement
     assert a["texts"] == 115 and a["labels"] == [
         "person",
