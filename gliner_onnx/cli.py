@@ -307,7 +307,8 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
         s = q["speed_vs_fp32"]
         out.write(
             f"measured at export: {s['speedup']:.2f}x the speed of fp32 "
-            f"({s['fp32_ms']:.1f} -> {s['ms']:.1f} ms, batch 1, {s['threads']} threads), {q['size_vs_fp32']:.2f}x the size\n"
+            f"({s['fp32_ms']:.1f} -> {s['ms']:.1f} ms, batch 1, {s['threads']} threads), "
+            f"{q['size_vs_fp32']:.2f}x the size\n"
         )
     out.write("versions: " + ", ".join(f"{k}={v}" for k, v in m.versions.items()) + "\n")
 
