@@ -72,6 +72,32 @@ RECIPES: dict[str, Int8Recipe] = {
         lstm=True,
         activations="token",
     ),
+    "noqkv-ft": Int8Recipe(
+        "every MatMul but the attention's Q/K/V, int8 embedding rows, first token apart in the feed-forwards",
+        scope="all",
+        embeddings=True,
+        lstm=True,
+        first_token="ffn",
+        skip=("/attention/self/",),
+    ),
+    "ft-oc3": Int8Recipe(
+        "every MatMul, int8 embedding rows, first token apart in the feed-forwards, "
+        "outlier channels apart (3x)",
+        scope="all",
+        embeddings=True,
+        lstm=True,
+        first_token="ffn",
+        outliers=3.0,
+    ),
+    "ft-oc2": Int8Recipe(
+        "every MatMul, int8 embedding rows, first token apart in the feed-forwards, "
+        "outlier channels apart (2x)",
+        scope="all",
+        embeddings=True,
+        lstm=True,
+        first_token="ffn",
+        outliers=2.0,
+    ),
     "default": DEFAULT_RECIPE,  # every MatMul, int8 embedding rows, first token apart in the feed-forwards
 }
 

@@ -4,7 +4,7 @@ An int8 recipe (`Int8Recipe`) says, for every graph of an export:
 - which weight MatMuls become ONNX Runtime's dynamic int8 MatMuls (`scope`): the attention
   blocks of the backbone's transformer layers, every weight MatMul of those layers, or every
   weight MatMul of the graph (heads, projections, scorer too); `keep_fp32` names (exactly) the
-  nodes left fp32;
+  nodes left fp32, `skip` node-name fragments (e.g. the attention's "/attention/self/") left fp32;
 - whether the word-embedding tables are stored int8 with one scale per row
   (`embeddings`): `Gather` of the int8 rows, `Cast`, times the gathered row scales. ONNX
   Runtime's own Gather quantization treats the table as one activation (one scale and zero
@@ -58,6 +58,7 @@ class Int8Recipe:
     name: str
     scope: str = "layers"
     keep_fp32: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
     embeddings: bool = False
     smooth: float | None = None
     weight_type: str = "QInt8"
@@ -66,6 +67,7 @@ class Int8Recipe:
     lstm: bool = False
     first_token: str = "none"
     activations: str = "tensor"
+    outliers: float | None = None
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -80,6 +82,10 @@ class Int8Recipe:
             self.weight_type != "QInt8" or not self.per_channel or self.reduce_range
         ):
             raise ValueError("per-token activations take signed per-channel weights without reduce_range")
+        if self.outliers is not None and self.outliers <= 1.0:
+            raise ValueError(
+                f"outliers (a multiple of the median channel range) must be > 1, got {self.outliers}"
+            )
         if self.smooth is not None and not 0.0 <= self.smooth <= 1.0:
             raise ValueError(f"smooth (SmoothQuant's alpha) must be in [0, 1], got {self.smooth}")
 
@@ -121,7 +127,7 @@ def chosen_matmuls(proto: onnx.ModelProto, recipe: Int8Recipe) -> list[onnx.Node
     if recipe.scope == "attention":
         nodes = [n for n in nodes if ATTENTION in n.name]
     keep = set(recipe.keep_fp32)
-    return [n for n in nodes if n.name not in keep]
+    return [n for n in nodes if n.name not in keep and not any(f in n.name for f in recipe.skip)]
 
 
 def embedding_gathers(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -196,6 +202,70 @@ def smooth(
             weights[name].CopyFrom(numpy_helper.from_array((w * s[:, None]).astype(np.float32), name))
     proto.graph.node.extend(added)
     return len(added)
+
+
+# At most this share of a MatMul input's channels is kept apart as outliers.
+MAX_OUTLIER_SHARE = 1 / 32
+NORMALIZATIONS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization")
+
+
+def normalized_inputs(proto: onnx.ModelProto, nodes: Sequence[onnx.NodeProto]) -> list[str]:
+    """The inputs of `nodes` that a layer normalization produces (where a few channels carry
+    most of the range in every token: BERT-family encoders' outlier dimensions)."""
+    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    return sorted({n.input[0] for n in nodes if producers.get(n.input[0]) in NORMALIZATIONS})
+
+
+def split_outlier_channels(
+    proto: onnx.ModelProto, nodes: Sequence[onnx.NodeProto], maxima: dict[str, np.ndarray], ratio: float
+) -> dict[str, int]:
+    """LLM.int8()'s decomposition, in place: for each input x of `nodes` in `maxima` whose
+    channels k have max |x_k| > `ratio` x the median channel's (at most `MAX_OUTLIER_SHARE` of
+    them, the largest), x W = (x * mask) W' + x[..., O] W[O]: the MatMul (then quantized)
+    reads x with the outlier channels O zeroed and W' with those rows zeroed, and a float MatMul
+    of the few outlier channels is added. Exact in fp32. Returns {input: channels kept apart}."""
+    weights = {t.name: t for t in proto.graph.initializer}
+    by_input: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        if n.input[0] in maxima:
+            by_input.setdefault(n.input[0], []).append(n)
+    done: dict[str, int] = {}
+    new_nodes: list[onnx.NodeProto] = []
+    for x, group in by_input.items():
+        m = maxima[x]
+        limit = max(1, int(len(m) * MAX_OUTLIER_SHARE))
+        order = np.argsort(m)[::-1][:limit]
+        outliers = np.sort(order[m[order] > ratio * np.median(m)])
+        if not len(outliers):
+            continue
+        mask = np.ones(len(m), np.float32)
+        mask[outliers] = 0.0
+        p = f"{x}_oc"
+        mask_name = _const(proto, f"{p}_mask", mask)
+        idx_name = _const(proto, f"{p}_idx", outliers.astype(np.int64))
+        new_nodes += [
+            helper.make_node("Mul", [x, mask_name], [f"{p}_inliers"], name=f"{p}_Mask"),
+            helper.make_node("Gather", [x, idx_name], [f"{p}_outliers"], name=f"{p}_Gather", axis=-1),
+        ]
+        for n in group:
+            w_name = n.input[1]
+            w = numpy_helper.to_array(weights[w_name]).astype(np.float32)
+            rows = _const(proto, f"{w_name}_outlier_rows", w[outliers])
+            inliers = w.copy()
+            inliers[outliers] = 0.0
+            weights[w_name].CopyFrom(numpy_helper.from_array(inliers, w_name))
+            y = n.output[0]
+            n.input[0] = f"{p}_inliers"
+            n.output[0] = f"{y}_inliers"
+            new_nodes += [
+                helper.make_node(
+                    "MatMul", [f"{p}_outliers", rows], [f"{y}_outliers"], name=f"{n.name}_outliers"
+                ),
+                helper.make_node("Add", [f"{y}_inliers", f"{y}_outliers"], [y], name=f"{n.name}_AddOutliers"),
+            ]
+        done[x] = len(outliers)
+    proto.graph.node.extend(new_nodes)
+    return done
 
 
 def split_first_token(proto: onnx.ModelProto, nodes: Sequence[onnx.NodeProto], where: str = "layers") -> int:
@@ -405,6 +475,14 @@ def quantize_graph(
             raise ValueError(f"recipe {recipe.name!r} smooths activations: it needs calibration feeds")
         maxima = activation_maxima(work, sorted({n.input[0] for n in matmuls}), feeds)
         info["smoothed_inputs"] = smooth(work, matmuls, maxima, recipe.smooth)
+    if recipe.outliers is not None and matmuls:
+        if not feeds:
+            raise ValueError(
+                f"recipe {recipe.name!r} keeps outlier channels apart: it needs calibration feeds"
+            )
+        maxima = activation_maxima(work, normalized_inputs(work, matmuls), feeds)
+        kept = split_outlier_channels(work, matmuls, maxima, recipe.outliers)
+        info["outlier_channels"] = sum(kept.values())
     if recipe.first_token != "none" and matmuls:
         info["first_token_split"] = split_first_token(work, matmuls, recipe.first_token)
         names = {n.name for n in matmuls}

@@ -110,7 +110,7 @@ def lower_precision(
     if manifest.precision != "fp32":
         raise ValueError(f"{fp32_dir} holds {manifest.precision} graphs, not fp32")
     feeds: dict[str, list[dict[str, Any]]] = {}
-    if precision == "int8" and recipe.smooth is not None:
+    if precision == "int8" and (recipe.smooth is not None or recipe.outliers is not None):
         log("recording calibration inputs on synthetic sentences ...")
         feeds = calibration_feeds(fp32_dir)
     for tok in manifest.tokenizers.values():

@@ -18,10 +18,12 @@ from gliner_onnx.export.int8 import (
     _input_kind,
     activation_maxima,
     embedding_gathers,
+    normalized_inputs,
     quantize_embedding_rows,
     quantize_graph,
     smooth,
     split_first_token,
+    split_outlier_channels,
     weight_matmuls,
 )
 
@@ -210,3 +212,40 @@ def test_recipes_refuse_what_does_not_exist() -> None:
         Int8Recipe("x", activations="token", weight_type="QUInt8")
     with pytest.raises(ValueError, match="calibration feeds"):
         quantize_graph(_matmul_graph(), Int8Recipe("x", smooth=0.5))
+
+
+def test_outlier_channels_are_kept_apart_exactly_and_only_after_a_normalization() -> None:
+    w = np.random.default_rng(0).normal(0, 0.1, (K, N)).astype(np.float32)
+    gamma = np.ones(K, np.float32)
+    gamma[[5, 17]] = 12.0  # two outlier dimensions, in every token
+    beta = np.zeros(K, np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["h"], name="/ln", axis=-1),
+            helper.make_node("MatMul", ["h", "w"], ["y"], name=FFN),
+        ],
+        "ln",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", N])],
+        [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (gamma, "gamma"), (beta, "beta"))],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = _tokens(2, 9)
+    (ref,) = _run(proto, x=x)
+    assert normalized_inputs(proto, weight_matmuls(proto)) == ["h"]
+    maxima = activation_maxima(proto, ["h"], [{"x": x}])
+    split = onnx.ModelProto()
+    split.CopyFrom(proto)
+    assert split_outlier_channels(split, weight_matmuls(split), maxima, 3.0) == {"h": 2}
+    (got,) = _run(split, x=x)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    recipe = Int8Recipe("t", scope="all", outliers=3.0)
+    apart, info = quantize_graph(proto, recipe, [{"x": x}])
+    plain, _ = quantize_graph(proto, Int8Recipe("t", scope="all"))
+    assert info["outlier_channels"] == 2
+    (q_apart,), (q_plain,) = _run(apart, x=x), _run(plain, x=x)
+    assert _rel(q_apart, ref) < 0.5 * _rel(q_plain, ref)
+    with pytest.raises(ValueError, match="calibration feeds"):
+        quantize_graph(proto, recipe)
+    with pytest.raises(ValueError, match="outliers"):
+        Int8Recipe("t", outliers=0.5)

@@ -13,11 +13,12 @@ import pytest
 
 from gliner_onnx import GLiNER
 from gliner_onnx.export import export_model
-from gliner_onnx.export.int8 import DEFAULT_RECIPE
+from gliner_onnx.export.int8 import DEFAULT_RECIPE, Int8Recipe
 from gliner_onnx.export.precision import (
     AGREEMENT_LABELS,
     AGREEMENT_THRESHOLD,
     agreement_corpus,
+    calibration_feeds,
     entity_f1,
     lower_precision,
 )
@@ -185,3 +186,16 @@ def test_cli_refuses_quantize_with_dtype(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+def test_int8_recipes_that_calibrate_record_their_inputs_on_synthetic_sentences(
+    uni_deberta: Checkpoint, tmp_path: Path
+) -> None:
+    feeds = calibration_feeds(uni_deberta.export_dir, texts=4)
+    assert set(feeds) == {"text_encoder", "scorer"} and len(feeds["text_encoder"]) == 4
+    assert all(f["input_ids"].shape[0] == 1 for f in feeds["text_encoder"])
+    recipe = Int8Recipe("outliers apart", scope="all", outliers=3.0)
+    m = lower_precision(uni_deberta.export_dir, tmp_path, "int8", log=lambda _m: None, recipe=recipe)
+    assert m.quantization["name"] == "outliers apart" and m.quantization["outliers"] == 3.0
+    assert "outlier_channels" in m.graphs["text_encoder"].optimization
+    assert 0.0 <= m.agreement["f1"] <= 1.0 and m.agreement["fp32_entities"] > 0
