@@ -28,6 +28,7 @@ from .configs import export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
 from .model_card import write_model_card
+from .ort_format import check_model_format, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
 from .quiet import quiet_loading
 from .tracing import trace
@@ -47,11 +48,14 @@ class ExportReport:
     precision: str = "fp32"
     agreement: dict[str, Any] = field(default_factory=dict)
     parity: str = ""  # one line: what validation checked
+    model_format: str = "onnx"
+    ort: dict[str, Any] = field(default_factory=dict)  # ORT format exports: the manifest's `ort`
 
     def lines(self) -> list[str]:
         how = ("optimized" if self.optimized else "plain") + f" {self.precision}"
         if family(self.arch) == "span":
             how += f", {self.span_head} span head"
+        how += ", ORT format" if self.model_format == "ort" else ""
         out = [f"exported {self.arch} ({how} graphs) to {self.output}"]
         for graph, diffs in self.max_abs_diff.items():
             shown = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
@@ -64,6 +68,8 @@ class ExportReport:
                 f"  {self.precision} vs fp32: entity F1 {a['f1']:.3f} (precision {a['precision']:.3f}, "
                 f"recall {a['recall']:.3f}) on {a['texts']} texts"
             )
+        if self.ort:
+            out.append(ort_line(self.ort))
         return out
 
 
@@ -157,6 +163,7 @@ def export_model(
     precision: str = "fp32",
     source: str | None = None,
     log: Callable[[str], None] = print,
+    model_format: str = "onnx",
 ) -> ExportReport:
     """Export a GLiNER model (a loaded `gliner.GLiNER`, a local directory or a hub id).
 
@@ -167,9 +174,12 @@ def export_model(
     token scorer), falling back to the plain graphs otherwise. `precision` "int8" or
     "fp16" converts the validated fp32 graphs and records their agreement with fp32.
     `fuse` (with `optimize`) runs ONNX Runtime's transformer optimizer on the encoders.
+    `model_format` "ort" converts the final graphs to ONNX Runtime's ORT format and writes the
+    operator config of a reduced build (`ort_format.py`).
     """
     output = Path(output)
     _check_arguments(output, arch, atol, precision, overwrite)
+    check_model_format(model_format)
     if isinstance(model, (str, Path)):
         source = source or str(model)
         if Path(model).is_dir():  # fail fast, before loading any weights
@@ -202,6 +212,10 @@ def export_model(
                     agreement = lower_precision(fp32, tmp, precision, log).agreement
                 finally:
                     shutil.rmtree(fp32, ignore_errors=True)
+            ort_info: dict[str, Any] = {}
+            if model_format == "ort":
+                tmp, ort_manifest = ort_stage(tmp, log)
+                ort_info = ort_manifest.ort
             write_model_card(tmp)  # README.md: Hub metadata and the manifest's figures
             _follow_umask(tmp)
             _replace_dir(tmp, output)
@@ -214,6 +228,8 @@ def export_model(
                 precision=precision,
                 agreement=agreement,
                 parity=checked,
+                model_format=model_format,
+                ort=ort_info,
             )
         except ParityError as e:
             shutil.rmtree(tmp, ignore_errors=True)
