@@ -90,7 +90,7 @@ def check_answers(dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     answers = {}
     for k, d in dirs.items():
         answers[k] = [r.entities for r in GLiNER.from_pretrained(d).extract(texts, labels, **kw)]
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, got in answers.items():
         ref = answers["onnx " + name.split()[1]]
         differing, worst = 0, 0.0
