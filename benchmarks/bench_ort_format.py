@@ -7,8 +7,9 @@
 The demo checkpoint of `--arch` is exported four ways with `export_model`, as
 `gliner-export --arch ARCH [--quantize int8] [--format ort]` does: ONNX fp32, ORT fp32, ONNX
 int8, ORT int8 (the int8 recipe is whatever export/precision.py does at this commit). For
-comparison only, the ORT graphs are also converted at the *basic* optimization level (not what
-`--format ort` ships, which is extended: see export/ort_format.py), from the same ONNX graphs.
+comparison only, the ORT graphs are also converted at the *basic* and *extended* optimization
+levels (not what `--format ort` ships, which is "all" without NCHWc: see export/ort_format.py),
+from the same ONNX graphs.
 
 Measured: each directory's size (every file: graphs, tokenizers, manifest, card, operator
 config); the load time (`GLiNER.from_pretrained(dir, verify=False)`: sessions created, no
@@ -39,7 +40,8 @@ warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import LABELS, RESULTS, TEXT, LoadMeter, header, quiet, summarize, warn_if_dirty  # noqa: E402
 
-VARIANTS = ("onnx fp32", "ort fp32", "onnx int8", "ort int8")
+VARIANTS = ("onnx fp32", "ort fp32", "onnx int8", "ort int8", "onnx fp16", "ort fp16")
+COMPARED_LEVELS = ("basic", "extended")
 
 
 def export_all(arch: str, work: Path) -> dict[str, Path]:
@@ -57,9 +59,10 @@ def export_all(arch: str, work: Path) -> dict[str, Path]:
             export_model(model, out, log=lambda _m: None, **kw)
         print(f"exported {variant} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         dirs[variant] = out
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "fp16"):
         ort_dir, onnx_dir = dirs[f"ort {precision}"], dirs[f"onnx {precision}"]
-        dirs[f"ort {precision} basic"] = level_copy(ort_dir, onnx_dir, work, "basic")
+        for level in COMPARED_LEVELS:
+            dirs[f"ort {precision} {level}"] = level_copy(ort_dir, onnx_dir, work, level)
     return dirs
 
 
@@ -189,8 +192,8 @@ def main() -> None:
         "batch_size": 1,
         "rounds": args.rounds,
         "load_rounds": args.load_rounds,
-        "note": "ort * basic: the same graphs converted at the basic level, for comparison only; "
-        "`--format ort` ships extended",
+        "note": "ort * basic / extended: the same graphs converted at that level, for comparison only; "
+        "`--format ort` ships all without NchwcTransformer",
         "sizes": sizes,
         "load_s": loading,
         **timing,
