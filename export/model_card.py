@@ -72,6 +72,7 @@ def model_card(m: Manifest) -> str:
     """The text of the model card of an export whose manifest is `m`."""
     labels = '["person", "organization", "location"]'
     fmt = "ORT format" if m.model_format == "ort" else "ONNX"
+    config = m.ort.get("operator_config")
     body = [
         f"# {hub_base_model(m.source) or Path(m.source).name or 'GLiNER'} ({fmt}, {m.precision})",
         "",
@@ -82,7 +83,7 @@ def model_card(m: Manifest) -> str:
         "|---|---|",
         f"| architecture | `{m.arch}` |",
         f"| precision | {m.precision} |",
-        *([f"| model format | ORT format (reduced build: `{m.ort.get('operator_config')}`) |"] * bool(m.ort)),
+        *([f"| model format | ORT format (reduced build: `{config}`) |"] if m.ort else []),
         *([f"| relations layer | `{m.relations_layer}` |"] if m.relations_layer else []),
         *([f"| span head | {m.span_head} |"] if "span" in m.arch else []),
         f"| max width / max len | {m.max_width} / {m.max_len} |",
