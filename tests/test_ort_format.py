@@ -23,7 +23,7 @@ from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
 from gliner_onnx.runtime import SessionOptions
 from gliner_onnx.runtime.session import GraphSession
 
-from .conftest import LABELS, TEXTS, Checkpoint
+from .conftest import LABELS, LOGIT_STD, TEXTS, Checkpoint
 
 
 @dataclass
@@ -175,6 +175,37 @@ def test_cli_report_and_info_show_the_format(span_fp32: Pair, capsys: pytest.Cap
     assert "model format: onnx\n" in capsys.readouterr().out
     card = (span_fp32.ort_dir / "README.md").read_text()
     assert "(ORT format, fp32)" in card and "required_operators.config" in card
+
+
+def test_decoder_ort_export_is_checked_on_greedy_generation(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Regression: the label decoder samples by default, so two runs of the same ONNX export
+    generated different labels and the check refused every decoder export."""
+    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+
+    from .backbones import make_tiny_deberta_v3
+
+    root = tmp_path_factory.mktemp("ort-decoder")
+    model = build_gliner(
+        make_tiny_deberta_v3(root / "deberta"),
+        seed=7,
+        max_width=8,
+        hidden_size=48,
+        logit_scale=LOGIT_STD,
+        labels_decoder=str(make_tiny_gpt2(root / "gpt2", hidden_size=48, seed=1)),
+        decoder_mode="prompt",
+    )
+    export_model(model, root / "onnx", log=_quiet)
+    export_model(model, root / "ort", model_format="ort", log=_quiet)
+    m = load_manifest(root / "ort")
+    assert m.model_format == "ort" and {"decoder_prefix", "decoder_step"} <= set(m.graphs)
+    assert m.ort["check"]["max_abs_score_diff"] == 0.0 and m.ort["check"]["entities"] > 0
+    kw = {"threshold": 0.3, "do_sample": False}
+    ref = GLiNER.from_pretrained(root / "onnx").inference(TEXTS, LABELS, **kw)
+    got = GLiNER.from_pretrained(root / "ort").inference(TEXTS, LABELS, **kw)
+    # prompt mode: the entities' labels are the decoder's generations
+    assert got == ref and {e["label"] for ents in got for e in ents} - set(LABELS)
 
 
 def test_check_fails_when_the_answers_differ(span_fp32: Pair, span_int8: Pair) -> None:
