@@ -274,3 +274,6 @@ def test_session_loads_ort_format_by_the_manifest_not_the_file_name(span_fp32: P
     assert session.model_format == "ort" and session.output_names == ["scores"]
     with pytest.raises(ManifestError, match="cannot load"):  # read as ONNX: a protobuf error
         GraphSession(renamed, "scorer", g.inputs, g.outputs, options, ["CPUExecutionProvider"])
+    # no format given (gliner's one-graph layout has no manifest): the file name decides
+    named = GraphSession(span_fp32.ort_dir / g.file, "scorer", None, None, options, ["CPUExecutionProvider"])
+    assert named.model_format == "ort" and named.output_names == ["scores"]
