@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--output", required=True, help="the export directory to create")
     out.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    out.add_argument(
+        "--format",
+        dest="model_format",
+        choices=["onnx", "ort"],
+        default="onnx",
+        help="ort: convert the validated graphs (any precision) to ONNX Runtime's ORT format, for its "
+        "mobile packages and reduced builds, and write required_operators.config for a reduced build "
+        "(--include_ops_by_config); checked against the ONNX graphs' answers (default onnx; docs/edge.md)",
+    )
     opt = p.add_argument_group("speed and precision")
     opt.add_argument(
         "--no-optimize",
@@ -111,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             precision=args.quantize or args.dtype,
             source=source,
             log=lambda m: print(m, file=sys.stderr),
+            model_format=args.model_format,
         )
     except (GlinerOnnxError, ValueError) as e:
         print(f"gliner-export: error: {e}", file=sys.stderr)

@@ -28,6 +28,7 @@ from .configs import export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
 from .model_card import write_model_card
+from .ort_format import check_model_format, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
 from .quiet import quiet_loading
 from .tracing import trace
@@ -48,11 +49,14 @@ class ExportReport:
     agreement: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] = field(default_factory=dict)
     parity: str = ""  # one line: what validation checked
+    model_format: str = "onnx"
+    ort: dict[str, Any] = field(default_factory=dict)  # ORT format exports: the manifest's `ort`
 
     def lines(self) -> list[str]:
         how = ("optimized" if self.optimized else "plain") + f" {self.precision}"
         if family(self.arch) == "span":
             how += f", {self.span_head} span head"
+        how += ", ORT format" if self.model_format == "ort" else ""
         out = [f"exported {self.arch} ({how} graphs) to {self.output}"]
         for graph, diffs in self.max_abs_diff.items():
             shown = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
@@ -67,6 +71,8 @@ class ExportReport:
             )
         if self.quantization.get("speed_vs_fp32"):
             out.append("  " + speed_and_size(self.precision, self.quantization))
+        if self.ort:
+            out.append(ort_line(self.ort))
         return out
 
 
@@ -170,6 +176,7 @@ def export_model(
     precision: str = "fp32",
     source: str | None = None,
     log: Callable[[str], None] = print,
+    model_format: str = "onnx",
 ) -> ExportReport:
     """Export a GLiNER model (a loaded `gliner.GLiNER`, a local directory or a hub id).
 
@@ -180,9 +187,12 @@ def export_model(
     token scorer), falling back to the plain graphs otherwise. `precision` "int8" or
     "fp16" converts the validated fp32 graphs and records their agreement with fp32.
     `fuse` (with `optimize`) runs ONNX Runtime's transformer optimizer on the encoders.
+    `model_format` "ort" converts the final graphs to ONNX Runtime's ORT format and writes the
+    operator config of a reduced build (`ort_format.py`).
     """
     output = Path(output)
     _check_arguments(output, arch, atol, precision, overwrite)
+    check_model_format(model_format)
     if isinstance(model, (str, Path)):
         source = source or str(model)
         if Path(model).is_dir():  # fail fast, before loading any weights
@@ -217,6 +227,10 @@ def export_model(
                     agreement, quantization = lowered.agreement, lowered.quantization
                 finally:
                     shutil.rmtree(fp32, ignore_errors=True)
+            ort_info: dict[str, Any] = {}
+            if model_format == "ort":
+                tmp, ort_manifest = ort_stage(tmp, log)
+                ort_info = ort_manifest.ort
             write_model_card(tmp)  # README.md: Hub metadata and the manifest's figures
             _follow_umask(tmp)
             _replace_dir(tmp, output)
@@ -230,6 +244,8 @@ def export_model(
                 agreement=agreement,
                 quantization=quantization,
                 parity=checked,
+                model_format=model_format,
+                ort=ort_info,
             )
         except ParityError as e:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -71,8 +71,10 @@ def _agreement(m: Manifest) -> list[str]:
 def model_card(m: Manifest) -> str:
     """The text of the model card of an export whose manifest is `m`."""
     labels = '["person", "organization", "location"]'
+    fmt = "ORT format" if m.model_format == "ort" else "ONNX"
+    config = m.ort.get("operator_config")
     body = [
-        f"# {hub_base_model(m.source) or Path(m.source).name or 'GLiNER'} (ONNX, {m.precision})",
+        f"# {hub_base_model(m.source) or Path(m.source).name or 'GLiNER'} ({fmt}, {m.precision})",
         "",
         "A [GLiNER](https://github.com/urchade/GLiNER) model exported by `gliner-export` into separate "
         "ONNX graphs; the torch-free `gliner-onnx` runtime returns gliner's own answers with it.",
@@ -81,6 +83,7 @@ def model_card(m: Manifest) -> str:
         "|---|---|",
         f"| architecture | `{m.arch}` |",
         f"| precision | {m.precision} |",
+        *([f"| model format | ORT format (reduced build: `{config}`) |"] if m.ort else []),
         *([f"| relations layer | `{m.relations_layer}` |"] if m.relations_layer else []),
         *([f"| span head | {m.span_head} |"] if "span" in m.arch else []),
         f"| max width / max len | {m.max_width} / {m.max_len} |",

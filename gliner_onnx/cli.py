@@ -284,6 +284,11 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
     m = load_manifest(args.export_dir)
     _demo_note(m, args.export_dir)
     out.write(f"arch: {m.arch}\nprecision: {m.precision}\nsource: {m.source}\n")
+    out.write(f"model format: {m.model_format}")
+    if m.ort:
+        level, config = m.ort.get("optimization_level"), m.ort.get("operator_config")
+        out.write(f" ({level} optimizations; reduced build: {config})")
+    out.write("\n")
     if m.relations_layer is not None:
         out.write(f"relations layer: {m.relations_layer}, triples layer: {m.triples_layer}\n")
     out.write(f"max_width: {m.max_width}  max_len: {m.max_len}  splitter: {m.words_splitter}\n")

@@ -28,6 +28,9 @@ REFUSED_SPLITTERS = {
 }
 SUBTOKEN_POOLINGS = ("first", "last", "mean", "max")
 PRECISIONS = ("fp32", "int8", "fp16")
+# How graph files are stored: ONNX (`.onnx`, weights in `.onnx.data`) or ONNX Runtime's own
+# ORT format (`.ort`, weights inside; `gliner-export --format ort`, docs/edge.md). Absent: onnx.
+MODEL_FORMATS = ("onnx", "ort")
 # `source` of an export of gliner-export's offline demo checkpoint (no --model): "demo:<arch>".
 DEMO_SOURCE_PREFIX = "demo:"
 
@@ -45,6 +48,7 @@ class GraphEntry:
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     # What export-time optimization did to this graph (fused operators, quantized nodes).
     optimization: dict[str, Any] = field(default_factory=dict)
+    model_format: str = "onnx"  # "ort": an ORT format file (`.ort`), loaded as such
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,11 @@ class Manifest:
     decoder: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    # The format of every graph file ("onnx" or "ort"); for ORT format exports, `ort` says how
+    # they were converted, the reduced-build operator config and their check against the ONNX
+    # graphs (export/ort_format.py).
+    model_format: str = "onnx"
+    ort: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -142,6 +151,23 @@ def _decoder_settings(data: dict[str, Any], needed: bool, where: str) -> dict[st
     if needed and (raw.get("mode") not in ("span", "prompt") or not isinstance(raw.get("eos_token_id"), int)):
         raise ManifestError(f"{where}: decoder archs need 'decoder' with a mode and an integer eos_token_id")
     return dict(raw)
+
+
+def _model_format(data: dict[str, Any], where: str) -> str:
+    fmt = data.get("model_format", "onnx")  # manifests written before ORT format exports: onnx
+    if fmt not in MODEL_FORMATS:
+        raise ManifestError(f"{where}: model_format {fmt!r} is not one of {MODEL_FORMATS}")
+    return str(fmt)
+
+
+def _graph_format(g: dict[str, Any], export_format: str, where: str) -> str:
+    """A graph's file format: the export's, and what its file name says (`.ort`: ORT format)."""
+    fmt = g.get("model_format", "onnx")
+    if fmt != export_format:
+        raise ManifestError(f"{where}: model_format {fmt!r} differs from the export's {export_format!r}")
+    if str(g.get("file", "")).endswith(".ort") != (fmt == "ort"):
+        raise ManifestError(f"{where}: file {g.get('file')!r} does not match model_format {fmt!r}")
+    return str(fmt)
 
 
 def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
@@ -198,6 +224,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
     if precision not in PRECISIONS:
         raise ManifestError(f"{where}: precision {precision!r} is not one of {PRECISIONS}")
 
+    model_format = _model_format(data, where)
     graphs: dict[str, GraphEntry] = {}
     raw_graphs = _require(data, "graphs", dict, where)
     for spec in specs:
@@ -216,6 +243,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
             data_sha256=g.get("data_sha256"),
             max_abs_diff=dict(g.get("max_abs_diff", {})),
             optimization=dict(g.get("optimization", {})),
+            model_format=_graph_format(g, model_format, gw),
         )
         if list(entry.inputs) != spec.input_names or list(entry.outputs) != spec.output_names:
             raise ManifestError(
@@ -289,5 +317,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         decoder=_decoder_settings(data, "decoder_step" in graphs, where),
         source=str(data.get("source", "")),
         versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
+        model_format=model_format,
+        ort=dict(data.get("ort") or {}),
         format_version=version,
     )

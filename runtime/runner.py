@@ -47,7 +47,9 @@ class GraphRunner:
         """One checked session per graph of the manifest, on the resolved providers."""
         resolved = resolve_providers(options)
         sessions = {
-            name: GraphSession(directory / g.file, name, g.inputs, g.outputs, options, resolved)
+            name: GraphSession(
+                directory / g.file, name, g.inputs, g.outputs, options, resolved, model_format=g.model_format
+            )
             for name, g in manifest.graphs.items()
         }
         return cls(sessions, binding_device(options, resolved))

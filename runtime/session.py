@@ -68,6 +68,7 @@ class GraphSession:
         outputs: tuple[str, ...] | None,
         options: SessionOptions,
         providers: list[ProviderSpec],
+        model_format: str | None = None,
     ):
         self.name = name
         self.path = path
@@ -79,6 +80,12 @@ class GraphSession:
         # Our graphs run one after another: a pool left spinning after the text encoder
         # steals the cores the scorer needs (measured: 2x end-to-end latency on 2 cores).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ORT format files (`gliner-export --format ort`; None: by the file name) are said to be
+        # so, not guessed. Their graph optimizations were applied when they were converted: ONNX
+        # Runtime applies none of its ONNX-level ones to them again, whatever the level says.
+        self.model_format = model_format or ("ort" if path.suffix == ".ort" else "onnx")
+        if self.model_format == "ort":
+            so.add_session_config_entry("session.load_model_format", "ORT")
         try:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
