@@ -126,7 +126,8 @@ def main() -> int:
 
     from gliner_onnx.export import export_model
     from gliner_onnx.export.demo import build_demo
-    from gliner_onnx.export.precision import agreement_corpus, backbone_weight_matmuls
+    from gliner_onnx.export.int8 import BACKBONE_LAYER, weight_matmuls
+    from gliner_onnx.export.precision import agreement_corpus
 
     head = header()
     warn_if_dirty(head["git"])
@@ -137,7 +138,8 @@ def main() -> int:
     encoder = export / "text_encoder.onnx"
     feeds = record_feeds(export, agreement_corpus()[: args.texts], args.threads)
     ref = outputs(encoder, feeds, args.threads)
-    layer_matmuls = backbone_weight_matmuls(onnx.load(str(encoder), load_external_data=False))
+    encoder_proto = onnx.load(str(encoder), load_external_data=False)
+    layer_matmuls = [n.name for n in weight_matmuls(encoder_proto) if BACKBONE_LAYER in n.name]
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, list[str] | None, list[str]]] = [
         (g, [n for n in layer_matmuls if keep(n)], ["MatMul"]) for g, keep in GROUPS.items()

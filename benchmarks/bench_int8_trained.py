@@ -133,34 +133,31 @@ NODE_SETS: dict[str, Callable[[str], bool]] = {
 
 
 def node_set_agreement(fp32_dir: Path, workdir: Path) -> dict[str, dict[str, Any]]:
-    """The export's int8 agreement when `int8_nodes` keeps only each of `NODE_SETS` (of the
-    backbone layers' weight MatMuls)."""
+    """The export's int8 agreement when only each of `NODE_SETS` (of the backbone layers'
+    weight MatMuls, uint8 weights: the recipe before issue #18) is quantized, as an
+    `Int8Recipe` that keeps the others fp32."""
     import onnx
 
     from gliner_onnx.export import precision
+    from gliner_onnx.export.int8 import BACKBONE_LAYER, Int8Recipe, weight_matmuls
 
-    recipe = precision.int8_nodes
+    protos = [onnx.load(str(fp32_dir / f), load_external_data=False) for f in ("text_encoder.onnx",)]
+    layer_matmuls = [n.name for p in protos for n in weight_matmuls(p) if BACKBONE_LAYER in n.name]
     out: dict[str, dict[str, Any]] = {}
-    try:
-        for name, keep in NODE_SETS.items():
-
-            def nodes(proto: onnx.ModelProto, keep: Callable[[str], bool] = keep) -> list[str]:
-                return [n for n in precision.backbone_weight_matmuls(proto) if keep(n)]
-
-            precision.int8_nodes = nodes
-            target = workdir / f"int8-{len(out)}"
-            target.mkdir()
-            m = precision.lower_precision(fp32_dir, target, "int8", log=lambda _m: None)
-            agreement = m.agreement or {}
-            out[name] = {
-                "quantized_matmuls": m.graphs["text_encoder"].optimization.get("quantized_matmuls", 0),
-                "f1": agreement.get("f1"),
-                "fp32_entities": agreement.get("fp32_entities"),
-                "entities": agreement.get("entities"),
-            }
-            print(f"{name}: F1 {out[name]['f1']:.3f}", file=sys.stderr, flush=True)
-    finally:
-        precision.int8_nodes = recipe
+    for name, keep in NODE_SETS.items():
+        kept_fp32 = tuple(n for n in layer_matmuls if not keep(n))
+        recipe = Int8Recipe(name, scope="layers", weight_type="QUInt8", keep_fp32=kept_fp32)
+        target = workdir / f"int8-{len(out)}"
+        target.mkdir()
+        m = precision.lower_precision(fp32_dir, target, "int8", log=lambda _m: None, recipe=recipe)
+        agreement = m.agreement or {}
+        out[name] = {
+            "quantized_matmuls": m.graphs["text_encoder"].optimization.get("quantized_matmuls", 0),
+            "f1": agreement.get("f1"),
+            "fp32_entities": agreement.get("fp32_entities"),
+            "entities": agreement.get("entities"),
+        }
+        print(f"{name}: F1 {out[name]['f1']:.3f}", file=sys.stderr, flush=True)
     return out
 
 
