@@ -13,18 +13,20 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import quantize_dynamic
 
 from gliner_onnx.export.int8 import (
-    GELU_SHIFT,
     Int8Recipe,
-    _input_kind,
-    activation_maxima,
     embedding_gathers,
-    normalized_inputs,
     quantize_embedding_rows,
     quantize_graph,
-    smooth,
     split_first_token,
-    split_outlier_channels,
     weight_matmuls,
+)
+from gliner_onnx.export.int8_activations import (
+    GELU_SHIFT,
+    _input_kind,
+    activation_maxima,
+    normalized_inputs,
+    smooth,
+    split_outlier_channels,
 )
 
 K, N = 64, 48
