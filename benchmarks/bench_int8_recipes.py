@@ -34,7 +34,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import LABELS, RESULTS, TEXT, entity_f1, header, quiet, warn_if_dirty  # noqa: E402
+from bench_common import LABELS, RESULTS, TEXT, LoadMeter, entity_f1, header, quiet, warn_if_dirty  # noqa: E402
 
 from gliner_onnx.export.int8 import ATTENTION_ONLY, DEFAULT_RECIPE, Int8Recipe  # noqa: E402
 
@@ -202,7 +202,9 @@ def main() -> int:
             f"heldout F1 {r['heldout_f1']:.3f}",
             flush=True,
         )
+    meter = LoadMeter()  # other processes' share of the CPUs while the engines are timed
     timing = time_engines(engines, args.rounds, args.runs, seed=0)
+    head["load"] = meter.summary()
     for name, t in timing.items():
         rows[name].update(t)
         print(f"{name:14} {t['p50_ms']:.2f} ms  speed-up {t['speedup_vs_fp32']:.2f}x", flush=True)
