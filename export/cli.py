@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         "word-embedding tables int8 with one scale per row (export/int8.py); the export measures and "
         "records the entity F1, speed and size against fp32",
     )
+    opt.add_argument(
+        "--int8-recipe",
+        choices=["default", "fast", "attention"],
+        default="default",
+        help="with --quantize int8: default (as above); fast: without the first token apart, ~8%% faster "
+        "and further from fp32; attention: only the attention MatMuls, uint8 weights (the earlier recipe: "
+        "closest to fp32, barely faster, 0.9x the size). Figures per arch: benchmarks/README.md",
+    )
     prec.add_argument(
         "--dtype",
         choices=["fp32", "fp16"],
@@ -94,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.int8_recipe != "default" and args.quantize != "int8":
+        print("gliner-export: error: --int8-recipe needs --quantize int8", file=sys.stderr)
+        return 2
     if args.model is None and args.arch is None:
         print("gliner-export: error: give --model, --arch, or both", file=sys.stderr)
         return 2
@@ -121,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             source=source,
             log=lambda m: print(m, file=sys.stderr),
             model_format=args.model_format,
+            int8_recipe=args.int8_recipe,
         )
     except (GlinerOnnxError, ValueError) as e:
         print(f"gliner-export: error: {e}", file=sys.stderr)

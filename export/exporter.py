@@ -27,6 +27,7 @@ from gliner_onnx.runtime.words import check_splitter
 from .configs import export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
+from .int8 import NAMED_RECIPES
 from .model_card import write_model_card
 from .ort_format import check_model_format, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
@@ -177,6 +178,7 @@ def export_model(
     source: str | None = None,
     log: Callable[[str], None] = print,
     model_format: str = "onnx",
+    int8_recipe: str = "default",
 ) -> ExportReport:
     """Export a GLiNER model (a loaded `gliner.GLiNER`, a local directory or a hub id).
 
@@ -187,12 +189,15 @@ def export_model(
     token scorer), falling back to the plain graphs otherwise. `precision` "int8" or
     "fp16" converts the validated fp32 graphs and records their agreement with fp32.
     `fuse` (with `optimize`) runs ONNX Runtime's transformer optimizer on the encoders.
-    `model_format` "ort" converts the final graphs to ONNX Runtime's ORT format and writes the
+    `int8_recipe` names the int8 recipe (`int8.NAMED_RECIPES`). `model_format` "ort" converts
+    the final graphs to ONNX Runtime's ORT format and writes the
     operator config of a reduced build (`ort_format.py`).
     """
     output = Path(output)
     _check_arguments(output, arch, atol, precision, overwrite)
     check_model_format(model_format)
+    if int8_recipe not in NAMED_RECIPES:
+        raise ValueError(f"int8_recipe must be one of {', '.join(NAMED_RECIPES)}, got {int8_recipe!r}")
     if isinstance(model, (str, Path)):
         source = source or str(model)
         if Path(model).is_dir():  # fail fast, before loading any weights
@@ -223,7 +228,7 @@ def export_model(
             if precision != "fp32":
                 fp32, tmp = tmp, Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
                 try:
-                    lowered = lower_precision(fp32, tmp, precision, log)
+                    lowered = lower_precision(fp32, tmp, precision, log, NAMED_RECIPES[int8_recipe])
                     agreement, quantization = lowered.agreement, lowered.quantization
                 finally:
                     shutil.rmtree(fp32, ignore_errors=True)

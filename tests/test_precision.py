@@ -13,7 +13,7 @@ import pytest
 
 from gliner_onnx import GLiNER
 from gliner_onnx.export import export_model
-from gliner_onnx.export.int8 import DEFAULT_RECIPE, Int8Recipe
+from gliner_onnx.export.int8 import DEFAULT_RECIPE, NAMED_RECIPES, Int8Recipe
 from gliner_onnx.export.precision import (
     AGREEMENT_LABELS,
     AGREEMENT_THRESHOLD,
@@ -164,6 +164,30 @@ def test_lower_precision_refuses_bad_input(int8_export: Path, tmp_path: Path) ->
         export_model(object(), tmp_path / "x", precision="bf16")
     raw = json.loads((int8_export / MANIFEST_NAME).read_text())
     assert raw["precision"] == "int8"
+
+
+def test_int8_recipe_is_checked_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="int8_recipe must be one of default, fast, attention"):
+        export_model(object(), tmp_path / "x", precision="int8", int8_recipe="tiny")
+    assert not (tmp_path / "x").exists()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gliner_onnx.export.cli",
+            "--arch",
+            "uniencoder_span",
+            "--output",
+            str(tmp_path / "o"),
+            "--int8-recipe",
+            "fast",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--int8-recipe needs --quantize int8" in proc.stderr
+    assert NAMED_RECIPES["default"] is DEFAULT_RECIPE and NAMED_RECIPES["fast"].first_token == "none"
 
 
 def test_cli_refuses_quantize_with_dtype(tmp_path: Path) -> None:
