@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 
-from gliner_onnx.manifest import GraphEntry, sha256_file
+from gliner_onnx.manifest import GraphEntry, Manifest, sha256_file
 
 # Tensors above this many bytes go to the external data file. ONNX Runtime then maps
 # the weights instead of copying them out of the protobuf (measured on the MiniLM span
@@ -90,3 +90,12 @@ def write_graph(
         data_file=data_file if has_weights else None,
         data_sha256=sha256_file(directory / data_file) if has_weights else None,
     )
+
+
+def copy_tokenizers(manifest: Manifest, src: Path, dst: Path) -> None:
+    """Copy the tokenizer files `manifest` names from export `src` to `dst` (a converted copy)."""
+    import shutil
+
+    for tok in manifest.tokenizers.values():
+        (dst / tok.file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / tok.file, dst / tok.file)

@@ -46,6 +46,7 @@ from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import MODEL_FORMATS, GraphEntry, Manifest, load_manifest, sha256_file
 
 from . import samples
+from .graph_io import copy_tokenizers
 
 ORT_OPTIMIZATION = "all"
 # The conversion tool's filter for targets other than x86-64: NCHWc is AVX-specific.
@@ -128,9 +129,7 @@ def to_ort_format(onnx_dir: Path, out_dir: Path, log: Callable[[str], None] = pr
     import onnxruntime as ort
 
     manifest = load_manifest(onnx_dir)
-    for tok in manifest.tokenizers.values():
-        (out_dir / tok.file).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(onnx_dir / tok.file, out_dir / tok.file)
+    copy_tokenizers(manifest, onnx_dir, out_dir)
     graphs: dict[str, GraphEntry] = {}
     for name, g in manifest.graphs.items():
         log(f"converting {name} to ORT format ...")

@@ -11,7 +11,6 @@ ranges) are synthetic sentences (`demo_data`), never the agreement corpus.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ import onnx
 
 from gliner_onnx.manifest import GraphEntry, Manifest, load_manifest
 
-from .graph_io import topological_sort, write_graph
+from .graph_io import copy_tokenizers, topological_sort, write_graph
 from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_graph
 
 LOWER_PRECISIONS = ("int8", "fp16")
@@ -113,9 +112,7 @@ def lower_precision(
     if precision == "int8" and (recipe.smooth is not None or recipe.outliers is not None):
         log("recording calibration inputs on synthetic sentences ...")
         feeds = calibration_feeds(fp32_dir)
-    for tok in manifest.tokenizers.values():
-        (out_dir / tok.file).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(fp32_dir / tok.file, out_dir / tok.file)
+    copy_tokenizers(manifest, fp32_dir, out_dir)
     graphs: dict[str, GraphEntry] = {}
     for name, g in manifest.graphs.items():
         log(f"converting {name} to {precision} ...")

@@ -170,44 +170,20 @@ def test_int8_recipe_is_checked_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="int8_recipe must be one of default, fast, attention"):
         export_model(object(), tmp_path / "x", precision="int8", int8_recipe="tiny")
     assert not (tmp_path / "x").exists()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gliner_onnx.export.cli",
-            "--arch",
-            "uniencoder_span",
-            "--output",
-            str(tmp_path / "o"),
-            "--int8-recipe",
-            "fast",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _export_cli("--arch", "uniencoder_span", "--output", str(tmp_path / "o"), "--int8-recipe", "fast")
     assert proc.returncode == 2 and "--int8-recipe needs --quantize int8" in proc.stderr
     assert NAMED_RECIPES["default"] is DEFAULT_RECIPE and NAMED_RECIPES["fast"].first_token == "none"
 
 
+def _export_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gliner_onnx.export.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
 def test_cli_refuses_quantize_with_dtype(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gliner_onnx.export.cli",
-            "--arch",
-            "uniencoder_span",
-            "--output",
-            str(tmp_path / "o"),
-            "--quantize",
-            "int8",
-            "--dtype",
-            "fp16",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = _export_cli(
+        "--arch", "uniencoder_span", "--output", str(tmp_path / "o"), "--quantize", "int8", "--dtype", "fp16"
     )
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
 
