@@ -149,7 +149,9 @@ def test_cli_serve_joins_the_cluster_and_stops_on_ctrl_c(server: str, uni_debert
     address = ray.get_runtime_context().gcs_address
     cmd = [sys.executable, "-m", "gliner_onnx.cli", "serve", str(uni_deberta.export_dir)]
     cmd += ["--address", address, "--route-prefix", "/cli", "--cpus-per-replica", "0.25"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # PYTHONFAULTHANDLER: a CLI that does not stop is sent SIGABRT and prints every thread's stack.
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
     ready = threading.Event()
 
@@ -168,7 +170,13 @@ def test_cli_serve_joins_the_cluster_and_stops_on_ctrl_c(server: str, uni_debert
         assert status == 200 and "entities" in answer
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(120) == 0, "".join(lines)
+        try:
+            code = proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(30)
+            raise AssertionError("no exit 120 s after Ctrl-C:\n" + "".join(lines)) from None
+        assert code == 0, "".join(lines)
     assert _get(f"{server}/cli/health")[0] == 404  # its app is gone ...
     assert _get(f"{server}/gliner/health")[0] == 200  # ... the cluster's other apps are not
 

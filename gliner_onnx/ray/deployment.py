@@ -119,3 +119,4 @@ def serve_forever(config: ServeConfig, log: Callable[[str], None] = print) -> No
         signal.signal(signal.SIGTERM, previous)
         if ray.is_initialized():
             stop(config)
+            log("stopped")
