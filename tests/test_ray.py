@@ -151,7 +151,16 @@ def test_cli_serve_joins_the_cluster_and_stops_on_ctrl_c(server: str, uni_debert
     cmd += ["--address", address, "--route-prefix", "/cli", "--cpus-per-replica", "0.25"]
     # PYTHONFAULTHANDLER: a CLI that does not stop is sent SIGABRT and prints every thread's stack.
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # Started with SIGINT ignored, as a non-interactive shell starts a background job (and as CI
+    # started this suite once): the CLI must still stop on it.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     lines: list[str] = []
     ready = threading.Event()
 

@@ -103,7 +103,11 @@ def serve_forever(config: ServeConfig, log: Callable[[str], None] = print) -> No
     def interrupt(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
+    # Both set here: a process started in the background by a non-interactive shell (or by a
+    # parent that ignores SIGINT) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: the "Ctrl-C stops" below would not hold.
     previous = signal.signal(signal.SIGTERM, interrupt)
+    previous_int = signal.signal(signal.SIGINT, interrupt)
     try:
         start(config)
         log(
@@ -117,6 +121,7 @@ def serve_forever(config: ServeConfig, log: Callable[[str], None] = print) -> No
         log("stopping")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         if ray.is_initialized():
             stop(config)
             log("stopped")
