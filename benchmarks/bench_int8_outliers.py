@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS, header, quiet, warn_if_dirty  # noqa: E402
+from bench_int8_error import rel_error  # noqa: E402
 
 RECIPES = {
     "every MatMul": {"scope": "all"},
@@ -54,14 +55,8 @@ def run(proto: Any, feeds: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 def rel_errors(ref: list[list[Any]], got: list[list[Any]]) -> list[float]:
-    import numpy as np
-
-    out = []
-    for j in range(len(ref[0])):
-        num = sum(float(np.sum((g[j].astype(np.float64) - r[j]) ** 2)) for g, r in zip(got, ref))
-        den = sum(float(np.sum(r[j].astype(np.float64) ** 2)) for r in ref)
-        out.append(round((num / den) ** 0.5, 5) if den else 0.0)
-    return out
+    """bench_int8_error's relative error, per output over all feeds (runs: [feed][output])."""
+    return [round(rel_error([r[j] for r in ref], [g[j] for g in got]), 5) for j in range(len(ref[0]))]
 
 
 def main() -> int:

@@ -36,14 +36,14 @@ warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import LABELS, RESULTS, TEXT, LoadMeter, entity_f1, header, quiet, warn_if_dirty  # noqa: E402
 
-from gliner_onnx.export.int8 import ATTENTION_ONLY, DEFAULT_RECIPE, Int8Recipe  # noqa: E402
+from gliner_onnx.export.int8 import ATTENTION_ONLY, DEFAULT_RECIPE, FAST_RECIPE, Int8Recipe  # noqa: E402
 
 RECIPES: dict[str, Int8Recipe] = {
     "attention": ATTENTION_ONLY,
     "layers": Int8Recipe("every layer MatMul", scope="layers"),
     "layers-u8": Int8Recipe("every layer MatMul, uint8 weights", scope="layers", weight_type="QUInt8"),
     "all": Int8Recipe("every MatMul", scope="all", lstm=True),
-    "all-emb": Int8Recipe("every MatMul, int8 embedding rows", scope="all", embeddings=True, lstm=True),
+    "all-emb": FAST_RECIPE,  # --int8-recipe fast
     "all-emb-sq50": Int8Recipe(
         "every MatMul, int8 embedding rows, SmoothQuant 0.5",
         scope="all",
@@ -100,10 +100,6 @@ RECIPES: dict[str, Int8Recipe] = {
     ),
     "default": DEFAULT_RECIPE,  # every MatMul, int8 embedding rows, first token apart in the feed-forwards
 }
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def heldout_agreement(fp32: Any, other: Any, n: int) -> dict[str, float]:
@@ -164,7 +160,7 @@ def main() -> int:
     from gliner_onnx import GLiNER, SessionOptions
     from gliner_onnx.export import export_model
     from gliner_onnx.export.demo import build_demo, demo_source
-    from gliner_onnx.export.precision import lower_precision
+    from gliner_onnx.export.precision import dir_bytes, lower_precision
 
     head = header()
     warn_if_dirty(head["git"])

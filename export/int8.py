@@ -35,6 +35,7 @@ from onnx import helper, numpy_helper
 
 from .int8_activations import (
     activation_maxima,
+    const,
     normalized_inputs,
     quantize_per_token,
     smooth,
@@ -167,10 +168,8 @@ def split_first_token(proto: onnx.ModelProto, nodes: Sequence[onnx.NodeProto], w
     split = [n for n in nodes if BACKBONE_LAYER in n.name and (where == "layers" or ATTENTION not in n.name)]
     if not split:
         return 0
-    consts = {"ft_0": [0], "ft_1": [1], "ft_end": [np.iinfo(np.int64).max]}
-    for name, value in consts.items():
-        if name not in {t.name for t in proto.graph.initializer}:
-            proto.graph.initializer.append(numpy_helper.from_array(np.array(value, np.int64), name))
+    for name, value in {"ft_0": 0, "ft_1": 1, "ft_end": np.iinfo(np.int64).max}.items():
+        const(proto, name, np.array([value], np.int64))
     sliced: dict[str, tuple[str, str]] = {}
     new_nodes = []
     for n in split:

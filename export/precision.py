@@ -63,7 +63,7 @@ def calibration_feeds(export_dir: Path, texts: int = CALIBRATION_TEXTS) -> dict[
     model = GLiNER.from_pretrained(export_dir)
     runner = model.context.runner
     feeds: dict[str, list[dict[str, Any]]] = {}
-    for name in runner._sessions:
+    for name in model.context.manifest.graphs:
         session = runner.session(name)
         run = session.run
 
