@@ -110,6 +110,7 @@ class State:
             lambda reqs: run_requests(model, reqs, batch_size=cap.max_batch), cap, self.metrics.on_batch
         )
         self.metrics.queued.set_function(lambda: self.batcher.queued if self.batcher else 0)
+        self.metrics.shedding.set_function(lambda: float(self.batcher.shedding) if self.batcher else 0.0)
         self.metrics.ready.set(1)
 
     def close(self) -> None:
@@ -136,7 +137,9 @@ class State:
             )
 
 
-async def _read_body(http: HttpRequest, limit: int) -> bytes:
+async def _read_body(http: HttpRequest, limit: int, timeout_s: float) -> bytes:
+    """The body, refused with 413 past `limit` (by Content-Length before reading, or as it
+    streams) and with 408 when it has not all arrived within `timeout_s` (a slow client)."""
     too_large = _Error(
         413, f"request body over this server's max_body_bytes ({limit})", "body", {"Connection": "close"}
     )
@@ -146,13 +149,46 @@ async def _read_body(http: HttpRequest, limit: int) -> bytes:
             raise _Error(400, "invalid Content-Length", "body")
         if int(declared) > limit:
             raise too_large
-    chunks, size = [], 0
-    async for chunk in http.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        async for chunk in http.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), max(timeout_s, 0.001))
+    except asyncio.TimeoutError:
+        raise _Error(
+            408,
+            "the request body did not arrive within this server's request_timeout_s",
+            "body",
+            {"Connection": "close"},
+        ) from None
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has closed its connection (ASGI's http.disconnect); called after
+    the body is read, when uvicorn's receive() blocks until then. A host whose receive() does
+    not block there is not watched."""
+    for _ in range(2):
+        if (await receive())["type"] == "http.disconnect":
+            return
+    await asyncio.Event().wait()
+
+
+async def _pace(capacity: Capacity) -> None:
+    """Hold an overload refusal `refusal_delay_ms`: a client that retries at once without
+    reading Retry-After then asks at most that often, instead of spinning the event loop."""
+    if capacity.refusal_delay_ms > 0:
+        await asyncio.sleep(capacity.refusal_delay_ms / 1000)
+
+
+class _ClientGone(Exception):
+    """The client closed its connection before its answer: nothing is sent."""
 
 
 def _failure(exc: Exception, retry_after: int) -> _Error:
@@ -167,36 +203,53 @@ def _failure(exc: Exception, retry_after: int) -> _Error:
 
 
 async def _predict(state: State, http: HttpRequest) -> dict[str, Any]:
-    s = state.settings
+    s, metrics = state.settings, state.metrics
     t0 = time.perf_counter()
     state.check_key(http)
-    body = await _read_body(http, s.limits.max_body_bytes)
     if state.batcher is None or state.draining:
         raise _failure(Closed("the server is shutting down"), s.capacity.retry_after_s)
+    refused = state.batcher.refuses(1)  # before the body is read: a refusal costs no parsing
+    if refused is not None:
+        metrics.rejected.labels(refused.reason).inc()
+        await _pace(s.capacity)
+        raise _failure(refused, s.capacity.retry_after_s)
+    body = await _read_body(http, s.limits.max_body_bytes, s.limits.request_timeout_s)
     batch, requests = parse_requests(decode_json(body), relex=state.relex, limits=s.limits)
     batcher = state.batcher
     try:
         futures = batcher.submit(requests)
     except (Overloaded, Closed) as e:
-        state.metrics.rejected.labels(e.reason if isinstance(e, Overloaded) else "shutdown").inc()
+        metrics.rejected.labels(e.reason if isinstance(e, Overloaded) else "shutdown").inc()
+        if isinstance(e, Overloaded):
+            await _pace(s.capacity)
         raise _failure(e, s.capacity.retry_after_s) from None
     left = s.limits.request_timeout_s - (time.perf_counter() - t0)
+    answered = asyncio.ensure_future(asyncio.gather(*futures))
+    gone = asyncio.ensure_future(_disconnected(http.receive))
     try:
-        answers: Sequence[Any] = await asyncio.wait_for(asyncio.gather(*futures), max(left, 0.001))
-    except asyncio.TimeoutError:
-        batcher.cancel(futures)
+        done, _ = await asyncio.wait(
+            (answered, gone), timeout=max(left, 0.001), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        gone.cancel()
+    if answered not in done:  # the client left, or the time ran out: drop what still waits
+        metrics.abandoned.inc(batcher.cancel(futures))
+        answered.cancel()
+        if gone in done:
+            raise _ClientGone
         raise _Error(
             504, f"no answer within this server's request_timeout_s ({s.limits.request_timeout_s:g})"
-        ) from None
+        )
+    answers: Sequence[Any] = answered.result()
     for i, a in enumerate(answers):
         if isinstance(a, Exception):
             if isinstance(a, Overloaded):
-                state.metrics.rejected.labels(a.reason).inc()
+                metrics.rejected.labels(a.reason).inc()
             err = _failure(a, s.capacity.retry_after_s)
             if batch and err.status == 400:
                 err = _Error(400, f"texts[{i}]: {err}", f"texts[{i}]")
             raise err
-    state.metrics.latency.observe(time.perf_counter() - t0)
+    metrics.latency.observe(time.perf_counter() - t0)
     return {"results": list(answers)} if batch else answers[0]
 
 
@@ -211,6 +264,8 @@ def _handlers(state: State) -> list[Route]:
             return e.response()
         except RequestError as e:
             return JSONResponse(e.payload(), 400)
+        except _ClientGone:  # nginx's 499 in the metrics and the access log; nobody reads it
+            return Response(status_code=499)
         finally:
             state.metrics.in_flight.dec()
 

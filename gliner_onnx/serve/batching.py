@@ -8,18 +8,19 @@ loop keeps accepting while the workers compute. Requests are grouped by their de
 sets differ. When a group's call fails, its requests are run one by one, so that a request the
 model cannot run fails alone and the others still get answers.
 
-Admission has two regimes (`Capacity` has the numbers). Normally up to `max_batch` texts per
-worker wait and are run up to `max_batch` at a time: a closed-loop burst of that many clients
-is never refused. A text arriving past that means arrivals outpace the workers: the batcher
-sheds (`shedding`) until, over a `SHED_WINDOW_S` window, fewer than `SHED_EXIT_RATIO` x as many
-texts arrive (refused ones included) as are run. While shedding, a worker takes at most
-`shed_batch` texts at a time and a text is admitted only while the texts ahead of it (running
-and queued) fit in two such batches per worker; the queued texts past that when shedding
-begins are answered 503 at once (single-text requests; a batch-form request once admitted
-keeps its texts). An accepted request then waits about two small batches, not
-two full ones (a batch of 8 one-sentence texts takes ~5x one text here). `shed_batch` 1 kept
-the p99 of accepted requests under 4x overload within 3x the unloaded p99, 2 did not (3.3x)
-but served ~20% more (benchmarks/results/http_shed_pairs.json).
+Admission is decided from the queue alone, never from how often the server is asked, so
+that it cannot lock itself into refusing (a retry storm that outlives its cause: refused
+requests leave no trace). Normally up to `max_queue` texts wait (a burst is absorbed) and are
+run up to `max_batch` at a time. Shedding follows CoDel's rule on the queueing delay of each
+batch's oldest text: when it has stayed above one batch's compute time plus
+`queue_target_ms` for `queue_interval_ms` (a standing queue, not a burst draining), a text is
+admitted only while at most `shed_limit` texts (two `shed_batch` batches per worker: enough
+to keep every worker on full batches) are ahead of it; the first batch whose oldest text
+waited less, or an empty queue, ends it. An accepted request then waits about two batches
+whatever the load, and the workers stay busy on full batches (goodput). The app asks
+`refuses` before it reads a body, and holds a refusal `refusal_delay_ms`, so a refusal costs
+little even to clients that retry at once. A client that leaves while its texts wait has
+them dropped (`cancel`): they cost no model call.
 """
 
 from __future__ import annotations
@@ -92,8 +93,7 @@ def _alone(model: GLiNER, request: Request, batch_size: int) -> Answer | Excepti
         return e
 
 
-SHED_WINDOW_S = 1.0
-SHED_EXIT_RATIO = 1.5
+EWMA_WEIGHT = 0.2  # of the newest batch's compute time in `Batcher.batch_s`
 
 
 class Overloaded(Exception):
@@ -114,9 +114,7 @@ class _Item:
     request: Request
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
-    alone: bool = True  # the request's only text (not a batch-form request's)
     enqueued: float = field(default_factory=time.perf_counter)
-    cancelled: bool = False
 
 
 def _settle(future: asyncio.Future[Any], answer: Any) -> None:
@@ -131,18 +129,18 @@ class Batcher:
         self,
         run: Callable[[Sequence[Request]], list[Answer | Exception]],
         capacity: Capacity,
-        on_batch: Callable[[int], None] = lambda _n: None,
+        on_batch: Callable[[int, float], None] = lambda _n, _delay: None,
     ):
         self.run = run
         self.capacity = capacity
-        self.on_batch = on_batch
+        self.on_batch = on_batch  # (texts, queueing delay of the oldest) per batch taken
         self.queue: deque[_Item] = deque()
         self.cond = threading.Condition()
         self.closing = False
-        self.running = 0  # requests being computed now
+        self.running = 0  # texts being computed now
         self.shedding = False
-        self.arrived = self.done = 0  # texts offered and texts run in the current window
-        self.window_end = time.perf_counter() + SHED_WINDOW_S
+        self.above_since: float | None = None  # since when every batch's oldest text waited too long
+        self.batch_s = 0.0  # compute time of one batch (moving average)
         self.threads = [
             threading.Thread(target=self._work, name=f"gliner-worker-{i}", daemon=True)
             for i in range(capacity.workers)
@@ -154,12 +152,18 @@ class Batcher:
     def queued(self) -> int:
         return len(self.queue)
 
+    @property
+    def target_s(self) -> float:
+        """The queueing delay that is not a standing queue: one batch's compute (a text that
+        arrives while a batch runs waits that long at an otherwise idle server) plus the target."""
+        return self.batch_s + self.capacity.queue_target_ms / 1000
+
     def submit(self, requests: Sequence[Request]) -> list[asyncio.Future[Any]]:
         """Queue requests (all or none) from the running event loop; futures of their answers.
 
-        Raises `Overloaded` when they do not fit the queue, `Closed` after `close`."""
+        Raises `Overloaded` when they may not wait now, `Closed` after `close`."""
         loop = asyncio.get_running_loop()
-        items = [_Item(r, loop.create_future(), loop, len(requests) == 1) for r in requests]
+        items = [_Item(r, loop.create_future(), loop) for r in requests]
         with self.cond:
             if self.closing:
                 raise Closed("the server is shutting down")
@@ -168,42 +172,48 @@ class Batcher:
             self.cond.notify(len(items))
         return [i.future for i in items]
 
+    def refuses(self, n: int = 1) -> Overloaded | None:
+        """What `submit` of `n` texts would raise now, without queueing anything: the app asks
+        before it reads a body, so that a refusal costs no parsing."""
+        with self.cond:
+            try:
+                self._admit(n)
+            except Overloaded as e:
+                return e
+        return None
+
     def _admit(self, n: int) -> None:
-        """Raise `Overloaded` unless `n` more texts may wait now (see the module's docstring)."""
-        cap, now = self.capacity, time.perf_counter()
-        self.arrived += n
-        if now >= self.window_end:
-            idle = now > self.window_end + SHED_WINDOW_S  # a whole window without arrivals
-            if self.shedding and (idle or self.arrived <= SHED_EXIT_RATIO * self.done):
-                self.shedding = False
-            self.arrived, self.done, self.window_end = n, 0, now + SHED_WINDOW_S
-        if cap.shed_batch and not self.shedding and len(self.queue) + n > cap.max_batch * cap.workers:
-            self.shedding = True
-            self._trim(max(0, cap.shed_limit - self.running))
-        if self.queue and len(self.queue) + n > cap.max_queue:
+        """Raise `Overloaded` unless `n` more texts may wait now (see the module's docstring).
+        Decided from the queue alone: refused requests leave no trace."""
+        cap = self.capacity
+        if not self.queue:  # nothing waits: any request may (one larger than the queue too)
+            return
+        if len(self.queue) + n > cap.max_queue:
             raise Overloaded(f"the queue is full ({cap.max_queue} texts waiting)")
-        if self.shedding and self.queue and self.running + len(self.queue) + n > cap.shed_limit:
+        if self.shedding and self.running + len(self.queue) + n > cap.shed_limit:
             raise Overloaded(f"shedding load, {cap.shed_limit} texts ahead at most", "shed")
 
-    def _trim(self, keep: int) -> None:
-        """Shedding begins: 503 to the single-text requests queued past the first `keep` texts
-        (they waited milliseconds); batch-form requests already admitted keep their texts."""
-        kept: deque[_Item] = deque()
-        for item in self.queue:
-            if len(kept) < keep or not item.alone:
-                kept.append(item)
-                continue
-            shed = Overloaded("shed from the queue as the server began shedding load", "shed")
-            item.loop.call_soon_threadsafe(_settle, item.future, shed)
-        self.queue = kept
+    def _observe(self, delay: float, now: float) -> None:
+        """CoDel's rule on the queueing delay of each batch's oldest text: shed once it has
+        stayed above `target_s` for `queue_interval_ms` (two batches at least), stop at the
+        first batch below it."""
+        if delay < self.target_s:
+            self.above_since, self.shedding = None, False
+        elif self.above_since is None:
+            self.above_since = now
+        elif now - self.above_since >= self.capacity.queue_interval_ms / 1000:
+            self.shedding = bool(self.capacity.shed_batch)
 
-    def cancel(self, futures: Sequence[asyncio.Future[Any]]) -> None:
-        """Drop these requests if no worker has taken them yet (their client gave up)."""
+    def cancel(self, futures: Sequence[asyncio.Future[Any]]) -> int:
+        """Drop the texts of these futures that no worker has taken yet (their client left or
+        timed out): they cost no model call. The number dropped."""
         wanted = set(map(id, futures))
         with self.cond:
-            for item in self.queue:
-                if id(item.future) in wanted:
-                    item.cancelled = True
+            kept = deque(i for i in self.queue if id(i.future) not in wanted)
+            dropped, self.queue = len(self.queue) - len(kept), kept
+        for f in futures:
+            f.cancel()
+        return dropped
 
     def _take(self) -> list[_Item] | None:
         """The next batch (None: closed and drained); sheds requests that waited too long."""
@@ -212,18 +222,22 @@ class Batcher:
             while not self.queue:
                 if self.closing:
                     return None
+                self.above_since, self.shedding = None, False  # no queue stands
                 self.cond.wait()
             if cap.batch_wait_ms > 0 and len(self.queue) < cap.max_batch and not self.closing:
                 self.cond.wait_for(
                     lambda: len(self.queue) >= cap.max_batch or self.closing, cap.batch_wait_ms / 1000
                 )
+            if not self.queue:
+                return []
+            now = time.perf_counter()
+            delay = now - self.queue[0].enqueued
+            self._observe(delay, now)
             batch: list[_Item] = []
-            oldest = time.perf_counter() - cap.max_queue_wait_ms / 1000
-            size = min(cap.shed_batch, cap.max_batch) if self.shedding else cap.max_batch
+            oldest = now - cap.max_queue_wait_ms / 1000
+            size = min(cap.shed_batch or cap.max_batch, cap.max_batch) if self.shedding else cap.max_batch
             while self.queue and len(batch) < size:
                 item = self.queue.popleft()
-                if item.cancelled:
-                    continue
                 if item.enqueued < oldest:
                     item.loop.call_soon_threadsafe(
                         _settle,
@@ -233,17 +247,20 @@ class Batcher:
                     continue
                 batch.append(item)
             self.running += len(batch)
-            return batch
+        if batch:
+            self.on_batch(len(batch), delay)
+        return batch
 
     def _work(self) -> None:
         while (batch := self._take()) is not None:
             if not batch:
                 continue
-            self.on_batch(len(batch))
+            t0 = time.perf_counter()
             try:
                 answers: Sequence[Answer | Exception] = self.run([i.request for i in batch])
             except Exception as e:  # run_requests answers per request; this is a last resort
                 answers = [e] * len(batch)
+            took = time.perf_counter() - t0
             for item, answer in zip(batch, answers):
                 try:
                     item.loop.call_soon_threadsafe(_settle, item.future, answer)
@@ -251,7 +268,7 @@ class Batcher:
                     pass
             with self.cond:
                 self.running -= len(batch)
-                self.done += len(batch)
+                self.batch_s += (took - self.batch_s) * (EWMA_WEIGHT if self.batch_s else 1.0)
                 self.cond.notify_all()
 
     def close(self, timeout: float) -> bool:

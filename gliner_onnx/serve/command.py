@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from .limits import Capacity, Limits, default_split
+from .limits import REFUSAL_DELAY_MS, Capacity, Limits, default_split
 
 
 def add_serve_parser(sub: Any) -> None:
@@ -50,14 +50,35 @@ def add_serve_parser(sub: Any) -> None:
         "--max-queue",
         type=int,
         default=0,
-        help="texts waiting at most, then 503 (default 0: two batches per worker)",
+        help="texts waiting at most, then 503: a burst this large is absorbed "
+        "(default 0: four batches per worker, at least 16)",
+    )
+    w.add_argument(
+        "--queue-target-ms",
+        type=float,
+        default=5.0,
+        help="a queue stands when each batch's oldest text waited longer than one batch's compute "
+        "plus this, for --queue-interval-ms; then the server sheds (default 5 ms)",
+    )
+    w.add_argument(
+        "--queue-interval-ms",
+        type=float,
+        default=100.0,
+        help="how long the queue must stand before shedding begins (default 100 ms, CoDel's)",
     )
     w.add_argument(
         "--shed-batch-size",
         type=int,
-        default=1,
-        help="texts per runtime call while shedding load, past --max-batch-size texts waiting "
-        "per worker (default 1; two such batches per worker may be in the server; 0: never shed)",
+        default=None,
+        help="while shedding, a text is admitted only while two batches of this size per worker "
+        "at most are ahead of it (default: --max-batch-size; 0: never shed, --max-queue alone admits)",
+    )
+    w.add_argument(
+        "--refusal-delay-ms",
+        type=float,
+        default=REFUSAL_DELAY_MS,
+        help="hold an overload 503 this long, so that clients retrying at once without reading "
+        f"Retry-After ask at that pace (default {REFUSAL_DELAY_MS:g} ms; 0: answer at once)",
     )
     w.add_argument(
         "--max-queue-wait-ms",
@@ -75,6 +96,26 @@ def add_serve_parser(sub: Any) -> None:
         type=float,
         default=30.0,
         help="on SIGTERM, how long in-flight requests may take to finish (default 30 s)",
+    )
+    c = sv.add_argument_group("connections (embedded server)")
+    c.add_argument(
+        "--max-connections",
+        type=int,
+        default=2048,
+        help="open connections at most; requests past it get 503 (uvicorn's limit_concurrency; default 2048)",
+    )
+    c.add_argument(
+        "--keep-alive-s",
+        type=int,
+        default=5,
+        help="close a keep-alive connection idle this long (uvicorn's timeout_keep_alive; default 5 s)",
+    )
+    c.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=10.0,
+        help="close a connection whose request head has not all arrived in this time (default 10 s; "
+        "a body that has not arrived within --request-timeout-s gets 408)",
     )
     r = sv.add_argument_group("batching (both hosts)")
     r.add_argument("--max-batch-size", type=int, default=8, help="texts per runtime call (default 8)")
@@ -119,7 +160,7 @@ def run_serve(args: argparse.Namespace) -> int:
         serve_forever(config, log=log)
         return 0
     from .app import AppSettings
-    from .host import serve
+    from .host import Connections, serve
 
     workers, threads = default_split(os.cpu_count() or 1, args.workers, args.threads)
     settings = AppSettings(
@@ -136,12 +177,21 @@ def run_serve(args: argparse.Namespace) -> int:
             args.max_queue,
             args.max_queue_wait_ms,
             shed_batch=args.shed_batch_size,
+            queue_target_ms=args.queue_target_ms,
+            queue_interval_ms=args.queue_interval_ms,
+            refusal_delay_ms=args.refusal_delay_ms,
         ),
         api_key=args.api_key or os.environ.get("GLINER_ONNX_API_KEY") or None,
         cors_origins=tuple(args.cors_origin),
         access_log=args.access_log,
         shutdown_timeout_s=args.graceful_timeout_s,
     )
+    connections = Connections(args.max_connections, args.keep_alive_s, args.header_timeout_s)
     return serve(
-        settings, host=args.host, port=args.port, graceful_timeout_s=args.graceful_timeout_s, log=log
+        settings,
+        host=args.host,
+        port=args.port,
+        graceful_timeout_s=args.graceful_timeout_s,
+        connections=connections,
+        log=log,
     )

@@ -36,6 +36,9 @@ class Limits:
         check_positive("request_timeout_s", self.request_timeout_s)
 
 
+REFUSAL_DELAY_MS = 0.0  # chosen by benchmarks/bench_http.py --stress (docs/serving.md)
+
+
 @dataclass(frozen=True)
 class Capacity:
     """How the model is run: worker threads, ONNX Runtime threads each, batching, the queue.
@@ -43,36 +46,45 @@ class Capacity:
     `workers` threads take requests from one bounded queue, up to `max_batch` at a time (all
     that are waiting: batching adds no wait unless `batch_wait_ms` > 0), and run them as one
     runtime call with `threads` intra-op threads. A request that finds `max_queue` texts
-    waiting (default: two batches per worker, at least 16) is answered 503 with Retry-After at once.
-    Past `max_batch` texts waiting per worker the server sheds load (see `batching`): batches
-    of at most `shed_batch` texts, and a text is admitted only while at most `shed_limit` (two
-    such batches per worker) are ahead of it, so under overload an accepted request waits for
-    about two small batches whatever the machine's speed; one that still waits
-    `max_queue_wait_ms` for a worker (a stalled machine) gets 503 too.
+    waiting (default: four batches per worker, at least 16: a burst is absorbed) is answered
+    503 with Retry-After at once. When the queue stands (each batch's oldest text waited over
+    one batch's compute plus `queue_target_ms`, for `queue_interval_ms`: CoDel's rule, see
+    `batching`), the server sheds: a text is admitted only while at most `shed_limit` texts (two
+    `shed_batch` batches per worker) are ahead of it, and batches hold `shed_batch` texts at
+    most; shedding stops at the first batch whose oldest text waited less. A text that still
+    waits `max_queue_wait_ms` for a worker (a stalled machine) gets 503 too.
     """
 
     workers: int = 1
     threads: int = 2
     max_batch: int = 8
     batch_wait_ms: float = 0.0
-    max_queue: int = 0  # 0: 2 x max_batch x workers, at least 16
+    max_queue: int = 0  # 0: 4 x max_batch x workers, at least 16
     max_queue_wait_ms: float = 1000.0
     retry_after_s: int = 1
-    shed_batch: int = 1  # 0: never shed (the queue's length alone admits)
+    shed_batch: int | None = None  # None: max_batch; 0: never shed (max_queue alone admits)
+    queue_target_ms: float = 5.0
+    queue_interval_ms: float = 100.0
+    refusal_delay_ms: float = REFUSAL_DELAY_MS
 
     @property
     def shed_limit(self) -> int:
         """Texts running or queued at most while shedding: two `shed_batch` batches per worker."""
-        return 2 * min(self.shed_batch, self.max_batch) * self.workers
+        return 2 * min(self.shed_batch or self.max_batch, self.max_batch) * self.workers
 
     def __post_init__(self) -> None:
         if self.max_queue == 0:
-            object.__setattr__(self, "max_queue", max(16, 2 * self.max_batch * self.workers))
+            object.__setattr__(self, "max_queue", max(16, 4 * self.max_batch * self.workers))
+        if self.shed_batch is None:
+            object.__setattr__(self, "shed_batch", self.max_batch)
         for name in ("workers", "threads", "max_batch", "max_queue", "retry_after_s"):
             check_positive(name, getattr(self, name), integer=True)
         check_positive("batch_wait_ms", self.batch_wait_ms, zero=True)
         check_positive("shed_batch", self.shed_batch, integer=True, zero=True)
         check_positive("max_queue_wait_ms", self.max_queue_wait_ms)
+        check_positive("queue_target_ms", self.queue_target_ms, zero=True)
+        check_positive("queue_interval_ms", self.queue_interval_ms, zero=True)
+        check_positive("refusal_delay_ms", self.refusal_delay_ms, zero=True)
 
 
 MAX_THREADS_PER_WORKER = 4

@@ -32,11 +32,24 @@ class Metrics:
         self.rejected = Counter(
             p + "rejected", "Requests refused for overload or shutdown, by reason", ["reason"], registry=r
         )
+        self.queue_delay = Histogram(
+            p + "queue_delay_seconds",
+            "How long the oldest text of each batch waited for a worker",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shedding = Gauge(p + "shedding", "1 while a queue stands and the server sheds", registry=r)
+        self.abandoned = Counter(
+            p + "abandoned_texts",
+            "Texts dropped unrun because their client left or their time ran out while queued",
+            registry=r,
+        )
         self.load_seconds = Gauge(p + "model_load_seconds", "Time to load and warm up the model", registry=r)
         self.ready = Gauge(p + "ready", "1 once the model is loaded and answering", registry=r)
 
-    def on_batch(self, n: int) -> None:
+    def on_batch(self, n: int, queue_delay: float) -> None:
         self.batch.observe(n)
+        self.queue_delay.observe(queue_delay)
         self.texts.inc(n)
 
     def render(self) -> bytes:
