@@ -42,6 +42,7 @@ from bench_serve import LABELS, Noise, percentile, sentences
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "http.json"
 
 
 def free_port() -> int:
@@ -445,6 +446,274 @@ def plot_soak(soak: dict[str, Any], path: Path) -> bool:
     return True
 
 
+# --- stress: overload, retry storms, recovery, slow and idle connections (--stress) ---------------
+
+Log = list[tuple[float, float, int]]  # (sent, answered, status), perf_counter seconds
+
+
+async def clients(url: str, texts: list[str], n: int, seconds: float, log: Log, retry: str) -> None:
+    """`n` closed-loop clients for `seconds`. `retry`: "after" waits Retry-After on a 503/429
+    (a well-behaved client), "at-once" retries at once (many real clients: a retry storm)."""
+    import aiohttp
+
+    deadline = time.perf_counter() + seconds
+
+    async def client(k: int, session: aiohttp.ClientSession) -> None:
+        i = k
+        while time.perf_counter() < deadline:
+            body = {"text": texts[i % len(texts)], "labels": LABELS}
+            i += n
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, json=body) as resp:
+                    await resp.read()
+                    status, wait = resp.status, resp.headers.get("Retry-After")
+            except aiohttp.ClientError:
+                status, wait = -1, None
+            log.append((t0, time.perf_counter(), status))
+            if status != 200 and retry == "after" and wait is not None:
+                await asyncio.sleep(min(float(wait), max(0.0, deadline - time.perf_counter())))
+
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=n), timeout=timeout) as session:
+        await asyncio.gather(*(client(k, session) for k in range(n)))
+
+
+def window(log: Log, start: float, end: float) -> dict[str, Any]:
+    """Answers that arrived in [start, end): goodput (200s/s), their p99, the statuses."""
+    rows = [r for r in log if start <= r[1] < end]
+    ms = sorted(1000 * (t1 - t0) for t0, t1, status in rows if status == 200)
+    statuses: dict[str, int] = {}
+    for *_t, status in rows:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {
+        "goodput_per_s": len(ms) / (end - start),
+        "ok_share": len(ms) / len(rows) if rows else None,
+        "p99_ms": percentile(ms, 99) if ms else None,
+        "statuses": statuses,
+    }
+
+
+class CpuShare:
+    """CPU (in cores) of the server process and of this one (the load generator) over a run."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.procs = {"server": psutil.Process(pid), "load_generator": psutil.Process()}
+
+    def __enter__(self) -> CpuShare:
+        self.t0 = time.perf_counter()
+        self.c0 = {k: sum(p.cpu_times()[:2]) for k, p in self.procs.items()}
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        wall = time.perf_counter() - self.t0
+        self.cores = {k: (sum(p.cpu_times()[:2]) - self.c0[k]) / wall for k, p in self.procs.items()}
+
+
+def loaded(engine: Embedded, texts: list[str], n: int, seconds: float, retry: str) -> dict[str, Any]:
+    """`n` clients for `seconds`: goodput, accepted p99, statuses; the CPU of the server, of the
+    load generator and of other processes."""
+    log: Log = []
+    with Noise() as noise, CpuShare(engine.pid) as cpu:
+        t0 = time.perf_counter()
+        asyncio.run(clients(engine.url, texts, n, seconds, log, retry))
+    out = {"clients": n, "retry": retry, **window(log, t0, time.perf_counter())}
+    out.update({f"{k}_cpu_cores": round(v, 2) for k, v in cpu.cores.items()}, others_cpu_share=noise.share)
+    return out
+
+
+def spike(engine: Embedded, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """4 clients (under capacity), then 64 that retry at once for `--spike-seconds`, then the 4
+    again, and a burst of 6 requests 1 s after the spike: goodput, p99 and statuses per 100 ms
+    window; recovery = from the spike's end to the end of the last window where the 4 clients
+    got under 99% 200s."""
+    import aiohttp
+
+    before: Log = []
+    storm: Log = []
+    after: Log = []
+
+    async def burst(n: int) -> list[int]:
+        async with aiohttp.ClientSession() as session:
+
+            async def one() -> int:
+                async with session.post(engine.url, json={"text": texts[0], "labels": LABELS}) as resp:
+                    await resp.read()
+                    return resp.status
+
+            return list(await asyncio.gather(*(one() for _ in range(n))))
+
+    async def run() -> tuple[float, float, list[int]]:
+        await clients(engine.url, texts, 4, 3.0, before, "at-once")
+        start = time.perf_counter()
+        await clients(engine.url, texts, 64, args.spike_seconds, storm, "at-once")
+        end = time.perf_counter()
+        late = asyncio.ensure_future(clients(engine.url, texts, 4, 5.0, after, "at-once"))
+        await asyncio.sleep(1.0)
+        six = await burst(6)
+        await late
+        return start, end, six
+
+    with Noise() as noise:
+        t0 = time.perf_counter()
+        start, end, six = asyncio.run(run())
+    step = 0.1
+    timeline = []
+    for k in range(int((end + 5.0 - t0) / step)):
+        a = t0 + k * step
+        w = window(before + storm + after, a, a + step)
+        timeline.append({"t_s": round(a - end, 2), **w})
+    late = [w for w in timeline if w["t_s"] >= 0 and w["t_s"] < 4.9]
+    unserved = [w["t_s"] + step for w in late if w["ok_share"] is not None and w["ok_share"] < 0.99]
+    return {
+        "before": window(before, t0, start),
+        "spike": window(storm, start, end),
+        "after_1s": window(after, end + 1.0, end + 5.0),
+        "spike_s": end - start,
+        "recovery_s": round(max(unserved, default=0.0), 2),
+        "burst_of_6_at_1s": six,
+        "timeline": timeline,
+        "others_cpu_share": noise.share,
+    }
+
+
+def slow_clients(engine: Embedded, texts: list[str], seconds: float) -> dict[str, Any]:
+    """4 normal clients alone, then beside 200 connections sending their heads a byte a second,
+    200 sending their bodies so and 1,000 idle keep-alive ones: their p99 and the server's RSS."""
+    port = int(engine.url.split(":")[2].split("/")[0])
+
+    async def dribble(part: str, stop: asyncio.Event) -> None:
+        head, body = b"POST /gliner HTTP/1.1\r\nHost: x\r\n", b'{"text": "Paris", "labels": ["city"]}'
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+        if part == "body":
+            writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode())
+        for byte in head * 100 if part == "head" else body * 100:
+            if stop.is_set() or reader.at_eof():
+                break
+            writer.write(bytes([byte]))
+            await asyncio.sleep(1.0)
+        writer.close()
+
+    async def run() -> dict[str, Any]:
+        alone: Log = []
+        a0 = time.perf_counter()
+        await clients(engine.url, texts, 4, seconds, alone, "at-once")
+        a1 = time.perf_counter()
+        rss0 = rss_mb(engine.pid)
+        stop = asyncio.Event()
+        idle = []
+        for _ in range(1000):
+            idle.append(await asyncio.open_connection("127.0.0.1", port))
+        slow = [asyncio.ensure_future(dribble(p, stop)) for p in ("head", "body") * 200]
+        await asyncio.sleep(1.0)
+        beside: Log = []
+        t0 = time.perf_counter()
+        await clients(engine.url, texts, 4, seconds, beside, "at-once")
+        t1 = time.perf_counter()
+        rss1 = rss_mb(engine.pid)
+        stop.set()
+        await asyncio.gather(*slow)
+        for _r, w in idle:
+            w.close()
+        a, b = window(alone, a0, a1 + 1e-3), window(beside, t0, t1 + 1e-3)
+        return {
+            "alone": a,
+            "beside_slow_and_idle": b,
+            "p99_ratio": b["p99_ms"] / a["p99_ms"],
+            "rss_mb": [rss0, rss1],
+            "rss_growth": rss1 / rss0 - 1,
+        }
+
+    with Noise() as noise:
+        out = asyncio.run(run())
+    out["others_cpu_share"] = noise.share
+    return out
+
+
+STRESS_VARIANTS = {  # the defaults against the alternatives they were chosen over
+    "defaults": [],
+    "refusal-delay-0": ["--refusal-delay-ms", "0"],
+    "shed-batch-4": ["--shed-batch-size", "4"],
+}
+
+
+def stress(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    """Every variant's server in turn, per round (shuffled): capacity (8 clients), 4x overload
+    (32 clients honouring Retry-After; 64 retrying at once), a spike and its recovery; then
+    slow and idle connections on the defaults."""
+    rounds: list[dict[str, Any]] = []
+    for r in range(args.rounds):
+        result: dict[str, Any] = {}
+        for name in random.Random(r).sample(sorted(args.stress_variants), len(args.stress_variants)):
+            engine = Embedded(args, extra=STRESS_VARIANTS[name])
+            engine.start()
+            try:
+                asyncio.run(closed_loop(engine.url, texts, 8, 2.0))  # warm-up
+                cap = loaded(engine, texts, 8, args.seconds, "after")
+                res: dict[str, Any] = {"capacity": cap}
+                for n, retry in ((32, "after"), (64, "at-once")):
+                    ov = loaded(engine, texts, n, args.seconds, retry)
+                    ov["x_capacity"] = ov["goodput_per_s"] / cap["goodput_per_s"]
+                    res[f"overload_{n}_{retry}"] = ov
+                res["spike"] = spike(engine, texts, args)
+                if name == "defaults" and r == 0:
+                    res["slow_clients"] = slow_clients(engine, texts, args.seconds)
+            finally:
+                engine.stop()
+            result[name] = res
+            print(
+                f"round {r + 1} {name:16s} capacity {cap['goodput_per_s']:.0f}/s; 4x overload "
+                f"{res['overload_32_after']['x_capacity']:.2f}x (Retry-After), "
+                f"{res['overload_64_at-once']['x_capacity']:.2f}x (at once); "
+                f"recovery {res['spike']['recovery_s']} s",
+                file=sys.stderr,
+            )
+        rounds.append(result)
+    summary: dict[str, Any] = {}
+    for name in args.stress_variants:
+        runs = [rd[name] for rd in rounds]
+        summary[name] = {
+            "capacity_per_s": statistics.median(x["capacity"]["goodput_per_s"] for x in runs),
+            **{
+                f"{key}_{field}": statistics.median(x[key][field] for x in runs)
+                for key in ("overload_32_after", "overload_64_at-once")
+                for field in ("x_capacity", "p99_ms", "server_cpu_cores")
+            },
+            "recovery_s": max(x["spike"]["recovery_s"] for x in runs),
+        }
+    return {"rounds": rounds, "summary": summary}
+
+
+def plot_spike(spike_run: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    tl = spike_run["timeline"]
+    t = [w["t_s"] for w in tl]
+    fig, axes = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    axes[0].plot(t, [w["goodput_per_s"] for w in tl])
+    axes[0].set_ylabel("200s per second")
+    axes[1].plot(t, [w["p99_ms"] for w in tl])
+    axes[1].set_ylabel("p99 of 200s (ms)")
+    axes[1].set_xlabel("seconds from the spike's end")
+    for ax in axes:
+        ax.axvline(-spike_run["spike_s"], color="grey", linestyle=":")
+        ax.axvline(0, color="grey", linestyle=":")
+    fig.suptitle("4 clients, 64 retrying at once, 4 clients: gliner-onnx serve")
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -518,7 +787,16 @@ def main() -> int:
     p.add_argument("--soak-seconds", type=float, default=0.0, help="soak length (the issue: 600)")
     p.add_argument("--soak-window", type=float, default=10.0)
     p.add_argument("--ray-port", type=int, default=free_port())
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "http.json"))
+    p.add_argument(
+        "--stress",
+        action="store_true",
+        help="only the stress runs (overload, retry storm and recovery, slow and idle connections)",
+    )
+    p.add_argument(
+        "--stress-variants", nargs="+", default=list(STRESS_VARIANTS), choices=list(STRESS_VARIANTS)
+    )
+    p.add_argument("--spike-seconds", type=float, default=5.0)
+    p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args()
     if args.checkpoint is None:
         from gliner_onnx.export.demo import build_demo
@@ -540,6 +818,17 @@ def main() -> int:
         "ray_engines": "2 replicas x 1 CPU, max_batch_size 32, 5 ms batch wait",
         "embedded": f"gliner-onnx serve defaults {args.serve_args}",
     }
+    if args.stress:
+        out = Path(args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("http_stress.json"))
+        record["stress"] = stress(args, texts)
+        spike_run = record["stress"]["rounds"][0]["defaults"]["spike"]
+        if plot_spike(spike_run, out.with_suffix(".png")):
+            record["spike_plot"] = out.with_suffix(".png").name
+        record["machine"]["loadavg_end"] = os.getloadavg()
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        print(json.dumps(record["stress"]["summary"], indent=2))
+        print(f"results in {out}")
+        return 0
     if any(e.endswith("-ray") for e in args.engines):
         import ray
 

@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -137,6 +138,10 @@ class State:
             )
 
 
+class _ClientGone(Exception):
+    """The client closed its connection before its answer: nothing is sent."""
+
+
 async def _read_body(http: HttpRequest, limit: int, timeout_s: float) -> bytes:
     """The body, refused with 413 past `limit` (by Content-Length before reading, or as it
     streams) and with 408 when it has not all arrived within `timeout_s` (a slow client)."""
@@ -161,6 +166,8 @@ async def _read_body(http: HttpRequest, limit: int, timeout_s: float) -> bytes:
 
     try:
         return await asyncio.wait_for(read(), max(timeout_s, 0.001))
+    except ClientDisconnect:
+        raise _ClientGone from None
     except asyncio.TimeoutError:
         raise _Error(
             408,
@@ -185,10 +192,6 @@ async def _pace(capacity: Capacity) -> None:
     reading Retry-After then asks at most that often, instead of spinning the event loop."""
     if capacity.refusal_delay_ms > 0:
         await asyncio.sleep(capacity.refusal_delay_ms / 1000)
-
-
-class _ClientGone(Exception):
-    """The client closed its connection before its answer: nothing is sent."""
 
 
 def _failure(exc: Exception, retry_after: int) -> _Error:
