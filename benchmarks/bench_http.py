@@ -637,11 +637,8 @@ def slow_clients(engine: Embedded, texts: list[str], seconds: float) -> dict[str
 
 STRESS_VARIANTS = {  # the defaults, and the alternatives they were chosen over
     "defaults": [],
-    **{
-        f"shed-{b}-delay-{d}": ["--shed-batch-size", str(b), "--refusal-delay-ms", str(d)]
-        for b in (2, 4, 8)
-        for d in (0, 50)
-    },
+    **{f"shed-batch-{b}": ["--shed-batch-size", str(b)] for b in (2, 4, 8)},
+    **{f"refusal-delay-{d}": ["--refusal-delay-ms", str(d)] for d in (0, 50, 100, 200)},
 }
 
 

@@ -108,7 +108,10 @@ class State:
         self.load_seconds = time.perf_counter() - t0
         self.metrics.load_seconds.set(self.load_seconds)
         self.batcher = Batcher(
-            lambda reqs: run_requests(model, reqs, batch_size=cap.max_batch), cap, self.metrics.on_batch
+            lambda reqs: run_requests(model, reqs, batch_size=cap.max_batch),
+            cap,
+            self.metrics.on_batch,
+            self.metrics.on_batch_done,
         )
         self.metrics.queued.set_function(lambda: self.batcher.queued if self.batcher else 0)
         self.metrics.shedding.set_function(lambda: float(self.batcher.shedding) if self.batcher else 0.0)

@@ -130,10 +130,12 @@ class Batcher:
         run: Callable[[Sequence[Request]], list[Answer | Exception]],
         capacity: Capacity,
         on_batch: Callable[[int, float], None] = lambda _n, _delay: None,
+        on_batch_done: Callable[[float], None] = lambda _seconds: None,
     ):
         self.run = run
         self.capacity = capacity
         self.on_batch = on_batch  # (texts, queueing delay of the oldest) per batch taken
+        self.on_batch_done = on_batch_done  # (compute seconds) per batch run
         self.queue: deque[_Item] = deque()
         self.cond = threading.Condition()
         self.closing = False
@@ -261,6 +263,7 @@ class Batcher:
             except Exception as e:  # run_requests answers per request; this is a last resort
                 answers = [e] * len(batch)
             took = time.perf_counter() - t0
+            self.on_batch_done(took)
             for item, answer in zip(batch, answers):
                 try:
                     item.loop.call_soon_threadsafe(_settle, item.future, answer)

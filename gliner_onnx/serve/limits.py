@@ -36,7 +36,7 @@ class Limits:
         check_positive("request_timeout_s", self.request_timeout_s)
 
 
-REFUSAL_DELAY_MS = 0.0  # chosen by benchmarks/bench_http.py --stress (docs/serving.md)
+REFUSAL_DELAY_MS = 100.0  # chosen by benchmarks/bench_http.py --stress (docs/serving.md)
 
 
 @dataclass(frozen=True)

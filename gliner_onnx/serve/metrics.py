@@ -28,6 +28,9 @@ class Metrics:
         self.in_flight = Gauge(p + "in_flight_requests", "Prediction requests being answered", registry=r)
         self.queued = Gauge(p + "queued_texts", "Texts waiting for a worker", registry=r)
         self.batch = Histogram(p + "batch_size", "Texts per runtime call", buckets=BATCH_BUCKETS, registry=r)
+        self.batch_seconds = Histogram(
+            p + "batch_seconds", "Compute time of each runtime call", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.texts = Counter(p + "texts", "Texts predicted", registry=r)
         self.rejected = Counter(
             p + "rejected", "Requests refused for overload or shutdown, by reason", ["reason"], registry=r
@@ -51,6 +54,9 @@ class Metrics:
         self.batch.observe(n)
         self.queue_delay.observe(queue_delay)
         self.texts.inc(n)
+
+    def on_batch_done(self, seconds: float) -> None:
+        self.batch_seconds.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
