@@ -19,7 +19,8 @@ def add_serve_parser(sub: Any) -> None:
         description="An HTTP server in this process (uvicorn; the serve extra): POST {text, labels, "
         "threshold, flat_ner, multi_label[, relations, relation_threshold]} (or texts: a list) to the "
         'route prefix, get {"entities": [...]} back, as from gliner 0.2.29\'s own server (its '
-        "GLiNERClient works). GET / (a playground page), /openapi.json, /health, /ready, /metrics. SIGTERM or Ctrl-C stops gracefully. "
+        "GLiNERClient works). GET / (a playground page), /openapi.json, /health, /ready, /metrics. "
+        "SIGTERM or Ctrl-C stops gracefully. "
         "--ray serves the same app on Ray Serve instead (the ray extra; --address joins a cluster).",
     )
     sv.add_argument("export_dir")
