@@ -183,14 +183,14 @@ def test_the_page_works_from_the_keyboard_and_every_field_has_a_label(page: Any,
     page.keyboard.press("Enter")
     expect(page.locator("#status")).to_have_text(DONE, timeout=60_000)
     assert marks(page) and all(label in LABELS for label, *_ in marks(page))
+    shot = os.environ.get("GLINER_ONNX_PLAYGROUND_SCREENSHOT")  # docs/playground.png: the page as it opens
+    if shot:
+        page.screenshot(path=shot, full_page=True)
     page.locator("textarea").first.fill(SCRIPTS["cjk"])
     with page.expect_response(lambda r: r.url.endswith("/gliner")):
         page.keyboard.press("Control+Enter")  # from the text area
     expect(page.locator("#status")).to_have_text(DONE, timeout=60_000)
     expect(page.locator("mark").first).to_have_text("習近平")
-    shot = os.environ.get("GLINER_ONNX_PLAYGROUND_SCREENSHOT")  # docs/playground.png is made this way
-    if shot:
-        page.screenshot(path=shot, full_page=True)
 
 
 def _keep_busy(url: str, stop: threading.Event) -> threading.Thread:

@@ -125,7 +125,7 @@ def _error(description: str, headers: Schema | None = None) -> Schema:
 
 
 _RETRY = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
-_KEY_SECURITY = [{"ApiKey": []}, {"Bearer": []}]
+_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
 
 
 def _predict(spec: Spec) -> Schema:
