@@ -258,3 +258,63 @@ def test_api_key_and_errors_show_their_message(page: Any, guarded: Server) -> No
         stop.set()
         busy.join(120)
     assert get(f"{guarded.url}/health")[0] == 200
+
+
+def test_relations_generated_labels_and_overlaps_render(page: Any) -> None:
+    """The parts no demo export shows, on the page as a relex server renders it, answered by a
+    stand-in for the server: relation fields and table, decoder labels, overlapping entities in
+    rows of their own (each mark still its entity's exact text), and an error that is not JSON."""
+    import json
+
+    from playwright.sync_api import expect
+
+    from gliner_onnx.serve.page import _template, render_page
+
+    text = "Tim Cook 👩‍🔬 works for Apple in Cupertino."
+    ents = [
+        {"start": 0, "end": 8, "text": "Tim Cook", "label": "person", "score": 0.9},
+        {"start": 0, "end": 3, "text": "Tim", "label": "person", "score": 0.6},  # nested
+        {"start": 23, "end": 28, "text": "Apple", "label": "organization", "score": 0.8},
+        {"start": 23, "end": 28, "text": "Apple", "label": "location", "score": 0.55},  # multi-label
+        {"start": 26, "end": 41, "text": "le in Cupertino", "label": "location", "score": 0.51},  # crossing
+    ]
+    for e in ents:
+        assert text[e["start"] : e["end"]] == e["text"]
+        e["generated_labels"] = [e["label"] + " (generated)"]
+    end = {k: ents[0][k] for k in ("start", "end", "text")}
+    rel = {"head": {**end, "type": "person", "entity_idx": 0}, "relation": "works for", "score": 0.7}
+    rel["tail"] = {"start": 23, "end": 28, "text": "Apple", "type": "organization", "entity_idx": 2}
+    config = {"api": "/gliner", "openapi": "/openapi.json", "key": False, "relex": True, "arch": "relex"}
+    html = render_page({**config, "limits": {}})
+    posted: list[Any] = []
+    answers = [
+        {"status": 200, "body": json.dumps({"entities": ents, "relations": [rel]})},
+        {"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"},
+    ]
+
+    def answer(route: Any) -> None:
+        posted.append(route.request.post_data_json)
+        route.fulfill(**{"content_type": "application/json", **answers[len(posted) - 1]})
+
+    csp = {"Content-Security-Policy": _template()[1]}
+    page.route("http://127.0.0.1:9/", lambda r: r.fulfill(body=html, content_type="text/html", headers=csp))
+    page.route("http://127.0.0.1:9/gliner", answer)
+    page.goto("http://127.0.0.1:9/")
+    expect(page.locator('input[name="relations"]')).to_be_visible()
+    expect(page.locator('input[name="api_key"]')).to_be_hidden()
+    page.locator("textarea").first.fill(text)
+    page.locator('input[name="labels"]').fill("person, organization, location")
+    page.locator('input[name="relations"]').fill("works for, works for")
+    page.locator('input[name="relation_threshold"]').fill("0.4")
+    page.get_by_label("Nested entities").check()
+    page.locator('button[type="submit"]').click()
+    expect(page.locator("#status")).to_have_text(DONE)
+    assert posted[0]["relations"] == ["works for", "works for"] and posted[0]["relation_threshold"] == 0.4
+    assert posted[0]["flat_ner"] is False and posted[0]["labels"] == ["person", "organization", "location"]
+    assert marks(page) == sorted((e["label"], e["start"], e["end"], e["text"]) for e in ents)
+    assert page.locator(".doc").count() == 3  # the text, then two rows of overlapping entities
+    expect(page.locator("#entities th").last).to_have_text("Generated labels")
+    expect(page.locator("#relations-table tbody tr")).to_have_count(1)
+    expect(page.locator("#relations-table tbody td").nth(1)).to_have_text("works for")
+    page.locator('button[type="submit"]').click()
+    expect(page.locator("#error")).to_have_text("Error: HTTP 502: <html>Bad gateway</html>")
