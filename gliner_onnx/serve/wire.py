@@ -267,11 +267,17 @@ class Field:
         return {**self.kind.schema(ctx), "description": self.description}
 
 
-TEXT = Field("text", Text(), "the text to search", required=True)
-TEXTS = Field("texts", Texts(), "the texts to search: one answer each, in order", required=True)
+_UNICODE = "lengths in Unicode code points; a lone surrogate is refused"
+TEXT = Field("text", Text(), f"the text to search ({_UNICODE})", required=True)
+TEXTS = Field("texts", Texts(), f"the texts to search, one answer each in order ({_UNICODE})", required=True)
 # Checked in this order: the first bad one is named.
 SHARED = (
-    Field("labels", Labels(), "entity types to find", required=True),
+    Field(
+        "labels",
+        Labels(),
+        "entity types to find (the model refuses a label holding one of its special tokens)",
+        required=True,
+    ),
     Field("adapter_id", Unsupported("LoRA adapters are not supported by this server"), "not supported"),
     Field("threshold", Number(0.0, 1.0, DEFAULT_THRESHOLD), "keep entities scoring at least this"),
     Field(
