@@ -109,6 +109,19 @@ def ckpt_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def demo_span_export(ckpt_root: Path) -> Path:
+    """The trained uniencoder_span demo, exported as a user does: `gliner-export --arch
+    uniencoder_span` (its entities are real ones, in several scripts)."""
+    import subprocess
+
+    out = ckpt_root / "demo-uniencoder-span"
+    cmd = [sys.executable, "-m", "gliner_onnx.export.cli", "--arch", "uniencoder_span", "--output", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
 def uni_minilm(ckpt_root: Path) -> Checkpoint:
     from gliner_onnx.export.backbones import build_gliner
 

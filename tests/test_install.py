@@ -87,7 +87,8 @@ def _probe(venv: Path, cwd: Path, export_dir: Path) -> dict:
 def test_wheel_holds_the_runtime_and_export_subpackages(installed: tuple[Path, Path]) -> None:
     _, venv = installed
     (pkg,) = venv.glob("lib/python*/site-packages/gliner_onnx")
-    for module in ("__init__.py", "cli.py", "manifest.py", "runtime/model.py", "export/exporter.py"):
+    shipped = ("runtime/model.py", "export/exporter.py", "serve/static/playground.html")  # package data too
+    for module in ("__init__.py", "cli.py", "manifest.py", *shipped):
         assert (pkg / module).is_file(), module
     (dist_info,) = pkg.parent.glob("gliner_onnx-*.dist-info")
     entry_points = (dist_info / "entry_points.txt").read_text()

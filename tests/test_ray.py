@@ -317,3 +317,14 @@ def test_actor_killed_mid_job_loses_and_duplicates_nothing(
         gate.open.remote()
     assert killed, "no annotating actor process found"
     _check_rows(rows, model)
+
+
+def test_page_and_openapi_under_the_mount(server: str) -> None:
+    """Ray Serve mounts the app at the route prefix: the page posts there, and the document
+    names the mount as its server (its paths are the app's own)."""
+    status, doc = _get(f"{server}/gliner/openapi.json")
+    assert status == 200 and doc["servers"] == [{"url": "/gliner"}]
+    assert doc["paths"]["/"]["post"]["operationId"] == "predict" and "get" in doc["paths"]["/"]
+    with urllib.request.urlopen(f"{server}/gliner", timeout=60) as resp:  # GET at the mount: the page
+        assert resp.headers["content-type"].startswith("text/html")
+        assert '"api": "/gliner"' in resp.read().decode()

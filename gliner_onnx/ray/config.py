@@ -35,6 +35,7 @@ class ServeConfig:
     access_log: bool = False  # Ray Serve's per-request log lines
     api_key: str | None = None  # required of every prediction request when set
     max_queue_wait_ms: float = 1000.0  # a request waiting longer in a replica's queue: 503
+    ui: bool = True  # GET / of the app serves the playground page
 
     def __post_init__(self) -> None:
         check_positive("replicas", self.replicas, integer=True)

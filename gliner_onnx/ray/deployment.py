@@ -55,7 +55,11 @@ def app_settings(config: ServeConfig) -> AppSettings:
         shed_batch=0,
     )
     return AppSettings(
-        str(Path(config.export_dir).resolve()), route_prefix="", capacity=capacity, api_key=config.api_key
+        str(Path(config.export_dir).resolve()),
+        route_prefix="",
+        capacity=capacity,
+        api_key=config.api_key,
+        ui=config.ui,
     )
 
 

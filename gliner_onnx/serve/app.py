@@ -6,6 +6,8 @@ Routes (`prefix` is the route prefix, default /gliner; under Ray Serve the mount
     GET  {prefix}/health   and GET /health: live (200 while the process serves)
     GET  /ready            200 once the model is loaded and answering, 503 while shutting down
     GET  /metrics          Prometheus text format (`metrics`)
+    GET  /                 the playground page (`page`; not with ui=False, `--no-ui`)
+    GET  /openapi.json     the OpenAPI 3.1 document of these routes (`openapi`)
 
 Errors are JSON `{"error": ..., "field": ...}` without tracebacks or file paths: 400 a bad
 request (the field and the limit named), 401 a missing or wrong API key, 413 a body over
@@ -39,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .batching import Batcher, Closed, Overloaded, run_requests
 from .limits import Capacity, Limits
 from .metrics import Metrics
+from .page import openapi_route, page_route
 from .wire import RequestError, decode_json, parse_requests
 
 logger = logging.getLogger("gliner_onnx.serve")
@@ -59,6 +62,7 @@ class AppSettings:
     cors_origins: tuple[str, ...] = ()
     access_log: bool = False
     shutdown_timeout_s: float = 30.0
+    ui: bool = True  # GET / serves the playground page
 
     def __post_init__(self) -> None:
         p = self.route_prefix
@@ -303,11 +307,11 @@ def _handlers(state: State) -> list[Route]:
         return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
     p = s.route_prefix
-    routes = [Route(p or "/", predict, methods=["POST"]), Route(p or "/", health, methods=["GET"])]
-    routes += [Route(f"{p}/health", health, methods=["GET"])]
+    routes = [Route(p or "/", predict, methods=["POST"]), Route(f"{p}/health", health, methods=["GET"])]
     if p:
         routes += [Route("/health", health, methods=["GET"])]
-    return [*routes, Route("/ready", ready, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
+    routes += [Route("/ready", ready, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
+    return [*routes, *([page_route(state)] if s.ui else []), openapi_route(state)]
 
 
 class _Observe:

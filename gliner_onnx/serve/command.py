@@ -19,7 +19,8 @@ def add_serve_parser(sub: Any) -> None:
         description="An HTTP server in this process (uvicorn; the serve extra): POST {text, labels, "
         "threshold, flat_ner, multi_label[, relations, relation_threshold]} (or texts: a list) to the "
         'route prefix, get {"entities": [...]} back, as from gliner 0.2.29\'s own server (its '
-        "GLiNERClient works). GET /health, /ready, /metrics. SIGTERM or Ctrl-C stops gracefully. "
+        "GLiNERClient works). GET / (a playground page), /openapi.json, /health, /ready, /metrics. "
+        "SIGTERM or Ctrl-C stops gracefully. "
         "--ray serves the same app on Ray Serve instead (the ray extra; --address joins a cluster).",
     )
     sv.add_argument("export_dir")
@@ -37,6 +38,9 @@ def add_serve_parser(sub: Any) -> None:
         "--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)"
     )
     h.add_argument("--access-log", action="store_true", help="one JSON line per request on stderr")
+    h.add_argument(
+        "--no-ui", action="store_true", help="no playground page at GET / (the API and /openapi.json stay)"
+    )
     w = sv.add_argument_group("workers and limits (embedded server)")
     w.add_argument("--workers", type=int, default=None, help="model worker threads (default: see --threads)")
     w.add_argument(
@@ -156,6 +160,7 @@ def run_serve(args: argparse.Namespace) -> int:
             batch_wait_timeout_ms=args.batch_wait_timeout_ms,
             address=args.address,
             api_key=args.api_key or os.environ.get("GLINER_ONNX_API_KEY") or None,
+            ui=not args.no_ui,
         )
         serve_forever(config, log=log)
         return 0
@@ -185,6 +190,7 @@ def run_serve(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         access_log=args.access_log,
         shutdown_timeout_s=args.graceful_timeout_s,
+        ui=not args.no_ui,
     )
     connections = Connections(args.max_connections, args.keep_alive_s, args.header_timeout_s)
     return serve(
