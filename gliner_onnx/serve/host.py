@@ -156,7 +156,9 @@ def serve(
             f"serving {state.model.arch} at http://{host}:{port}{settings.route_prefix} "
             f"(model loaded in {state.load_seconds:.1f} s; "
             f"{cap.workers} worker(s) x {cap.threads} thread(s), "
-            f"batches up to {cap.max_batch}); GET /health, /ready, /metrics; Ctrl-C stops"
+            f"batches up to {cap.max_batch}); "
+            + ("the playground at GET /, " if settings.ui else "")
+            + "GET /health, /ready, /metrics, /openapi.json; Ctrl-C stops"
         )
 
     server = _Server(config, state, started)
