@@ -54,7 +54,13 @@ TEXTS = [
 LABELS = ["person", "organization", "location", "date"]
 # Calibrating on gliner's 30 built-in sentences took most of the build at these heads' widths.
 CALIBRATION_TEXTS = [*TEXTS, "Marie Curie won the Nobel Prize twice and was born in Warsaw."]
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "spm.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "spm.model",
+)
 
 
 def _fixture(name: str) -> dict[str, Any]:
@@ -113,7 +119,10 @@ def _build(name: str, backbone: Path, out: Path, seed: int) -> Path:
         torch.manual_seed(seed)
         with quiet_loading():
             model = TorchGLiNER.from_config(
-                GLiNERConfig(**config), backbone_from_pretrained=True, load_tokenizer=True, local_files_only=True
+                GLiNERConfig(**config),
+                backbone_from_pretrained=True,
+                load_tokenizer=True,
+                local_files_only=True,
             ).eval()
         calibrate_head(model, LOGIT_STD, texts=CALIBRATION_TEXTS)
     model.save_pretrained(out)
@@ -150,7 +159,9 @@ def test_release_config_exports_and_answers_as_gliner(name: str, backbone: Path,
     found = 0
     for threshold in (0.3, 0.5):
         kw: dict[str, Any] = dict(threshold=threshold)
-        found += assert_same(ref.inference(TEXTS, LABELS, **kw), ours.inference(TEXTS, LABELS, **kw), f"{name} {kw}")
+        found += assert_same(
+            ref.inference(TEXTS, LABELS, **kw), ours.inference(TEXTS, LABELS, **kw), f"{name} {kw}"
+        )
     assert found > 0
     del ref, ours
     shutil.rmtree(tmp_path, ignore_errors=True)
