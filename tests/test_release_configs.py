@@ -24,6 +24,7 @@ import pytest
 from gliner_onnx import GLiNER
 from gliner_onnx.export.detect import detect_arch
 from gliner_onnx.manifest import load_manifest
+from gliner_onnx.runtime.output import merge_adjacent_entities
 
 from .conftest import LOGIT_STD
 from .test_parity import assert_same
@@ -72,6 +73,66 @@ TOKENIZER_FILES = (
     "added_tokens.json",
     "spm.model",
 )
+
+
+def _card_merge_entities(text: str, entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """NuNER Zero's model card's `merge_entities`, as published (dicts copied first)."""
+    entities = [dict(e) for e in entities]
+    if not entities:
+        return []
+    merged = []
+    current = entities[0]
+    for next_entity in entities[1:]:
+        if next_entity["label"] == current["label"] and (
+            next_entity["start"] == current["end"] + 1 or next_entity["start"] == current["end"]
+        ):
+            current["text"] = text[current["start"] : next_entity["end"]].strip()
+            current["end"] = next_entity["end"]
+        else:
+            merged.append(current)
+            current = next_entity
+    merged.append(current)
+    return merged
+
+
+def _ent(text: str, word: str, label: str, score: float, after: int = 0) -> dict[str, Any]:
+    start = text.index(word, after)
+    return {"start": start, "end": start + len(word), "text": word, "label": label, "score": score}
+
+
+def test_merge_adjacent_is_the_nuner_cards_merge() -> None:
+    text = "Tim Cook met Tim-Berners Lee, Paris,London and New  York."
+    cases = [
+        [],
+        [_ent(text, "Tim", "person", 0.9)],
+        # joined across one space, a hyphen and a comma; two spaces are not joined
+        [_ent(text, "Tim", "person", 0.9), _ent(text, "Cook", "person", 0.6)],
+        [
+            _ent(text, "Tim", "person", 0.7, 10),
+            _ent(text, "-", "person", 0.8),
+            _ent(text, "Berners", "person", 0.5),
+        ],
+        [
+            _ent(text, "Paris", "location", 0.5),
+            _ent(text, ",", "location", 0.6, 35),
+            _ent(text, "London", "location", 0.9),
+        ],
+        [_ent(text, "New", "location", 0.5), _ent(text, "York", "location", 0.6)],
+        # a label change or a word between stops a merge
+        [
+            _ent(text, "Tim", "person", 0.9),
+            _ent(text, "Cook", "organization", 0.6),
+            _ent(text, "met", "organization", 0.4),
+        ],
+        [_ent(text, "Tim", "person", 0.9), _ent(text, "met", "person", 0.6)],
+    ]
+    for entities in cases:
+        before = [dict(e) for e in entities]
+        got = merge_adjacent_entities(text, entities)
+        assert got == _card_merge_entities(text, entities)
+        assert entities == before  # not modified
+    joined = merge_adjacent_entities(text, cases[2])
+    assert joined == [{"start": 0, "end": 8, "text": "Tim Cook", "label": "person", "score": 0.9}]
 
 
 def _fixture(name: str) -> dict[str, Any]:
@@ -199,5 +260,13 @@ def test_release_config_exports_and_answers_as_gliner(name: str, backbone: Path,
             ref.inference(TEXTS, LABELS, **kw), ours.inference(TEXTS, LABELS, **kw), f"{name} {kw}"
         )
     assert found > 0
+    if name == "numind__NuNER_Zero":  # the card's post-processing, as an option
+        ref_found = ref.inference(TEXTS, LABELS, threshold=0.3)
+        merged = ours.inference(TEXTS, LABELS, threshold=0.3, merge_adjacent=True)
+        assert_same([_card_merge_entities(t, e) for t, e in zip(TEXTS, ref_found)], merged, "merged")
+        assert sum(map(len, merged)) < sum(map(len, ref_found))
+        assert ours.predict_entities(TEXTS[0], LABELS, threshold=0.3, merge_adjacent=True) == merged[0]
+        with pytest.raises(TypeError, match="merge_adjacent must be a bool"):
+            ours.inference(TEXTS, LABELS, merge_adjacent="yes")  # type: ignore[arg-type]
     del ref, ours
     shutil.rmtree(tmp_path, ignore_errors=True)
