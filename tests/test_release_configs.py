@@ -56,7 +56,7 @@ TEXTS = [
     "Apple's CEO Tim Cook visited 東京 with José Álvarez, then flew to São Paulo.",
 ]
 LABELS = ["person", "organization", "location", "date"]
-# Calibrating on gliner's 30 built-in sentences took most of the build at these heads' widths.
+# Calibrating on calibrate_head's 30 built-in sentences took most of the build at these widths.
 CALIBRATION_TEXTS = [*TEXTS, "Marie Curie won the Nobel Prize twice and was born in Warsaw."]
 # Keys that only training reads (and `model_name`, swapped for the tiny backbone; `dropout`,
 # off in eval): releases whose configs differ only in these build the same test model, and
