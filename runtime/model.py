@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from gliner_onnx.archs import is_decoder
 from gliner_onnx.errors import GlinerOnnxError
 
 from .hub import directory_layout, resolve_model
 from .labels import normalize_label_set
 from .loaded import LoadedModel, load_model
 from .options import ProviderSpec, SessionOptions
-from .output import Entity, RelationDict
+from .output import Entity, RelationDict, merge_adjacent_entities
 from .pipelines import Pipeline, pipeline_for
 from .request import make_request
 from .result import TextResult, inference_output
@@ -102,13 +103,16 @@ class GLiNER:
         multi_label: bool = False,
         *,
         label_embeddings: np.ndarray | None = None,
+        merge_adjacent: bool = False,
         **gen_kwargs: Any,
     ) -> list[Entity]:
-        """Entities of one text: a list of {start, end, text, label, score}."""
+        """Entities of one text: a list of {start, end, text, label, score} (merge_adjacent:
+        as `inference`)."""
         _check_text(text)
         return self.inference(
             [text], labels, flat_ner=flat_ner, threshold=threshold, multi_label=multi_label,
-            label_embeddings=label_embeddings, return_relations=False, **gen_kwargs,
+            label_embeddings=label_embeddings, return_relations=False, merge_adjacent=merge_adjacent,
+            **gen_kwargs,
         )[0]  # fmt: skip
 
     def predict_relations(
@@ -166,6 +170,7 @@ class GLiNER:
         window: int | None = None,
         overlap: int | None = None,
         gen_constraints: Sequence[str] | None = None,
+        merge_adjacent: bool = False,
         **gen_kwargs: Any,
     ) -> Any:
         """Entities of each text, in gliner's output format.
@@ -191,14 +196,28 @@ class GLiNER:
         (None), use_cache (True); each entity gets `generated_labels` (decoder_mode
         "span"), or its label is the generated one (decoder_mode "prompt"). They
         batch texts in order and truncate to max_len words, as gliner does.
+
+        merge_adjacent (not a gliner argument): afterwards, join each entity to the previous
+        one of its text when they have the same label and at most one character between them,
+        keeping the first one's score: the post-processing that NuNER Zero's model card
+        applies (its checkpoint scores single words, `max_width: 1`). Not for relex or decoder
+        exports, whose entities other outputs refer to.
         """
+        if not isinstance(merge_adjacent, bool):
+            raise TypeError(f"merge_adjacent must be a bool, got {type(merge_adjacent).__name__}")
+        if merge_adjacent and (self.pipeline.accepts.relations or is_decoder(self.arch)):
+            raise ValueError(f"merge_adjacent is for entity-only exports; this one is {self.arch!r}")
         results = self.extract(
             texts, labels, flat_ner, threshold, multi_label, batch_size, relations=relations,
             adjacency_threshold=adjacency_threshold, relation_threshold=relation_threshold,
             return_relations=return_relations, label_embeddings=label_embeddings, window=window,
             overlap=overlap, gen_constraints=gen_constraints, **gen_kwargs,
         )  # fmt: skip
-        return inference_output(results, relations=self.pipeline.accepts.relations and return_relations)
+        output = inference_output(results, relations=self.pipeline.accepts.relations and return_relations)
+        if merge_adjacent:
+            texts = [texts] if isinstance(texts, str) else list(texts)
+            output = [merge_adjacent_entities(t, found) for t, found in zip(texts, output)]
+        return output
 
     def extract(
         self,

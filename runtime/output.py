@@ -44,3 +44,19 @@ def relation_dicts(
     return [
         {"head": end(h), "tail": end(t), "relation": ctx.relations[c], "score": p} for h, t, c, p in found
     ]
+
+
+def merge_adjacent_entities(text: str, entities: Sequence[Entity]) -> list[Entity]:
+    """NuNER Zero's post-processing (its model card's `merge_entities`), for checkpoints that
+    find entities one word at a time (`max_width: 1`): in list order, an entity whose label
+    is the previous one's and that starts where it ends or one character after is joined to
+    it; the joined entity keeps the first one's score. New dicts; `entities` is unchanged."""
+    merged: list[Entity] = []
+    for entity in entities:
+        last = merged[-1] if merged else None
+        if last is not None and entity["label"] == last["label"] and entity["start"] - last["end"] in (0, 1):
+            last["end"] = entity["end"]
+            last["text"] = text[last["start"] : last["end"]].strip()
+        else:
+            merged.append(dict(entity))
+    return merged
