@@ -110,7 +110,7 @@ def ckpt_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def uni_minilm(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     return _checkpoint(
         ckpt_root, "uni-minilm", lambda: build_gliner(_minilm(), seed=1, logit_scale=LOGIT_STD)
@@ -119,7 +119,7 @@ def uni_minilm(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def uni_deberta(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     from .backbones import make_tiny_deberta_v3
 
@@ -139,7 +139,7 @@ def uni_deberta_generic(ckpt_root: Path, uni_deberta: Checkpoint) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def bi_minilm_bert(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     from .backbones import make_tiny_bert
 
@@ -153,7 +153,7 @@ def bi_minilm_bert(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def uni_token_minilm(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     return _checkpoint(
         ckpt_root,
@@ -164,7 +164,7 @@ def uni_token_minilm(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def bi_token_deberta_bert(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     from .backbones import make_tiny_bert, make_tiny_deberta_v3
 
@@ -198,7 +198,7 @@ RELATIONS = ["works for", "located in", "born in", "met"]
 
 @pytest.fixture(scope="session")
 def span_relex_minilm(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     return _checkpoint(
         ckpt_root,
@@ -209,7 +209,7 @@ def span_relex_minilm(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def token_relex_minilm(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     return _checkpoint(
         ckpt_root,
@@ -231,7 +231,7 @@ def relex_backbone(ckpt_root: Path) -> Path:
 def relex_layer_checkpoint(
     ckpt_root: Path, backbone: Path, relations_layer: str, triples_layer: str | None = None
 ) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     name = f"relex-{relations_layer}-{triples_layer or 'pair'}"
     return _checkpoint(

@@ -114,10 +114,19 @@ def _probe(venv: Path, cwd: Path, export_dir: Path) -> dict:
 
 
 def test_wheel_holds_the_runtime_and_export_subpackages(installed: tuple[Path, Path]) -> None:
-    _, venv = installed
+    checkout, venv = installed
     (pkg,) = venv.glob("lib/python*/site-packages/gliner_onnx")
-    for module in ("__init__.py", "cli.py", "manifest.py", "runtime/model.py", "export/exporter.py"):
+    modules = (
+        "__init__.py", "cli.py", "manifest.py", "runtime/model.py", "export/exporter.py",
+        "export/precision/int8.py", "export/ort/model_format.py", "export/demo/training.py",
+    )  # fmt: skip
+    for module in modules:
         assert (pkg / module).is_file(), module
+    # package data: the corpus, and the trained demos' weights with their records
+    assert (pkg / "export" / "data" / "corpus.txt").is_file()
+    shipped = {p.name for p in (pkg / "export" / "demo" / "weights").iterdir()}
+    assert {"biencoder_token.safetensors", "biencoder_token.json"} <= shipped
+    assert shipped == {p.name for p in (checkout / "export" / "demo" / "weights").iterdir()}
     (dist_info,) = pkg.parent.glob("gliner_onnx-*.dist-info")
     entry_points = (dist_info / "entry_points.txt").read_text()
     assert "gliner-onnx = gliner_onnx.cli:main" in entry_points
