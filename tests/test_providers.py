@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+
 import onnxruntime as ort
+import psutil
 import pytest
 
 from gliner_onnx import GLiNER, ProviderError, SessionOptions
@@ -39,10 +42,23 @@ def test_session_options_are_checked() -> None:
 
 
 def test_thread_settings_apply(uni_deberta: Checkpoint) -> None:
-    model = GLiNER.from_pretrained(
-        uni_deberta.export_dir, session_options=SessionOptions(intra_op_num_threads=1)
-    )
-    assert model.predict_entities("Angela Merkel", ["person"], threshold=0.0)
+    """intra_op_num_threads=n gives each graph's session a pool of n - 1 threads besides the
+    caller's: none with 1, two each with 3 (ONNX Runtime's default, one per core less one, would
+    give the same count for both)."""
+    process = psutil.Process()
+    GLiNER.from_pretrained(uni_deberta.export_dir).predict_entities("Angela", ["person"])  # lazy pools
+    started = {}
+    for n in (1, 3):
+        before = process.num_threads()
+        model = GLiNER.from_pretrained(
+            uni_deberta.export_dir, session_options=SessionOptions(intra_op_num_threads=n)
+        )
+        started[n] = process.num_threads() - before
+        assert model.predict_entities("Angela Merkel", ["person"], threshold=0.0)
+        graphs = len(model.context.manifest.graphs)
+        del model
+        gc.collect()
+    assert started == {1: 0, 3: 2 * graphs}
 
 
 @pytest.mark.parametrize("name", ["uni_minilm", "bi_minilm_bert", "bi_token_deberta_bert"])
