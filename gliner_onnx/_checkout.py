@@ -14,7 +14,9 @@ meta-path finder (what setuptools' editable finder is): it imports the two subpa
 `pkgutil.iter_modules(gliner_onnx.__path__)`, which pydoc, Sphinx and plugin discovery walk, reads
 only `__path__`, so they would vanish from every listing. One `__path__` entry whose finder knows
 exactly the two names gives both: import and listing, nothing else. Below the two subpackages the
-ordinary path finder takes over (their `__path__` is their own folder).
+ordinary path finder takes over (their `__path__` is their own folder). Why not symlinks
+`gliner_onnx/runtime -> ../runtime`: a Windows checkout without symlink support gets text files
+in their place, and ruff, mypy and coverage would see every module of the two stages twice.
 """
 
 from __future__ import annotations
