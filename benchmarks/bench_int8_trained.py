@@ -45,15 +45,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import entity_f1, header, warn_if_dirty  # noqa: E402  (the export's agreement: same matches)
 
 # The synthetic sentences (gazetteers, templates, gold F1) are the demo training's generator.
-from gliner_onnx.export.demo_data import LABELS, example, gold_f1  # noqa: E402
+from gliner_onnx.export.demo.sentences import LABELS, example, gold_f1  # noqa: E402
 
 
 def train(steps: int, batch_size: int, seed: int, heldout: list[dict[str, Any]]) -> tuple[Any, list[str]]:
     """A MiniLM span GLiNER trained on `steps` batches of synthetic sentences."""
     import torch
 
-    from gliner_onnx.export.backbones import build_gliner
     from gliner_onnx.export.demo import minilm_dir
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     torch.manual_seed(seed)
     model = build_gliner(minilm_dir(), seed=seed)
@@ -139,7 +139,7 @@ def node_set_agreement(fp32_dir: Path, workdir: Path) -> dict[str, dict[str, Any
     import onnx
 
     from gliner_onnx.export import precision
-    from gliner_onnx.export.int8 import BACKBONE_LAYER, Int8Recipe, weight_matmuls
+    from gliner_onnx.export.precision.int8 import BACKBONE_LAYER, Int8Recipe, weight_matmuls
 
     protos = [onnx.load(str(fp32_dir / f), load_external_data=False) for f in ("text_encoder.onnx",)]
     layer_matmuls = [n.name for p in protos for n in weight_matmuls(p) if BACKBONE_LAYER in n.name]
