@@ -163,7 +163,9 @@ def _shares(data: Any) -> Iterable[float]:
     """Every `others_cpu_share*` value in a results file (the run's load, per case or whole)."""
     if isinstance(data, dict):
         for k, v in data.items():
-            if k.startswith("others_cpu_share") and isinstance(v, (int, float)) and k != "others_cpu_share_before":
+            if k in ("steps", "cases", "noise", "others_cpu_share_before"):
+                continue  # set-up steps and every attempt (noisy ones discarded): not the kept cases
+            if k.startswith("others_cpu_share") and isinstance(v, (int, float)):
                 yield float(v)
             else:
                 yield from _shares(v)
@@ -178,7 +180,8 @@ def _script(command: str) -> str:
 
 
 def _machine(m: dict[str, Any]) -> str:
-    cpu = m.get("cpu_model") or m.get("cpu") or m.get("lscpu_model") or m.get("processor") or "?"
+    arch = str(m.get("platform", "")).split("-")[-3:-2]  # Linux-<kernel>-x86_64-with-glibc...
+    cpu = m.get("cpu_model") or m.get("cpu") or m.get("lscpu_model") or m.get("processor") or "".join(arch) or "?"
     flags = m.get("cpu_flags") or m.get("vnni_bf16") or []
     flags = [f for f in flags if f in ("avx512_vnni", "avx512_bf16", "amx_int8")]
     return f"{cpu}, {m.get('cpus', '?')} CPUs" + (f" ({', '.join(flags)})" if flags else "")
@@ -203,7 +206,7 @@ def index_row(path: Path, quoted: dict[str, list[str]]) -> str:
         commit += " (not recorded: the commit that added the file)"
     dirty = git.get("dirty")
     clean = "not recorded" if dirty is None else ("no" if dirty else "yes")
-    date = str(data.get("date_utc") or "not recorded")[:10]
+    date = str(data.get("date_utc") or "not recorded").split("T")[0]
     plot = path.with_suffix(".png")
     name = f"`{path.name}`" + (f" (plot `{plot.name}`)" if plot.exists() else "")
     pages = ", ".join(quoted.get(path.name, [])) or "named only"
