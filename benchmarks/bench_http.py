@@ -64,38 +64,48 @@ def _summary(latencies: list[float], statuses: dict[int, int], wall: float) -> d
     return out
 
 
-async def closed_loop(url: str, texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
-    """`clients` clients posting back to back for `seconds`; 503/429 wait Retry-After."""
+Log = list[tuple[float, float, int]]  # (sent, answered, status), perf_counter seconds
+
+
+async def clients(url: str, texts: list[str], n: int, seconds: float, log: Log, retry: str) -> None:
+    """`n` closed-loop clients for `seconds`. `retry`: "after" waits Retry-After on a 503/429
+    (a well-behaved client), "at-once" retries at once (many real clients: a retry storm)."""
     import aiohttp
 
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
     deadline = time.perf_counter() + seconds
 
     async def client(k: int, session: aiohttp.ClientSession) -> None:
         i = k
         while time.perf_counter() < deadline:
-            body = {"text": texts[i % len(texts)], "labels": LABELS, "threshold": 0.5}
-            i += clients
+            body = {"text": texts[i % len(texts)], "labels": LABELS}
+            i += n
             t0 = time.perf_counter()
             try:
                 async with session.post(url, json=body) as resp:
                     await resp.read()
-                    status, retry = resp.status, resp.headers.get("Retry-After")
+                    status, wait = resp.status, resp.headers.get("Retry-After")
             except aiohttp.ClientError:
-                status, retry = -1, None
-            statuses[status] = statuses.get(status, 0) + 1
-            if status == 200:
-                latencies.append(time.perf_counter() - t0)
-            elif retry is not None:
-                await asyncio.sleep(min(float(retry), max(0.0, deadline - time.perf_counter())))
+                status, wait = -1, None
+            log.append((t0, time.perf_counter(), status))
+            if status != 200 and retry == "after" and wait is not None:
+                await asyncio.sleep(min(float(wait), max(0.0, deadline - time.perf_counter())))
 
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients), timeout=timeout) as s:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(k, s) for k in range(clients)))
-        wall = time.perf_counter() - t0
-    return {"clients": clients, **_summary(latencies, statuses, wall)}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=n), timeout=timeout) as session:
+        await asyncio.gather(*(client(k, session) for k in range(n)))
+
+
+async def closed_loop(url: str, texts: list[str], clients_: int, seconds: float) -> dict[str, Any]:
+    """`clients_` clients posting back to back for `seconds`; 503/429 wait Retry-After."""
+    log: Log = []
+    t0 = time.perf_counter()
+    await clients(url, texts, clients_, seconds, log, "after")
+    wall = time.perf_counter() - t0
+    statuses: dict[int, int] = {}
+    for *_t, status in log:
+        statuses[status] = statuses.get(status, 0) + 1
+    latencies = [t1 - t0 for t0, t1, status in log if status == 200]
+    return {"clients": clients_, **_summary(latencies, statuses, wall)}
 
 
 async def open_loop(
@@ -422,7 +432,15 @@ def overload_and_soak(
     return out
 
 
-def plot_soak(soak: dict[str, Any], path: Path) -> bool:
+def plot_panels(
+    path: Path,
+    title: str,
+    xlabel: str,
+    t: list[float],
+    panels: dict[str, list[Any]],
+    marks: tuple[float, ...] = (),
+) -> bool:
+    """One panel per series over the same x (dotted lines at `marks`); False without matplotlib."""
     try:
         import matplotlib
 
@@ -430,53 +448,31 @@ def plot_soak(soak: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    w = soak["windows"]
-    t = [x["t_s"] for x in w]
-    fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
-    axes[0].plot(t, [x["sample"] for x in w])
-    axes[0].set_ylabel("server RSS (MB)")
-    axes[1].plot(t, [x["p99_ms"] for x in w])
-    axes[1].set_ylabel("p99 (ms)")
-    axes[2].plot(t, [x["errors"] for x in w])
-    axes[2].set_ylabel("errors")
-    axes[2].set_xlabel("seconds")
-    fig.suptitle(f"soak at {soak['rate_per_s']:.0f} req/s: embedded server")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels) + 0.6), sharex=True)
+    for ax, (ylabel, ys) in zip(axes, panels.items()):
+        ax.plot(t, ys)
+        ax.set_ylabel(ylabel)
+        for x in marks:
+            ax.axvline(x, color="grey", linestyle=":")
+    axes[-1].set_xlabel(xlabel)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
     return True
 
 
+def plot_soak(soak: dict[str, Any], path: Path) -> bool:
+    w = soak["windows"]
+    panels = {
+        "server RSS (MB)": [x["sample"] for x in w],
+        "p99 (ms)": [x["p99_ms"] for x in w],
+        "errors": [x["errors"] for x in w],
+    }
+    title = f"soak at {soak['rate_per_s']:.0f} req/s: embedded server"
+    return plot_panels(path, title, "seconds", [x["t_s"] for x in w], panels)
+
+
 # --- stress: overload, retry storms, recovery, slow and idle connections (--stress) ---------------
-
-Log = list[tuple[float, float, int]]  # (sent, answered, status), perf_counter seconds
-
-
-async def clients(url: str, texts: list[str], n: int, seconds: float, log: Log, retry: str) -> None:
-    """`n` closed-loop clients for `seconds`. `retry`: "after" waits Retry-After on a 503/429
-    (a well-behaved client), "at-once" retries at once (many real clients: a retry storm)."""
-    import aiohttp
-
-    deadline = time.perf_counter() + seconds
-
-    async def client(k: int, session: aiohttp.ClientSession) -> None:
-        i = k
-        while time.perf_counter() < deadline:
-            body = {"text": texts[i % len(texts)], "labels": LABELS}
-            i += n
-            t0 = time.perf_counter()
-            try:
-                async with session.post(url, json=body) as resp:
-                    await resp.read()
-                    status, wait = resp.status, resp.headers.get("Retry-After")
-            except aiohttp.ClientError:
-                status, wait = -1, None
-            log.append((t0, time.perf_counter(), status))
-            if status != 200 and retry == "after" and wait is not None:
-                await asyncio.sleep(min(float(wait), max(0.0, deadline - time.perf_counter())))
-
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=n), timeout=timeout) as session:
-        await asyncio.gather(*(client(k, session) for k in range(n)))
 
 
 def window(log: Log, start: float, end: float) -> dict[str, Any]:
@@ -693,28 +689,14 @@ def stress(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
 
 
 def plot_spike(spike_run: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
     tl = spike_run["timeline"]
+    panels = {
+        "200s per second": [w["goodput_per_s"] for w in tl],
+        "p99 of 200s (ms)": [w["p99_ms"] for w in tl],
+    }
+    title = "4 clients, then 64 retrying at once, then 4: gliner-onnx serve"
     t = [w["t_s"] for w in tl]
-    fig, axes = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    axes[0].plot(t, [w["goodput_per_s"] for w in tl])
-    axes[0].set_ylabel("200s per second")
-    axes[1].plot(t, [w["p99_ms"] for w in tl])
-    axes[1].set_ylabel("p99 of 200s (ms)")
-    axes[1].set_xlabel("seconds from the spike's end")
-    for ax in axes:
-        ax.axvline(-spike_run["spike_s"], color="grey", linestyle=":")
-        ax.axvline(0, color="grey", linestyle=":")
-    fig.suptitle("4 clients, 64 retrying at once, 4 clients: gliner-onnx serve")
-    fig.tight_layout()
-    fig.savefig(path)
-    return True
+    return plot_panels(path, title, "seconds from the spike's end", t, panels, (-spike_run["spike_s"], 0.0))
 
 
 def machine() -> dict[str, Any]:

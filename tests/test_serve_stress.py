@@ -176,7 +176,7 @@ def test_a_client_that_leaves_while_queued_costs_no_model_call(uni_minilm: Check
     s = start_server(uni_minilm.export_dir, "--workers", "1", "--threads", "1", "--max-batch-size", "1")
     try:
         port = int(s.url.rsplit(":", 1)[1])
-        long_text = " ".join([TEXTS[0]] * 400)  # a few seconds of windows on one thread
+        long_text = " ".join([TEXTS[0]] * 800)  # ~48,000 characters: seconds of windows on one thread
         results: list[Any] = []
         busy = threading.Thread(
             target=lambda: results.append(post(f"{s.url}/gliner", {"text": long_text, "labels": LABELS}))
