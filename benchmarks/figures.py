@@ -181,7 +181,8 @@ def _script(command: str) -> str:
 
 def _machine(m: dict[str, Any]) -> str:
     arch = str(m.get("platform", "")).split("-")[-3:-2]  # Linux-<kernel>-x86_64-with-glibc...
-    cpu = m.get("cpu_model") or m.get("cpu") or m.get("lscpu_model") or m.get("processor") or "".join(arch) or "?"
+    cpu = m.get("cpu_model") or m.get("cpu") or m.get("lscpu_model") or m.get("processor")
+    cpu = cpu or "".join(arch) or "?"
     flags = m.get("cpu_flags") or m.get("vnni_bf16") or []
     flags = [f for f in flags if f in ("avx512_vnni", "avx512_bf16", "amx_int8")]
     return f"{cpu}, {m.get('cpus', '?')} CPUs" + (f" ({', '.join(flags)})" if flags else "")

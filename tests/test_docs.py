@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 PAGES = [README, ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -41,7 +39,8 @@ def test_the_set_up_commands_are_the_ones_ci_installs() -> None:
     the test command; .ci/run installs the same torch line and the same extras (plus dev)."""
     text = README.read_text(encoding="utf-8")
     main_job, tests = _blocks(_section(text, "Install"), "bash")
-    assert main_job.strip().endswith('gliner-onnx predict out --labels person,location "Angela Merkel visited Paris."')
+    predict = 'gliner-onnx predict out --labels person,location "Angela Merkel visited Paris."'
+    assert main_job.strip().endswith(predict)
     assert tests.strip().endswith("python -m pytest -q")
     assert tests in (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
@@ -60,7 +59,8 @@ def _anchors(page: Path) -> set[str]:
 
 def test_links_between_pages_resolve() -> None:
     for page in PAGES:
-        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", page.read_text(encoding="utf-8")):
+        links = re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", page.read_text(encoding="utf-8"))
+        for target, anchor in links:
             if re.match(r"[a-z]+:", target):
                 continue
             path = (page.parent / target) if target else page
@@ -71,7 +71,9 @@ def test_links_between_pages_resolve() -> None:
 
 # The lead's serving sections ("How requests are run" .. "Under stress") are rewritten with the
 # serving work; every other page is checked.
-HISTORY = re.compile(r"\b(today|rerun today|earlier (notes|recipe|version|run)s?|no longer|used to be|was rerun)\b", re.I)
+HISTORY = re.compile(
+    r"\b(today|rerun today|earlier (notes|recipe|version|run)s?|no longer|used to be|was rerun)\b", re.I
+)
 
 
 def test_docs_say_what_is() -> None:

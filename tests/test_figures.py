@@ -86,8 +86,14 @@ def test_a_wrong_field_or_file_fails_the_check(tmp_path: Path) -> None:
 
 
 def test_markers_read_as_documented() -> None:
-    figs = fig.figures("a **12.2**<!-- fig s.json: a.b c --> b | 1,044<!-- fig s.json: x --> | 79%<!-- fig s.json: y * 100 -->", "p")
-    assert [(f.written, f.spec) for f in figs] == [("12.2", "s.json: a.b c"), ("1,044", "s.json: x"), ("79", "s.json: y * 100")]
+    line = "a **12.2**<!-- fig s.json: a.b c --> b | 1,044<!-- fig s.json: x --> | 79%"
+    line += "<!-- fig s.json: y * 100 -->"
+    figs = fig.figures(line, "p")
+    assert [(f.written, f.spec) for f in figs] == [
+        ("12.2", "s.json: a.b c"),
+        ("1,044", "s.json: x"),
+        ("79", "s.json: y * 100"),
+    ]
     assert fig.figures("| <!-- fig s.json: x --> |", "p")[0].written == ""
     assert fig.agrees("12.2", 12.156) and not fig.agrees("12.2", 12.26) and fig.agrees("1,044", 1043.6)
     assert fig._keys("results.batch1.ours fp32.[a.b].0") == ["results", "batch1", "ours fp32", "a.b", "0"]

@@ -1,6 +1,6 @@
 """Runtime speed before and after a change: two checkouts on the same export, alternating.
 
-    python benchmarks/investigations/bench_refactor.py --before /path/to/old/checkout --export DIR [--rounds 6]
+    python benchmarks/investigations/bench_refactor.py --before OLD_CHECKOUT --export DIR [--rounds 6]
 
 Each round runs one fresh process per checkout (shuffled order), each loading the export with
 its own runtime (PYTHONPATH = the checkout), warming up, then timing `inference` on the suite's
