@@ -57,6 +57,9 @@ def _copy(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("*.png"))
     shutil.copytree(ROOT / "benchmarks" / "results", root / "benchmarks" / "results")
     shutil.copy2(ROOT / "benchmarks" / "README.md", root / "benchmarks" / "README.md")
+    for name in {f.file for f in fig.all_figures(ROOT) if f.file.startswith("/")}:  # from the root
+        (root / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name.lstrip("/"), root / name.lstrip("/"))
     return root
 
 
