@@ -85,9 +85,9 @@ def main() -> int:
 
     from gliner_onnx import GLiNER, SessionOptions
     from gliner_onnx.export import export_model
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
     from gliner_onnx.export.decoder_export import corrected_token_decoder
     from gliner_onnx.export.demo import minilm_dir
+    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
     from gliner_onnx.runtime.generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
 
     torch.set_num_threads(args.threads)

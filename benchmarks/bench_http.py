@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import signal
 import socket
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_common import LoadMeter, header, warn_if_dirty
 from bench_serve import LABELS, Noise, percentile, sentences
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -699,31 +699,6 @@ def plot_spike(spike_run: dict[str, Any], path: Path) -> bool:
     return plot_panels(path, title, "seconds from the spike's end", t, panels, (-spike_run["spike_s"], 0.0))
 
 
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "loadavg_start": os.getloadavg(),
-    }
-    try:
-        info["lscpu_model"] = next(
-            line.split(":", 1)[1].strip()
-            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-            if line.startswith("Model name")
-        )
-        flags = Path("/proc/cpuinfo").read_text()
-        info["vnni_bf16"] = sorted({f for f in ("avx512_vnni", "avx512_bf16") if f" {f}" in flags})
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        info["tree_clean"] = not subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-    except Exception:
-        pass
-    return info
-
-
 def _ratios(rounds: list[dict[str, Any]], clients: list[int]) -> dict[str, Any]:
     """Per round and concurrency: the embedded server against each other engine (same round)."""
     out: dict[str, Any] = {}
@@ -792,9 +767,10 @@ def main() -> int:
         args.export = str(Path(tempfile.mkdtemp(prefix="bench-http-onnx-")) / "export")
         export_model(args.checkpoint, args.export, log=lambda _m: None)
     texts = sentences(200)
+    load = LoadMeter()
+    warn_if_dirty(header()["git"])
     record: dict[str, Any] = {
         "command": "python " + " ".join(sys.argv),
-        "machine": machine(),
         "checkpoint": "demo: all-MiniLM-L6-v2 backbone, untrained span heads (uniencoder_span)",
         "texts": "one sentence, 12-20 words",
         "labels": LABELS,
@@ -808,7 +784,7 @@ def main() -> int:
         spike_run = first.get("defaults", next(iter(first.values())))["spike"]
         if plot_spike(spike_run, out.with_suffix(".png")):
             record["spike_plot"] = out.with_suffix(".png").name
-        record["machine"]["loadavg_end"] = os.getloadavg()
+        record.update(header(load))
         out.write_text(json.dumps(record, indent=2) + "\n")
         print(json.dumps(record["stress"]["summary"], indent=2))
         print(f"results in {out}")
@@ -856,7 +832,7 @@ def main() -> int:
 
             serve.shutdown()
             ray.shutdown()
-    record["machine"]["loadavg_end"] = os.getloadavg()
+    record.update(header(load))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["ratios"], indent=2))

@@ -3,8 +3,8 @@
     python benchmarks/bench_int8_recipes.py --arch uniencoder_span            # every recipe
     python benchmarks/bench_int8_recipes.py --arch biencoder_token --recipes default,attention
 
-Exports the trained demo of `--arch` (export/demo_weights/) in fp32, then one int8 copy per
-recipe (`export/int8.py`, through the export's own `lower_precision`), and reports for each:
+Exports the trained demo of `--arch` (export/demo/weights/) in fp32, then one int8 copy per
+recipe (`export/precision/int8.py`, through the export's own `lower_precision`), and reports for each:
 - entity F1 against fp32 on the export's agreement corpus (115 varied texts, 6 labels, the
   figure the manifest records) and on `--heldout` held-out synthetic sentences (the demo's
   labels), threshold 0.5;
@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import LABELS, RESULTS, TEXT, LoadMeter, entity_f1, header, quiet, warn_if_dirty  # noqa: E402
 
-from gliner_onnx.export.int8 import ATTENTION_ONLY, DEFAULT_RECIPE, FAST_RECIPE, Int8Recipe  # noqa: E402
+from gliner_onnx.export.precision.int8 import ATTENTION_ONLY, DEFAULT_RECIPE, FAST_RECIPE, Int8Recipe  # noqa: E402
 
 RECIPES: dict[str, Int8Recipe] = {
     "attention": ATTENTION_ONLY,
@@ -103,8 +103,8 @@ RECIPES: dict[str, Int8Recipe] = {
 
 
 def heldout_agreement(fp32: Any, other: Any, n: int) -> dict[str, float]:
-    from gliner_onnx.export.demo_data import LABELS as DEMO_LABELS
-    from gliner_onnx.export.demo_data import heldout
+    from gliner_onnx.export.demo.sentences import LABELS as DEMO_LABELS
+    from gliner_onnx.export.demo.sentences import heldout
 
     texts = [" ".join(ex["tokenized_text"]) for ex in heldout(n)]
     kw = {"threshold": 0.5, "batch_size": 8}

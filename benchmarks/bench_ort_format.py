@@ -6,16 +6,16 @@
 
 The demo checkpoint of `--arch` is exported four ways with `export_model`, as
 `gliner-export --arch ARCH [--quantize int8] [--format ort]` does: ONNX fp32, ORT fp32, ONNX
-int8, ORT int8 (the int8 recipe is whatever export/precision.py does at this commit). For
+int8, ORT int8 (the int8 recipe is whatever export/precision/__init__.py does at this commit). For
 comparison only, the ORT graphs are also converted at the *basic* and *extended* optimization
-levels (not what `--format ort` ships, which is "all" without NCHWc: see export/ort_format.py),
+levels (not what `--format ort` ships, which is "all" without NCHWc: see export/ort/model_format.py),
 from the same ONNX graphs.
 
 Measured: each directory's size (every file: graphs, tokenizers, manifest, card, operator
 config); the load time (`GLiNER.from_pretrained(dir, verify=False)`: sessions created, no
 sha256 pass), in alternating rounds; the latency of one ~60-word text with 5 labels (batch 1,
 `--threads` intra-op threads), engines in shuffled order each round, medians. Every engine's
-answers are compared with its ONNX export's on the export's check texts (`ort_format.py`: 8
+answers are compared with its ONNX export's on the export's check texts (`export/ort/model_format.py`: 8
 texts, 6 labels, threshold 0.3): entities that differ, largest score difference of the others.
 Writes JSON (`--output`) and prints a table.
 """
@@ -69,7 +69,7 @@ def export_all(arch: str, work: Path) -> dict[str, Path]:
 def level_copy(ort_dir: Path, onnx_dir: Path, work: Path, level: str) -> Path:
     """A copy of the ORT export `ort_dir` whose graphs are converted from `onnx_dir`'s at the
     optimization `level` instead."""
-    from gliner_onnx.export.ort_format import convert_graph
+    from gliner_onnx.export.ort.model_format import convert_graph
     from gliner_onnx.manifest import load_manifest, sha256_file
 
     out = work / f"{ort_dir.name}-{level}"
@@ -86,10 +86,11 @@ def level_copy(ort_dir: Path, onnx_dir: Path, work: Path, level: str) -> Path:
 def check_answers(dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Each export's answers on the check texts against its precision's ONNX export's."""
     from gliner_onnx import GLiNER
-    from gliner_onnx.export import ort_format, samples
+    from gliner_onnx.export import samples
+    from gliner_onnx.export.ort import model_format
 
-    texts = [samples.SHORT, samples.MEDIUM, samples.LONG, *samples.corpus_lines()][: ort_format.CHECK_TEXTS]
-    labels, kw = list(ort_format.CHECK_LABELS), {"threshold": ort_format.CHECK_THRESHOLD}
+    texts = [samples.SHORT, samples.MEDIUM, samples.LONG, *samples.corpus_lines()][: model_format.CHECK_TEXTS]
+    labels, kw = list(model_format.CHECK_LABELS), {"threshold": model_format.CHECK_THRESHOLD}
     answers = {}
     for k, d in dirs.items():
         answers[k] = [r.entities for r in GLiNER.from_pretrained(d).extract(texts, labels, **kw)]

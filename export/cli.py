@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["int8"],
         help="int8, for CPUs: every weight MatMul (and a token model's LSTM) dynamically quantized "
         "(int8 weights per output channel; the first token quantized apart in the feed-forwards), "
-        "word-embedding tables int8 with one scale per row (export/int8.py); the export measures and "
-        "records the entity F1, speed and size against fp32",
+        "word-embedding tables int8 with one scale per row (export/precision/int8.py); the export "
+        "measures and records the entity F1, speed and size against fp32",
     )
     opt.add_argument(
         "--int8-recipe",

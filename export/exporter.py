@@ -27,10 +27,10 @@ from gliner_onnx.runtime.words import check_splitter
 from .configs import export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
-from .int8 import NAMED_RECIPES
 from .model_card import write_model_card
-from .ort_format import check_model_format, ort_line, ort_stage
+from .ort.model_format import check_model_format, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
+from .precision.int8 import NAMED_RECIPES
 from .quiet import quiet_loading
 from .tracing import trace
 from .validation import parity_line, validate
@@ -189,9 +189,9 @@ def export_model(
     token scorer), falling back to the plain graphs otherwise. `precision` "int8" or
     "fp16" converts the validated fp32 graphs and records their agreement with fp32.
     `fuse` (with `optimize`) runs ONNX Runtime's transformer optimizer on the encoders.
-    `int8_recipe` names the int8 recipe (`int8.NAMED_RECIPES`). `model_format` "ort" converts
+    `int8_recipe` names the int8 recipe (`precision.int8.NAMED_RECIPES`). `model_format` "ort" converts
     the final graphs to ONNX Runtime's ORT format and writes the
-    operator config of a reduced build (`ort_format.py`).
+    operator config of a reduced build (`ort/model_format.py`).
     """
     output = Path(output)
     _check_arguments(output, arch, atol, precision, overwrite)

@@ -12,7 +12,7 @@ from gliner_onnx.manifest import GraphEntry
 
 from . import samples
 from .context import ExportContext, save_graph
-from .fusion import ENCODER_GRAPHS, backbone_shape, fuse_graph
+from .ort.fusion import ENCODER_GRAPHS, backbone_shape, fuse_graph
 
 
 @contextlib.contextmanager

@@ -22,12 +22,15 @@ from .errors import (
 __version__ = "0.1.0"
 
 # In a source checkout `runtime/` and `export/` sit beside this folder (the layout shows the two
-# stages); an install maps them in as `gliner_onnx.runtime` / `gliner_onnx.export`. When this
-# package is imported from the checkout itself (its folder shadows an installed copy whenever the
-# repository root is the working directory), the subpackages are found in the checkout too.
-_checkout = Path(__file__).resolve().parent.parent
-if not (Path(__file__).parent / "runtime").is_dir() and (_checkout / "runtime" / "__init__.py").is_file():
-    __path__.append(str(_checkout))
+# stages); an install copies them in as `gliner_onnx.runtime` / `gliner_onnx.export`. From the
+# checkout itself or an editable install this folder holds neither: `_checkout` adds one
+# `__path__` entry that finds and lists exactly those two (why that and nothing wider: its
+# docstring).
+_root = Path(__file__).resolve().parent.parent
+if not (Path(__file__).parent / "runtime").is_dir() and (_root / "runtime" / "__init__.py").is_file():
+    from ._checkout import add_stages
+
+    add_stages(__path__, __name__, _root)
 
 if TYPE_CHECKING:
     from .runtime import GLiNER, SessionOptions

@@ -201,7 +201,7 @@ def _field_list(rec: dict[str, Any], name: str, default: list[str]) -> list[str]
 
 
 def _demo_note(manifest: Manifest, export_dir: str) -> None:
-    """On stderr: a demo export's entities are not a model's (see export/demo.py)."""
+    """On stderr: a demo export's entities are not a model's (see export/demo/__init__.py)."""
     if manifest.is_demo:
         print(
             f"gliner-onnx: note: {export_dir} is the offline DEMO export ({manifest.source}), not a "

@@ -78,9 +78,9 @@ class Manifest:
     embed_ent_token: bool = True
     precision: str = "fp32"
     span_head: str = "generic"
-    # Lower precisions: entity-level agreement with the fp32 graphs (export/precision.py).
+    # Lower precisions: entity-level agreement with the fp32 graphs (export/precision/__init__.py).
     agreement: dict[str, Any] = field(default_factory=dict)
-    # int8: the recipe (export/int8.py) and its speed and size against fp32, measured at export.
+    # int8: the recipe (export/precision/int8.py) and its speed and size against fp32, measured at export.
     quantization: dict[str, Any] = field(default_factory=dict)
     # Relex: the relation-type marker, and the checkpoint's relation layers ("none": no
     # adjacency graph, every ordered pair is scored; triples_layer: informational).
@@ -95,7 +95,7 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     # The format of every graph file ("onnx" or "ort"); for ORT format exports, `ort` says how
     # they were converted, the reduced-build operator config and their check against the ONNX
-    # graphs (export/ort_format.py).
+    # graphs (export/ort/model_format.py).
     model_format: str = "onnx"
     ort: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT

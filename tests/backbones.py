@@ -17,7 +17,7 @@ the weights are random with a fixed seed.
 * :func:`tokenizer_roundtrip_mismatches` -- compares ``tokenizers.Tokenizer.from_file``
   on a saved ``tokenizer.json`` with ``AutoTokenizer.from_pretrained`` on pre-split words.
 
-GLiNERs are built on them with the package's :func:`gliner_onnx.export.backbones.build_gliner`
+GLiNERs are built on them with the package's :func:`gliner_onnx.export.demo.backbones.build_gliner`
 (the demo's builder).
 
 Determinism: the same call gives byte-identical files (weights, ``tokenizer.json``,
@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gliner_onnx.export.backbones import _no_progress_bars
+from gliner_onnx.export.demo.backbones import _no_progress_bars
 from gliner_onnx.export.samples import corpus_lines
 
 # Tokens that gliner 0.2.29 adds to the backbone tokenizer (``_get_special_tokens``).

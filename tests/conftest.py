@@ -123,7 +123,7 @@ def demo_span_export(ckpt_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def uni_minilm(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     return _checkpoint(
         ckpt_root, "uni-minilm", lambda: build_gliner(_minilm(), seed=1, logit_scale=LOGIT_STD)
@@ -132,7 +132,7 @@ def uni_minilm(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def uni_deberta(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     from .backbones import make_tiny_deberta_v3
 
@@ -152,7 +152,7 @@ def uni_deberta_generic(ckpt_root: Path, uni_deberta: Checkpoint) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def bi_minilm_bert(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     from .backbones import make_tiny_bert
 
@@ -166,7 +166,7 @@ def bi_minilm_bert(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def uni_token_minilm(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     return _checkpoint(
         ckpt_root,
@@ -177,7 +177,7 @@ def uni_token_minilm(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def bi_token_deberta_bert(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     from .backbones import make_tiny_bert, make_tiny_deberta_v3
 
@@ -211,7 +211,7 @@ RELATIONS = ["works for", "located in", "born in", "met"]
 
 @pytest.fixture(scope="session")
 def span_relex_minilm(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     return _checkpoint(
         ckpt_root,
@@ -222,7 +222,7 @@ def span_relex_minilm(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def token_relex_minilm(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     return _checkpoint(
         ckpt_root,
@@ -244,7 +244,7 @@ def relex_backbone(ckpt_root: Path) -> Path:
 def relex_layer_checkpoint(
     ckpt_root: Path, backbone: Path, relations_layer: str, triples_layer: str | None = None
 ) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     name = f"relex-{relations_layer}-{triples_layer or 'pair'}"
     return _checkpoint(

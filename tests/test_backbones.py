@@ -1,5 +1,5 @@
 """Tests of ``tests/backbones.py`` (tiny offline backbones) and of the package's random GLiNERs
-built on them (``export/backbones.py``, ``export/calibration.py``).
+built on them (``export/demo/backbones.py``, ``export/demo/calibration.py``).
 
 Everything runs offline (``HF_HUB_OFFLINE=1``, ``local_files_only=True``) on CPU, in well
 under a minute: the builders take ~0.05 s each once torch/transformers are imported.
@@ -32,9 +32,9 @@ from gliner.model import BaseGLiNER  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 
-from gliner_onnx.export import calibration as C  # noqa: E402
 from gliner_onnx.export import samples  # noqa: E402
-from gliner_onnx.export.backbones import DEFAULT_LOGIT_SCALE, build_gliner  # noqa: E402
+from gliner_onnx.export.demo import calibration as C  # noqa: E402
+from gliner_onnx.export.demo.backbones import DEFAULT_LOGIT_SCALE, build_gliner  # noqa: E402
 
 from . import backbones as B  # noqa: E402
 

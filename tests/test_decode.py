@@ -5,17 +5,15 @@ The reference is gliner's own ``gliner/decoding/decoder.py`` (``SpanDecoder``:
 loaded straight from the installed gliner without running ``gliner/__init__.py``
 (which imports transformers and costs ~6 s); the source executed is unchanged.
 
-REFERENCE.md vs the code (the code wins):
-* REFERENCE.md section 4 gives ``BaseSpanDecoder`` at ``decoder.py:609``; the class is at
-  line 248 (609 is its ``decode`` method). The rest of the section matches the code.
-* "torch casts the threshold to float32": more precisely to the score tensor's dtype
-  (float16 scores compare against float16(threshold)); identical for float32 scores.
-* "multi_label only allows the same exact span with another label": the code never
-  compares labels (``has_overlapping*`` look at ``idx[:2]`` only); with multi_label any
-  candidate with an already-kept (start, end) passes. From ``torch.where`` candidates
-  the two readings coincide, since each (start, end, class) appears once.
-* Not in REFERENCE.md: ``SpanDecoder.decode`` defaults to ``flat_ner=False`` while
-  ``greedy_search`` and ``GLiNER.inference`` default to ``flat_ner=True``.
+What the reference's code does that is easy to misread:
+* The threshold is compared in the score tensor's dtype (float16 scores against
+  float16(threshold)); for float32 scores, in float32.
+* multi_label never compares labels: ``has_overlapping*`` look at ``idx[:2]`` only, so with
+  multi_label any candidate whose (start, end) was already kept passes. From ``torch.where``
+  candidates that is the same as "the same span with another label", since each
+  (start, end, class) appears once.
+* ``SpanDecoder.decode`` defaults to ``flat_ner=False`` while ``greedy_search`` and
+  ``GLiNER.inference`` default to ``flat_ner=True`` (every comparison here passes it).
 """
 
 from __future__ import annotations

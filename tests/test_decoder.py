@@ -39,7 +39,7 @@ SCORE_TOL = 1e-4
 
 @pytest.fixture(scope="session")
 def span_decoder(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
 
     gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2")
     return _checkpoint(
@@ -54,7 +54,7 @@ def span_decoder(ckpt_root: Path) -> Checkpoint:
 @pytest.fixture(scope="session")
 def prompt_decoder(ckpt_root: Path) -> Checkpoint:
     """Prompt mode on a tiny DeBERTa whose width equals the decoder's (no projection)."""
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
 
     from .backbones import make_tiny_deberta_v3
 

@@ -1,5 +1,5 @@
 """The demo checkpoint: trained on synthetic sentences for the four entity archs (the shipped
-deltas of export/demo_weights/ merged into gliner's seeded base), random for the others."""
+deltas of export/demo/weights/ merged into gliner's seeded base), random for the others."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ import pytest
 from gliner_onnx.errors import ExportError
 
 ENTITY_ARCHS = ("uniencoder_span", "biencoder_span", "uniencoder_token", "biencoder_token")
-WEIGHTS = Path(__file__).resolve().parents[1] / "export" / "demo_weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "export" / "demo" / "weights"
 TRAINED = tuple(a for a in ENTITY_ARCHS if (WEIGHTS / f"{a}.safetensors").is_file())
 
 
 def test_the_main_jobs_demo_is_trained() -> None:
-    """The README's main job (biencoder_token) has shipped weights, declared as package data."""
+    """The README's main job (biencoder_token) has shipped weights (that the wheel holds them:
+    test_install.py::test_wheel_holds_the_runtime_and_export_subpackages)."""
     assert "biencoder_token" in TRAINED
-    pyproject = (WEIGHTS.parents[1] / "pyproject.toml").read_text(encoding="utf-8")
-    assert '"demo_weights/*.safetensors", "demo_weights/*.json"' in pyproject
 
 
 @pytest.mark.parametrize("arch", TRAINED)
@@ -49,18 +48,17 @@ def test_shipped_weights_are_small_and_say_what_they_are(arch: str) -> None:
 
 def test_trained_demo_scores_held_out_synthetic_sentences() -> None:
     """The merged model reproduces the shipped figure on (a slice of) the held-out sentences."""
-    from gliner_onnx.export import demo_data
-    from gliner_onnx.export.demo import build_demo
+    from gliner_onnx.export.demo import build_demo, sentences
 
     model = build_demo("biencoder_token")
-    examples = demo_data.heldout(40)
-    f1 = demo_data.gold_f1(lambda t, labels: model.predict_entities(t, labels, threshold=0.5), examples)
+    examples = sentences.heldout(40)
+    f1 = sentences.gold_f1(lambda t, labels: model.predict_entities(t, labels, threshold=0.5), examples)
     assert f1 >= 0.9
 
 
 def test_delta_on_another_base_is_an_error() -> None:
     from gliner_onnx.export.demo import WEIGHTS_DIR, build_demo
-    from gliner_onnx.export.demo_delta import load_into
+    from gliner_onnx.export.demo.deltas import load_into
 
     other = build_demo("biencoder_token", seed=1, logit_scale=1.0, trained=False)
     record = json.loads((WEIGHTS_DIR / "biencoder_token.json").read_text(encoding="utf-8"))
@@ -82,12 +80,12 @@ def test_relex_and_decoder_demos_stay_random_and_say_so() -> None:
 def test_generator_is_seeded_and_consistent() -> None:
     """Same seed, same sentences; every gold span lies inside its sentence and has a known label;
     the negatives are absent labels."""
-    from gliner_onnx.export import demo_data
+    from gliner_onnx.export.demo import sentences
 
-    a = [demo_data.example(random.Random(3)) for _ in range(3)]
-    b = [demo_data.example(random.Random(3)) for _ in range(3)]
+    a = [sentences.example(random.Random(3)) for _ in range(3)]
+    b = [sentences.example(random.Random(3)) for _ in range(3)]
     assert a == b
-    for ex in demo_data.heldout(200):
+    for ex in sentences.heldout(200):
         words, ner = ex["tokenized_text"], ex["ner"]
-        assert all(0 <= s <= e < len(words) and label in demo_data.LABELS for s, e, label in ner)
+        assert all(0 <= s <= e < len(words) and label in sentences.LABELS for s, e, label in ner)
         assert not set(ex["ner_negatives"]) & {label for _, _, label in ner}

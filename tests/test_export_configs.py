@@ -14,7 +14,7 @@ from gliner_onnx.errors import UnsupportedArchError
 from gliner_onnx.export import configs, precision, samples
 
 EXPORT_DIR = Path(configs.__file__).parent
-# sha256 of the corpus as it was a Python constant (export/backbones.py's CORPUS): the
+# sha256 of the corpus as it was a Python constant (export/demo/backbones.py's CORPUS): the
 # int8 / fp16 agreements recorded in manifests and benchmarks/results were measured on it.
 CORPUS_SHA256 = "e179f8c82f678d3f8f53334c9751e7f5f00b9eb04c1578405c01626355d94c52"
 

@@ -1,4 +1,4 @@
-"""The int8 rewrites of `export/int8.py` on small hand-built graphs, run by ONNX Runtime."""
+"""The int8 rewrites of `export/precision/int8.py` on small hand-built graphs, run by ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import quantize_dynamic
 
-from gliner_onnx.export.int8 import (
+from gliner_onnx.export.precision.int8 import (
     Int8Recipe,
     embedding_gathers,
     quantize_embedding_rows,
@@ -20,7 +20,7 @@ from gliner_onnx.export.int8 import (
     split_first_token,
     weight_matmuls,
 )
-from gliner_onnx.export.int8_activations import (
+from gliner_onnx.export.precision.int8_activations import (
     GELU_SHIFT,
     _input_kind,
     activation_maxima,

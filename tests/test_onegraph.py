@@ -164,7 +164,7 @@ def _with_graph(directory: Path, inputs: list[str], output: str) -> Path:
 def test_gliners_relex_graphs_are_refused(relex_backbone: Path, tmp_path: Path) -> None:
     """gliner 0.2.29's relex export_to_onnx graph fails on texts other than its tracing one,
     in gliner's own ONNX path; the runtime refuses it with the reason."""
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     model = build_gliner(relex_backbone, seed=8, max_width=6, logit_scale=2.0, relations_layer="dot")
     out = tmp_path / "relex"

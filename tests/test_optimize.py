@@ -91,7 +91,7 @@ def test_a_head_that_loses_parity_falls_back_to_the_generic_one(
 
 
 def test_other_span_layers_export_the_generic_head(tmp_path: Path, uni_deberta: Checkpoint) -> None:
-    from gliner_onnx.export.backbones import build_gliner
+    from gliner_onnx.export.demo.backbones import build_gliner
 
     backbone = uni_deberta.model_dir.parent / "tiny-deberta-v3"
     model = build_gliner(backbone, span_mode="marker", seed=7, max_width=4, hidden_size=32, logit_scale=2.0)

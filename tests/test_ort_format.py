@@ -18,7 +18,7 @@ from onnxruntime.tools.reduced_build_config_parser import parse_config
 from gliner_onnx import GLiNER, ManifestError
 from gliner_onnx.errors import ExportError
 from gliner_onnx.export import export_model
-from gliner_onnx.export.ort_format import OPERATOR_CONFIG, compare_answers
+from gliner_onnx.export.ort.model_format import OPERATOR_CONFIG, compare_answers
 from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
 from gliner_onnx.runtime import SessionOptions
 from gliner_onnx.runtime.session import GraphSession
@@ -182,7 +182,7 @@ def test_decoder_ort_export_is_checked_on_greedy_generation(
 ) -> None:
     """Regression: the label decoder samples by default, so two runs of the same ONNX export
     generated different labels and the check refused every decoder export."""
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
 
     from .backbones import make_tiny_deberta_v3
 

@@ -13,7 +13,6 @@ import pytest
 
 from gliner_onnx import GLiNER
 from gliner_onnx.export import export_model
-from gliner_onnx.export.int8 import DEFAULT_RECIPE, NAMED_RECIPES, Int8Recipe
 from gliner_onnx.export.precision import (
     AGREEMENT_LABELS,
     AGREEMENT_THRESHOLD,
@@ -22,6 +21,7 @@ from gliner_onnx.export.precision import (
     entity_f1,
     lower_precision,
 )
+from gliner_onnx.export.precision.int8 import DEFAULT_RECIPE, NAMED_RECIPES, Int8Recipe
 from gliner_onnx.manifest import MANIFEST_NAME, load_manifest
 
 from .conftest import LABELS, RELATIONS, RELEX_LABELS, RELEX_TEXTS, TEXTS, Checkpoint

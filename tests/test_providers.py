@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import onnxruntime as ort
 import pytest
 
@@ -38,11 +42,32 @@ def test_session_options_are_checked() -> None:
         SessionOptions(graph_optimization_level="max")
 
 
-def test_thread_settings_apply(uni_deberta: Checkpoint) -> None:
-    model = GLiNER.from_pretrained(
-        uni_deberta.export_dir, session_options=SessionOptions(intra_op_num_threads=1)
-    )
+# Loads the export with intra_op_num_threads 1 and 3 and prints how many threads each load
+# started (in a process of its own: no other test's threads come and go meanwhile).
+THREADS = """
+import json, sys, psutil
+from gliner_onnx import GLiNER, SessionOptions
+process, started = psutil.Process(), {}
+GLiNER.from_pretrained(sys.argv[1]).predict_entities("Angela", ["person"])  # lazy pools started
+for n in (1, 3):
+    before = process.num_threads()
+    model = GLiNER.from_pretrained(sys.argv[1], session_options=SessionOptions(intra_op_num_threads=n))
+    started[n] = process.num_threads() - before
     assert model.predict_entities("Angela Merkel", ["person"], threshold=0.0)
+    del model
+print(json.dumps({"started": started, "graphs": len(GLiNER.from_pretrained(sys.argv[1]).manifest.graphs)}))
+"""
+
+
+def test_thread_settings_apply(uni_deberta: Checkpoint) -> None:
+    """intra_op_num_threads=n gives each graph's session a pool of n - 1 threads besides the
+    caller's: none with 1, two each with 3 (ONNX Runtime's default, one per core less one, would
+    give the same count for both)."""
+    cmd = [sys.executable, "-c", THREADS, str(uni_deberta.export_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["started"] == {"1": 0, "3": 2 * result["graphs"]}
 
 
 @pytest.mark.parametrize("name", ["uni_minilm", "bi_minilm_bert", "bi_token_deberta_bert"])

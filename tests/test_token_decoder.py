@@ -42,7 +42,7 @@ TOKEN_LOGIT_SHIFT = 1.5
 
 @pytest.fixture(scope="session")
 def token_decoder(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
 
     gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2-token")
 
@@ -73,7 +73,7 @@ def _lean_positive(model: Any) -> Any:
 @pytest.fixture(scope="session")
 def token_prompt_decoder(ckpt_root: Path) -> Checkpoint:
     """Prompt mode on a tiny DeBERTa as wide as the decoder (no projection)."""
-    from gliner_onnx.export.backbones import build_gliner, make_tiny_gpt2
+    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
 
     from .backbones import make_tiny_deberta_v3
 

@@ -126,8 +126,8 @@ def main() -> int:
 
     from gliner_onnx.export import export_model
     from gliner_onnx.export.demo import build_demo
-    from gliner_onnx.export.int8 import BACKBONE_LAYER, weight_matmuls
     from gliner_onnx.export.precision import agreement_corpus
+    from gliner_onnx.export.precision.int8 import BACKBONE_LAYER, weight_matmuls
 
     head = header()
     warn_if_dirty(head["git"])

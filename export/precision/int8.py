@@ -268,7 +268,7 @@ def quantize_graph(
         info["per_token_matmuls"] = quantize_per_token(work, matmuls)
         matmuls = []
     if matmuls or lstms:
-        from .quiet import quiet_quantization
+        from ..quiet import quiet_quantization
 
         with tempfile.TemporaryDirectory() as tmp, quiet_quantization():
             out = Path(tmp) / "q.onnx"

@@ -45,8 +45,8 @@ import numpy as np
 from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import MODEL_FORMATS, GraphEntry, Manifest, load_manifest, sha256_file
 
-from . import samples
-from .graph_io import copy_tokenizers
+from .. import samples
+from ..graph_io import copy_tokenizers
 
 ORT_OPTIMIZATION = "all"
 # The conversion tool's filter for targets other than x86-64: NCHWc is AVX-specific.

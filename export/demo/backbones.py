@@ -21,9 +21,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..quiet import quiet_loading
+from ..samples import corpus_lines
 from .calibration import calibrate_head, calibrate_relations, calibrate_span_logits
-from .quiet import quiet_loading
-from .samples import corpus_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     import gliner

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .samples import corpus_lines
+from ..samples import corpus_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     import gliner
@@ -101,7 +101,7 @@ def _capture_head(
         hooks.append(
             core.span_rep_layer.register_forward_hook(lambda _m, _a, out: seen["span_rep"].append(out))
         )
-    from .relation_wrappers import relation_layers_removed
+    from ..relation_wrappers import relation_layers_removed
 
     try:
         with torch.no_grad(), relation_layers_removed(core) as relex:

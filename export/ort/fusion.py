@@ -20,7 +20,7 @@ import onnx
 
 from gliner_onnx.manifest import GraphEntry
 
-from .graph_io import topological_sort, write_graph
+from ..graph_io import topological_sort, write_graph
 
 # Graphs holding a transformer encoder.
 ENCODER_GRAPHS = ("text_encoder", "label_encoder")

@@ -6,7 +6,11 @@ predictions against the fp32 graphs' on a fixed corpus of varied text.
 
 int8 is `int8.py`'s recipe (`int8.DEFAULT_RECIPE` unless told), chosen by measurement
 (`benchmarks/bench_int8_recipes.py`). Its calibration texts (for SmoothQuant's activation
-ranges) are synthetic sentences (`demo_data`), never the agreement corpus.
+ranges) are synthetic sentences (`demo.sentences`), never the agreement corpus.
+
+The subpackage is the lower-precision side of the export: this module converts and measures
+(`lower_precision`); `int8` holds the recipes and the weight quantization, `int8_activations`
+the activation rewrites.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import onnx
 
 from gliner_onnx.manifest import GraphEntry, Manifest, load_manifest
 
-from .graph_io import copy_tokenizers, topological_sort, write_graph
+from ..graph_io import copy_tokenizers, topological_sort, write_graph
 from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_graph
 
 LOWER_PRECISIONS = ("int8", "fp16")
@@ -32,7 +36,7 @@ AGREEMENT_THRESHOLD = 0.5
 def agreement_corpus() -> list[str]:
     """The fixed corpus: 114 varied lines (names, scripts, numbers, code-ish, noise) and a
     long paragraph."""
-    from . import samples
+    from .. import samples
 
     return [*samples.corpus_lines(), samples.LONG]
 
@@ -55,10 +59,10 @@ CALIBRATION_TEXTS = 32
 
 def calibration_feeds(export_dir: Path, texts: int = CALIBRATION_TEXTS) -> dict[str, list[dict[str, Any]]]:
     """Per graph, the inputs the runtime gives it on `texts` synthetic sentences (held-out
-    seeds of `demo_data`, their labels): what SmoothQuant measures activations on."""
+    seeds of `demo.sentences`, their labels): what SmoothQuant measures activations on."""
     from gliner_onnx import GLiNER
 
-    from .demo_data import LABELS, heldout
+    from ..demo.sentences import LABELS, heldout
 
     model = GLiNER.from_pretrained(export_dir)
     runner = model.context.runner
@@ -158,7 +162,7 @@ def measure_speed(
 
     from gliner_onnx import GLiNER, SessionOptions
 
-    from .samples import LONG
+    from ..samples import LONG
 
     text = " ".join(LONG.split()[:60])
     labels = list(AGREEMENT_LABELS[:5])

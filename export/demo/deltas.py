@@ -109,6 +109,6 @@ def load_into(model: Any, path: Path, expected_fingerprint: str) -> None:
         raise ExportError(
             f"{path.name} was trained on another base than this build of the demo (fingerprint "
             f"{got[:12]} != {expected_fingerprint[:12]}: torch's seeded initialisation or the "
-            "MiniLM weights differ); rebuild it with python -m gliner_onnx.export.demo_training"
+            "MiniLM weights differ); rebuild it with python -m gliner_onnx.export.demo.training"
         )
     merge(model, load_file(str(path)))
