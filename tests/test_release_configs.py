@@ -207,7 +207,7 @@ def _build(name: str, backbone: Path, out: Path, seed: int) -> Path:
     from gliner import GLiNER as TorchGLiNER
     from gliner import GLiNERConfig
 
-    from gliner_onnx.export.backbones import calibrate_head
+    from gliner_onnx.export.demo.backbones import calibrate_head
     from gliner_onnx.export.quiet import quiet_loading
 
     data = _fixture(name)
