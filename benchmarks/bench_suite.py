@@ -164,8 +164,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--checkpoint",
         type=Path,
-        help="a uniencoder_span gliner checkpoint to use instead of the demo's (e.g. the trained one "
-        "bench_int8_trained.py --save-checkpoint keeps); --ours must then be exports of it",
+        help="a uniencoder_span gliner checkpoint to use instead of the demo's (e.g. the trained demo "
+        "saved with build_demo(...).save_pretrained); --ours must then be exports of it",
     )
     p.add_argument("--skip-rss", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG (matplotlib not needed)")

@@ -1,6 +1,6 @@
 """Where the ranges of the int8 MatMuls' inputs come from: the first token, a few channels, or all.
 
-    python benchmarks/bench_int8_outliers.py --arch uniencoder_span
+    python benchmarks/investigations/bench_int8_outliers.py --arch uniencoder_span
 
 Exports the trained demo of `--arch` in fp32 (or takes `--fp32 DIR`), records the text
 encoder's inputs on `--texts` synthetic sentences (the int8 calibration inputs,
@@ -26,7 +26,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_common import RESULTS, header, quiet, warn_if_dirty  # noqa: E402
 from bench_int8_error import rel_error  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Runtime speed before and after a change: two checkouts on the same export, alternating.
 
-    python benchmarks/bench_refactor.py --before /path/to/old/checkout --export DIR [--rounds 6]
+    python benchmarks/investigations/bench_refactor.py --before OLD_CHECKOUT --export DIR [--rounds 6]
 
 Each round runs one fresh process per checkout (shuffled order), each loading the export with
 its own runtime (PYTHONPATH = the checkout), warming up, then timing `inference` on the suite's
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_common import LoadMeter, header, warn_if_dirty
 
 ROOT = Path(__file__).resolve().parent.parent

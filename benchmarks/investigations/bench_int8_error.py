@@ -1,7 +1,7 @@
 """How much each group of the text encoder's MatMuls moves its outputs when quantized to int8,
 by weight type (how the int8 recipe's node set and uint8 weights were chosen).
 
-    python benchmarks/bench_int8_error.py --threads 2
+    python benchmarks/investigations/bench_int8_error.py --threads 2
 
 Exports the offline demo `uniencoder_span` (MiniLM, factorized span head), records the text
 encoder's feeds on the first `--texts` texts of the export's agreement corpus (6 labels), then
@@ -26,7 +26,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_common import RESULTS, header, quiet, warn_if_dirty  # noqa: E402
 
 LABELS = ["person", "organization", "location", "date", "event", "product"]  # the export corpus's
