@@ -69,8 +69,6 @@ def test_links_between_pages_resolve() -> None:
                 assert anchor in _anchors(path), f"{page.relative_to(ROOT)}: {target}#{anchor}"
 
 
-# The lead's serving sections ("How requests are run" .. "Under stress") are rewritten with the
-# serving work; every other page is checked.
 HISTORY = re.compile(
     r"\b(today|rerun today|earlier (notes|recipe|version|run)s?|no longer|used to be|was rerun)\b", re.I
 )
@@ -79,8 +77,6 @@ HISTORY = re.compile(
 def test_docs_say_what_is() -> None:
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
-        if page.name == "serving.md":
-            text = text.split("## How requests are run", 1)[0] + text.split("## Metrics", 1)[-1]
         found = [m.group(0) for m in HISTORY.finditer(text)]
         assert not found, f"{page.relative_to(ROOT)}: {found}"
 

@@ -260,8 +260,8 @@ def test_slow_and_idle_connections_do_not_delay_others(uni_minilm: Checkpoint) -
         out = asyncio.run(scenario())
         p99_alone, p99_loaded = _p99(out["alone"]), _p99(out["loaded"])
         assert p99_loaded <= 2 * p99_alone + 5, (p99_alone, p99_loaded)
-        rss0, rss1 = out["rss"]
-        assert rss1 <= 1.15 * rss0, (rss0, rss1)
+        rss0, rss1 = out["rss"]  # 1,400 connections: under ~70 KB each (ORT's arenas move too)
+        assert rss1 - rss0 <= 96 * 2**20, (rss0, rss1)
         heads, bodies = out["answers"][0::2], out["answers"][1::2]
         assert all(a == b"" for a in heads), {a[:40] for a in heads}  # closed without an answer
         assert all(a.startswith(b"HTTP/1.1 408") for a in bodies), {a[:40] for a in bodies}
