@@ -194,11 +194,15 @@ async def _disconnected(receive: Receive) -> None:
     await asyncio.Event().wait()
 
 
-async def _pace(capacity: Capacity) -> None:
-    """Hold an overload refusal `refusal_delay_ms`: a client that retries at once without
-    reading Retry-After then asks at most that often, instead of spinning the event loop."""
-    if capacity.refusal_delay_ms > 0:
-        await asyncio.sleep(capacity.refusal_delay_ms / 1000)
+async def _refusal(state: State, refused: Overloaded | Closed) -> _Error:
+    """The 503 of a request the batcher refused, counted by reason. An overload refusal is
+    held `refusal_delay_ms` first: a client that retries at once without reading Retry-After
+    then asks at most that often, instead of spinning the event loop."""
+    cap = state.settings.capacity
+    state.metrics.rejected.labels(refused.reason if isinstance(refused, Overloaded) else "shutdown").inc()
+    if isinstance(refused, Overloaded) and cap.refusal_delay_ms > 0:
+        await asyncio.sleep(cap.refusal_delay_ms / 1000)
+    return _failure(refused, cap.retry_after_s)
 
 
 def _failure(exc: Exception, retry_after: int) -> _Error:
@@ -220,19 +224,14 @@ async def _predict(state: State, http: HttpRequest) -> dict[str, Any]:
         raise _failure(Closed("the server is shutting down"), s.capacity.retry_after_s)
     refused = state.batcher.refuses(1)  # before the body is read: a refusal costs no parsing
     if refused is not None:
-        metrics.rejected.labels(refused.reason).inc()
-        await _pace(s.capacity)
-        raise _failure(refused, s.capacity.retry_after_s)
+        raise await _refusal(state, refused)
     body = await _read_body(http, s.limits.max_body_bytes, s.limits.request_timeout_s)
     batch, requests = parse_requests(decode_json(body), relex=state.relex, limits=s.limits)
     batcher = state.batcher
     try:
         futures = batcher.submit(requests)
     except (Overloaded, Closed) as e:
-        metrics.rejected.labels(e.reason if isinstance(e, Overloaded) else "shutdown").inc()
-        if isinstance(e, Overloaded):
-            await _pace(s.capacity)
-        raise _failure(e, s.capacity.retry_after_s) from None
+        raise await _refusal(state, e) from None
     left = s.limits.request_timeout_s - (time.perf_counter() - t0)
     answered = asyncio.ensure_future(asyncio.gather(*futures))
     gone = asyncio.ensure_future(_disconnected(http.receive))

@@ -237,7 +237,7 @@ class Batcher:
             self._observe(delay, now)
             batch: list[_Item] = []
             oldest = now - cap.max_queue_wait_ms / 1000
-            size = min(cap.shed_batch or cap.max_batch, cap.max_batch) if self.shedding else cap.max_batch
+            size = cap.shed_batch_size if self.shedding else cap.max_batch
             while self.queue and len(batch) < size:
                 item = self.queue.popleft()
                 if item.enqueued < oldest:

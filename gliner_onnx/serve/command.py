@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from .limits import REFUSAL_DELAY_MS, Capacity, Limits, default_split
+from .limits import Capacity, Connections, Limits, default_split
 
 
 def add_serve_parser(sub: Any) -> None:
@@ -60,15 +60,17 @@ def add_serve_parser(sub: Any) -> None:
     w.add_argument(
         "--queue-target-ms",
         type=float,
-        default=5.0,
+        default=Capacity.queue_target_ms,
         help="a queue stands when each batch's oldest text waited longer than one batch's compute "
-        "plus this, for --queue-interval-ms; then the server sheds (default 5 ms)",
+        "plus this, for --queue-interval-ms; then the server sheds "
+        f"(default {Capacity.queue_target_ms:g} ms)",
     )
     w.add_argument(
         "--queue-interval-ms",
         type=float,
-        default=100.0,
-        help="how long the queue must stand before shedding begins (default 100 ms, CoDel's)",
+        default=Capacity.queue_interval_ms,
+        help="how long the queue must stand before shedding begins "
+        f"(default {Capacity.queue_interval_ms:g} ms, CoDel's)",
     )
     w.add_argument(
         "--shed-batch-size",
@@ -80,9 +82,9 @@ def add_serve_parser(sub: Any) -> None:
     w.add_argument(
         "--refusal-delay-ms",
         type=float,
-        default=REFUSAL_DELAY_MS,
+        default=Capacity.refusal_delay_ms,
         help="hold an overload 503 this long, so that clients retrying at once without reading "
-        f"Retry-After ask at that pace (default {REFUSAL_DELAY_MS:g} ms; 0: answer at once)",
+        f"Retry-After ask at that pace (default {Capacity.refusal_delay_ms:g} ms; 0: answer at once)",
     )
     w.add_argument(
         "--max-queue-wait-ms",
@@ -105,21 +107,24 @@ def add_serve_parser(sub: Any) -> None:
     c.add_argument(
         "--max-connections",
         type=int,
-        default=2048,
-        help="open connections at most; requests past it get 503 (uvicorn's limit_concurrency; default 2048)",
+        default=Connections.max_connections,
+        help="open connections at most; requests past it get 503 "
+        f"(uvicorn's limit_concurrency; default {Connections.max_connections})",
     )
     c.add_argument(
         "--keep-alive-s",
         type=int,
-        default=5,
-        help="close a keep-alive connection idle this long (uvicorn's timeout_keep_alive; default 5 s)",
+        default=Connections.keep_alive_s,
+        help="close a keep-alive connection idle this long "
+        f"(uvicorn's timeout_keep_alive; default {Connections.keep_alive_s} s)",
     )
     c.add_argument(
         "--header-timeout-s",
         type=float,
-        default=10.0,
-        help="close a connection whose request head has not all arrived in this time (default 10 s; "
-        "a body that has not arrived within --request-timeout-s gets 408)",
+        default=Connections.header_timeout_s,
+        help="close a connection whose request head has not all arrived in this time "
+        f"(default {Connections.header_timeout_s:g} s; a body that has not arrived within "
+        "--request-timeout-s gets 408)",
     )
     r = sv.add_argument_group("batching (both hosts)")
     r.add_argument("--max-batch-size", type=int, default=8, help="texts per runtime call (default 8)")
@@ -165,7 +170,7 @@ def run_serve(args: argparse.Namespace) -> int:
         serve_forever(config, log=log)
         return 0
     from .app import AppSettings
-    from .host import Connections, serve
+    from .host import serve
 
     workers, threads = default_split(os.cpu_count() or 1, args.workers, args.threads)
     settings = AppSettings(

@@ -4,7 +4,7 @@ SIGTERM or Ctrl-C stops it gracefully: the listening socket closes, requests in 
 their answers (waiting at most `graceful_timeout_s`), the workers finish, and `serve`
 returns 0. A second Ctrl-C forces the exit.
 
-Connections (`Connections`): uvicorn closes a keep-alive connection idle for
+Connections (`limits.Connections`): uvicorn closes a keep-alive connection idle for
 `keep_alive_s` (its `timeout_keep_alive`) and answers 503 past `max_connections` open ones
 (its `limit_concurrency`); uvicorn has no deadline on a request's head, so the httptools
 protocol here closes a connection that has not sent a whole head `header_timeout_s` after it
@@ -20,28 +20,13 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from .app import AppSettings, build_app
-from .limits import check_positive
-
-
-@dataclass(frozen=True)
-class Connections:
-    """What the embedded host allows each connection (the CLI's connection options)."""
-
-    max_connections: int = 2048  # uvicorn's limit_concurrency: 503 past this many open
-    keep_alive_s: int = 5  # uvicorn's timeout_keep_alive (its default)
-    header_timeout_s: float = 10.0  # a request's head must arrive within this
-
-    def __post_init__(self) -> None:
-        check_positive("max_connections", self.max_connections, integer=True)
-        check_positive("keep_alive_s", self.keep_alive_s, integer=True)
-        check_positive("header_timeout_s", self.header_timeout_s)
+from .limits import Connections
 
 
 def _head_deadline_protocol(timeout_s: float) -> type[asyncio.Protocol] | str:

@@ -36,7 +36,18 @@ class Limits:
         check_positive("request_timeout_s", self.request_timeout_s)
 
 
-REFUSAL_DELAY_MS = 100.0  # chosen by benchmarks/bench_http.py --stress (docs/serving.md)
+@dataclass(frozen=True)
+class Connections:
+    """What the embedded host (uvicorn) allows each connection (the CLI's connection options)."""
+
+    max_connections: int = 2048  # uvicorn's limit_concurrency: 503 past this many open
+    keep_alive_s: int = 5  # uvicorn's timeout_keep_alive (its default)
+    header_timeout_s: float = 10.0  # a request's head must arrive within this
+
+    def __post_init__(self) -> None:
+        check_positive("max_connections", self.max_connections, integer=True)
+        check_positive("keep_alive_s", self.keep_alive_s, integer=True)
+        check_positive("header_timeout_s", self.header_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,17 @@ class Capacity:
     shed_batch: int | None = None  # None: max_batch; 0: never shed (max_queue alone admits)
     queue_target_ms: float = 5.0
     queue_interval_ms: float = 100.0
-    refusal_delay_ms: float = REFUSAL_DELAY_MS
+    refusal_delay_ms: float = 100.0  # chosen by benchmarks/bench_http.py --stress (docs/serving.md)
+
+    @property
+    def shed_batch_size(self) -> int:
+        """Texts per batch while shedding: `shed_batch`, at most `max_batch`."""
+        return min(self.shed_batch or self.max_batch, self.max_batch)
 
     @property
     def shed_limit(self) -> int:
-        """Texts running or queued at most while shedding: two `shed_batch` batches per worker."""
-        return 2 * min(self.shed_batch or self.max_batch, self.max_batch) * self.workers
+        """Texts running or queued at most while shedding: two such batches per worker."""
+        return 2 * self.shed_batch_size * self.workers
 
     def __post_init__(self) -> None:
         if self.max_queue == 0:
