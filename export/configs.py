@@ -24,6 +24,7 @@ from gliner_onnx.manifest import GraphEntry
 from gliner_onnx.runtime.labels import LabelSet
 
 from . import samples
+from .backbone import deberta
 from .chain import (
     SPAN_THRESHOLD,
     Chain,
@@ -139,6 +140,8 @@ class ExportConfig:
             done.append("factorized span head")
         if ctx.optimize and self.family == "token" and graph == "scorer":
             done.append("factorized token scorer")
+        if ctx.deberta_attention and any(deberta.eligible(m) for m in ctx.modules[graph].modules()):
+            done.append("deberta attention")
         return done
 
     def manifest_fields(self, ctx: ExportContext) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from torch import nn
 from gliner_onnx.manifest import GraphEntry
 
 from . import samples
+from .backbone import deberta
 from .context import ExportContext, save_graph
 from .ort.fusion import ENCODER_GRAPHS, backbone_shape, fuse_graph
 
@@ -47,9 +48,13 @@ def trace(ctx: ExportContext) -> dict[str, GraphEntry]:
     """Trace every entity graph on the tracing case, chained as the runtime chains them."""
     feeds, _ = ctx.graph_feeds(samples.TRACE_TEXTS, samples.TRACE_LABELS)
     entries = {}
-    with eager_attention(ctx.model.model) as switched:
+    rewritten = deberta.rewrite(ctx.model.model) if ctx.optimize else contextlib.nullcontext(0)
+    with eager_attention(ctx.model.model) as switched, rewritten as attentions:
         if switched:
             ctx.log(f"tracing with eager attention ({', '.join(switched)})")
+        if attentions:
+            ctx.log(f"tracing {attentions} DeBERTa attention layers rewritten (export/backbone/deberta.py)")
+        ctx.deberta_attention = attentions
         for name, spec in ctx.specs.items():
             ctx.log(f"tracing {name} ...")
             entries[name] = save_graph(ctx.modules[name], spec, feeds[name], ctx.dir, ctx.opset)

@@ -115,10 +115,23 @@ FAST_RECIPE = Int8Recipe("every MatMul, int8 embedding rows", scope="all", embed
 NAMED_RECIPES = {"default": DEFAULT_RECIPE, "fast": FAST_RECIPE, "attention": ATTENTION_ONLY}
 
 
+def constant_values(proto: onnx.ModelProto) -> set[str]:
+    """Names of the values that depend on initializers only (what ONNX Runtime's constant
+    folding computes once, when the session loads). The graph's nodes must be sorted."""
+    known = {t.name for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant" or (node.input and all(not i or i in known for i in node.input)):
+            known.update(node.output)
+    return known
+
+
 def weight_matmuls(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
     """The MatMul nodes whose second operand is a 2-D weight (what dynamic quantization with
-    `MatMulConstBOnly` converts)."""
+    `MatMulConstBOnly` converts), but not those whose first operand is a constant too (e.g.
+    DeBERTa's relative-position tables, export/backbone/deberta.py): they are folded when the
+    session loads, and quantizing them would only lose precision."""
     weights = {t.name: t for t in proto.graph.initializer}
+    constants = constant_values(proto)
     return [
         n
         for n in proto.graph.node
@@ -126,6 +139,7 @@ def weight_matmuls(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
         and len(n.input) == 2
         and n.input[1] in weights
         and len(weights[n.input[1]].dims) == 2
+        and n.input[0] not in constants
     ]
 
 
