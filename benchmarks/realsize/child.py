@@ -118,8 +118,9 @@ def run_gliner_export(checkpoint: str, out: str) -> dict[str, Any]:
     }
 
 
-def run_load(engine: str, directory: str, onnx_file: str = "", threads: int = 2) -> dict[str, Any]:
+def run_load(engine: str, directory: str, onnx_file: str = "", threads_arg: str = "2") -> dict[str, Any]:
     """Import, load (timed), then 3 batch-1 predictions: load time, RSS after load, peak."""
+    threads = int(threads_arg)
     import_t0 = time.perf_counter()
     if engine == "ours":
         from gliner_onnx import GLiNER as Ours

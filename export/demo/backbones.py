@@ -168,28 +168,29 @@ def deberta_v3_config(
     """
     from transformers import DebertaV2Config
 
-    return DebertaV2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=intermediate_size or 4 * hidden_size,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
-        max_position_embeddings=512,
-        type_vocab_size=0,
-        initializer_range=initializer_range,
-        layer_norm_eps=1e-7,
-        relative_attention=True,
-        max_relative_positions=-1,
-        position_buckets=256,
-        pos_att_type=["p2c", "c2p"],
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-        position_biased_input=False,
-        pad_token_id=pad_token_id,
-    )
+    fields: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        "intermediate_size": intermediate_size or 4 * hidden_size,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 0,
+        "initializer_range": initializer_range,
+        "layer_norm_eps": 1e-7,
+        "relative_attention": True,
+        "max_relative_positions": -1,
+        "position_buckets": 256,
+        "pos_att_type": ["p2c", "c2p"],
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+        "position_biased_input": False,
+        "pad_token_id": pad_token_id,
+    }
+    return DebertaV2Config(**fields)
 
 
 # ---------------------------------------------------------------------------------------
