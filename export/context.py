@@ -7,7 +7,7 @@ The entity export (`exporter.py`, `validation.py`) and the decoder export
 
 from __future__ import annotations
 
-import io
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -65,26 +65,32 @@ def save_graph(
     module: nn.Module, spec: GraphSpec, feeds: dict[str, np.ndarray], directory: Path, opset: int
 ) -> GraphEntry:
     """Trace `module` on `feeds` into `<spec.name>.onnx` in `directory` (legacy exporter,
-    named dynamic axes) and describe the written graph."""
-    buffer = io.BytesIO()
+    named dynamic axes) and describe the written graph.
+
+    The tracer writes to a scratch file, not to memory: past protobuf's 2 GB it puts the
+    weights in external data files, which it can only do beside a path, and a file leaves one
+    copy of the weights in memory (the parsed graph) where a buffer left three (the buffer, its
+    bytes and the parsed graph)."""
     tensors = to_torch(inputs_of(spec, feeds))
     args = tuple(tensors[n] for n in spec.input_names)
-    try:
-        with torch.no_grad(), quiet_tracing():
-            torch.onnx.export(
-                module,
-                args,
-                buffer,  # type: ignore[arg-type]  # the legacy exporter writes to file objects
-                input_names=spec.input_names,
-                output_names=spec.output_names,
-                dynamic_axes=spec.dynamic_axes(),
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    except Exception as e:
-        raise ExportError(f"tracing graph {spec.name!r} failed: {type(e).__name__}: {e}") from e
-    proto = onnx.load_from_string(buffer.getvalue())
+    with tempfile.TemporaryDirectory(prefix=f".trace-{spec.name}-", dir=directory) as scratch:
+        traced = Path(scratch) / f"{spec.name}.onnx"
+        try:
+            with torch.no_grad(), quiet_tracing():
+                torch.onnx.export(
+                    module,
+                    args,
+                    str(traced),
+                    input_names=spec.input_names,
+                    output_names=spec.output_names,
+                    dynamic_axes=spec.dynamic_axes(),
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+        except Exception as e:
+            raise ExportError(f"tracing graph {spec.name!r} failed: {type(e).__name__}: {e}") from e
+        proto = onnx.load(str(traced))  # with its external data, if the tracer wrote any
     return write_graph(proto, directory, spec.name, spec.input_names, spec.output_names)
 
 

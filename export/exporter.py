@@ -28,7 +28,7 @@ from .configs import export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
 from .model_card import write_model_card
-from .ort.model_format import check_model_format, ort_line, ort_stage
+from .ort.model_format import check_model_format, check_ort_fits, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
 from .precision.int8 import NAMED_RECIPES
 from .quiet import quiet_loading
@@ -212,6 +212,7 @@ def export_model(
         raise ExportError(
             f"{detected} exports are {', '.join(config.precisions)} only (got precision {precision!r})"
         )
+    check_ort_fits(model, precision, model_format)
     model.eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)

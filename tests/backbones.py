@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gliner_onnx.export.demo.backbones import _no_progress_bars
+from gliner_onnx.export.demo.backbones import _no_progress_bars, deberta_v3_config
 from gliner_onnx.export.samples import corpus_lines
 
 # Tokens that gliner 0.2.29 adds to the backbone tokenizer (``_get_special_tokens``).
@@ -171,38 +171,20 @@ def make_tiny_deberta_v3(
     built-in corpus cannot fill the vocabulary: about 1100 pieces at most).
     """
     import torch
-    from transformers import DebertaV2Config, DebertaV2Model
+    from transformers import DebertaV2Model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer, proto = _deberta_v3_tokenizer(vocab_size)
 
-    # microsoft/deberta-v3-small's config.json, scaled down. position_buckets,
-    # norm_rel_ebd and share_att_key are not declared fields of DebertaV2Config: they are
-    # kept as extra attributes, saved in config.json and read by the model with getattr.
-    fields: dict[str, Any] = {
-        "vocab_size": vocab_size,
-        "hidden_size": hidden_size,
-        "num_hidden_layers": num_layers,
-        "num_attention_heads": num_heads,
-        "intermediate_size": 4 * hidden_size,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
-        "max_position_embeddings": 512,
-        "type_vocab_size": 0,
-        "initializer_range": initializer_range,
-        "layer_norm_eps": 1e-7,
-        "relative_attention": True,
-        "max_relative_positions": -1,
-        "position_buckets": 256,
-        "pos_att_type": ["p2c", "c2p"],
-        "norm_rel_ebd": "layer_norm",
-        "share_att_key": True,
-        "position_biased_input": False,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    config = DebertaV2Config(**fields)
+    config = deberta_v3_config(  # microsoft/deberta-v3-small's config.json, scaled down
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=initializer_range,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DebertaV2Model(config).eval()

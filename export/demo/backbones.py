@@ -6,6 +6,8 @@ Nothing here touches a model hub; the weights are random with a fixed seed.
   relex, decoder) on local backbones, with an optional ``logit_scale`` that spreads the
   sigmoid scores over (0, 1) (`calibration.py`) so that thresholds and decoding are
   actually exercised.
+* :func:`deberta_v3_config` -- a ``DebertaV2Config`` with deberta-v3's attention settings
+  at any size (the tests' tiny backbones, the real-size benchmark's).
 * :func:`make_tiny_gpt2` -- a tiny random GPT-2 with a byte-level BPE tokenizer trained on
   the package's corpus, the demo decoder archs' label decoder.
 
@@ -28,7 +30,7 @@ from .calibration import calibrate_head, calibrate_relations, calibrate_span_log
 if TYPE_CHECKING:  # pragma: no cover
     import gliner
 
-__all__ = ["DEFAULT_LOGIT_SCALE", "build_gliner", "make_tiny_gpt2"]
+__all__ = ["DEFAULT_LOGIT_SCALE", "build_gliner", "deberta_v3_config", "make_tiny_gpt2"]
 
 # ``logit_scale`` for :func:`build_gliner`: the standard deviation of the calibrated
 # logits. For N(0, 2^2) logits, P(|x| < logit(0.7) = 0.847) = 0.33, so about a third of
@@ -143,6 +145,52 @@ def build_gliner(
             if getattr(config, "relations_layer", None) is not None:
                 calibrate_relations(model, logit_scale)
     return model
+
+
+def deberta_v3_config(
+    *,
+    vocab_size: int,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    intermediate_size: int | None = None,
+    pad_token_id: int = 0,
+    initializer_range: float = 0.02,
+) -> Any:
+    """A ``DebertaV2Config`` with microsoft/deberta-v3-*'s settings at the given size.
+
+    Relative attention with 256 position buckets, ``p2c|c2p``, shared attention keys,
+    layer-normed relative embeddings and no absolute positions, as in deberta-v3-small's
+    config.json. ``position_buckets``, ``norm_rel_ebd`` and ``share_att_key`` are not
+    declared fields of DebertaV2Config: they are kept as extra attributes, saved in
+    config.json and read by the model with getattr. ``intermediate_size`` defaults to
+    ``4 * hidden_size``.
+    """
+    from transformers import DebertaV2Config
+
+    fields: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        "intermediate_size": intermediate_size or 4 * hidden_size,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 0,
+        "initializer_range": initializer_range,
+        "layer_norm_eps": 1e-7,
+        "relative_attention": True,
+        "max_relative_positions": -1,
+        "position_buckets": 256,
+        "pos_att_type": ["p2c", "c2p"],
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+        "position_biased_input": False,
+        "pad_token_id": pad_token_id,
+    }
+    return DebertaV2Config(**fields)
 
 
 # ---------------------------------------------------------------------------------------

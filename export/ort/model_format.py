@@ -58,11 +58,49 @@ CHECK_TEXTS = 8
 CHECK_LABELS = ("person", "organization", "location", "date", "event", "product")
 CHECK_THRESHOLD = 0.3
 CHECK_ATOL = 1e-4
+# An ORT format file is one flatbuffer, weights inside, and flatbuffers address it with signed
+# 32-bit offsets: nothing of 2 GiB or more can be written (ONNX Runtime fails deep in the
+# conversion). An ONNX graph keeps its weights in an external data file and has no such limit.
+ORT_FORMAT_LIMIT = 2**31 - 1
+# The least a weight can take in a graph of each precision (int8: one byte, scales aside).
+_MIN_WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
 def check_model_format(model_format: str) -> None:
     if model_format not in MODEL_FORMATS:
         raise ValueError(f"model_format must be one of {', '.join(MODEL_FORMATS)}; got {model_format!r}")
+
+
+def _too_large(what: str, size: int) -> ExportError:
+    return ExportError(
+        f"--format ort cannot hold {what}: {size / 2**30:.2f} GiB, and an ORT format file (one "
+        f"flatbuffer, weights inside) must stay under 2 GiB; export ONNX (the default format, which "
+        f"keeps the weights in an external data file), or a lower precision (--quantize int8)"
+    )
+
+
+def check_ort_fits(model: Any, precision: str, model_format: str) -> None:
+    """Before any tracing: refuse an ORT format export whose largest backbone alone (each one
+    goes whole into one graph) cannot fit in an ORT format file at `precision`."""
+    if model_format != "ort":
+        return
+    from transformers import PreTrainedModel
+
+    biggest, name = 0, ""
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            size = sum(p.numel() for p in module.parameters()) * _MIN_WEIGHT_BYTES.get(precision, 1)
+            if size > biggest:
+                biggest, name = size, type(module).__name__
+    if biggest > ORT_FORMAT_LIMIT:
+        raise _too_large(f"the {name} backbone's {precision} weights", biggest)
+
+
+def check_graph_fits(onnx_file: Path, data_file: Path | None) -> None:
+    """Refuse to convert a graph whose file and weights reach the ORT format's limit."""
+    size = onnx_file.stat().st_size + (data_file.stat().st_size if data_file is not None else 0)
+    if size > ORT_FORMAT_LIMIT:
+        raise _too_large(f"graph {onnx_file.name}", size)
 
 
 def convert_graph(onnx_file: Path, ort_file: Path, level: str = ORT_OPTIMIZATION) -> None:
@@ -130,6 +168,8 @@ def to_ort_format(onnx_dir: Path, out_dir: Path, log: Callable[[str], None] = pr
 
     manifest = load_manifest(onnx_dir)
     copy_tokenizers(manifest, onnx_dir, out_dir)
+    for g in manifest.graphs.values():  # all checked before any is converted
+        check_graph_fits(onnx_dir / g.file, onnx_dir / g.data_file if g.data_file else None)
     graphs: dict[str, GraphEntry] = {}
     for name, g in manifest.graphs.items():
         log(f"converting {name} to ORT format ...")
