@@ -122,11 +122,17 @@ def test_int8_export_follows_the_default_recipe(int8_export: Path, uni_deberta: 
     assert a["f1"] > 0.3  # random heads amplify quantization noise
 
 
-def test_int8_export_predicts_close_to_fp32(int8_export: Path, uni_deberta: Checkpoint) -> None:
-    fp32 = GLiNER.from_pretrained(uni_deberta.export_dir).inference(TEXTS, LABELS, threshold=0.5)
+def test_int8_export_predicts(int8_export: Path) -> None:
+    # Random heads put most scores near the threshold, where int8 noise flips them: agreement
+    # is measured on the trained demo below.
     int8 = GLiNER.from_pretrained(int8_export).inference(TEXTS, LABELS, threshold=0.5)
     assert sum(map(len, int8)) > 0
-    assert entity_f1(fp32, int8)["f1"] > 0.3  # random heads amplify quantization noise
+
+
+def test_int8_of_the_trained_demo_agrees_with_fp32(demo_span_export: Path, tmp_path: Path) -> None:
+    m = lower_precision(demo_span_export, tmp_path / "int8", "int8", log=lambda _m: None)
+    assert m.precision == "int8"
+    assert m.agreement["f1"] >= 0.9 and m.agreement["fp32_entities"] > 100, m.agreement
 
 
 def test_fp16_export_keeps_float32_inputs_and_outputs(uni_deberta: Checkpoint, tmp_path: Path) -> None:
