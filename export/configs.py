@@ -140,7 +140,8 @@ class ExportConfig:
             done.append("factorized span head")
         if ctx.optimize and self.family == "token" and graph == "scorer":
             done.append("factorized token scorer")
-        if ctx.deberta_attention and any(deberta.eligible(m) for m in ctx.modules[graph].modules()):
+        traced = ctx.modules.get(graph)  # the decoder's graphs are traced apart, unrewritten
+        if ctx.deberta_attention and traced and any(deberta.eligible(m) for m in traced.modules()):
             done.append("deberta attention")
         return done
 
