@@ -134,6 +134,34 @@ def test_plain_trace_is_what_the_rewrite_replaces() -> None:
     assert ops["GatherElements"] == 4 and ops["MultiHeadAttention"] == 0, ops
 
 
+def test_one_rewrite_traces_two_encoders() -> None:
+    """Two DeBERTa encoders traced under one rewrite (a bi-encoder's two sides, or two graphs):
+    each gets its own positions."""
+    first, second = _model(), _model(position_buckets=4, share_att_key=False)
+    pair = _Pair(first, second).eval()
+    with deberta.rewrite(pair) as count:
+        assert count == 4
+    proto = _trace(pair, rewritten=True)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = torch.randint(1, VOCAB, (2, 30), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        expected = pair(ids, mask).numpy()
+    (got,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    assert float(np.abs(got - expected).max()) < 1e-5
+
+
+class _Pair(nn.Module):
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.first(input_ids, attention_mask) + self.second(
+            input_ids[:, :20], attention_mask[:, :20]
+        ).mean(1, keepdim=True)
+
+
 def test_rewrite_restores_the_modules() -> None:
     model = _model()
     ids = torch.randint(1, VOCAB, (1, 10))

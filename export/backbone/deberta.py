@@ -115,18 +115,19 @@ class _Offsets:
     gets the same `relative_pos` object from the encoder) instead of once per layer."""
 
     def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
+        self._for: tuple[Any, tuple[int, ...]] | None = None
         self._value: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))
 
     def indices(self, module: Any, length: Any, relative_pos: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (relative_pos, module.position_buckets, module.max_relative_positions, module.pos_ebd_size)
-        if self._key is None or any(a is not b and a != b for a, b in zip(self._key, key, strict=True)):
+        settings = (module.position_buckets, module.max_relative_positions, module.pos_ebd_size)
+        # Held, not only compared by id: a freed tensor's id can be reused by the next forward's.
+        if self._for is None or self._for[0] is not relative_pos or self._for[1] != settings:
             steps = torch.arange(2 * length, dtype=torch.long)
             # c2p, column t: offset L-1-t (descending), so that the skew puts offset i - j at
             # column j. p2c, column t: offset t-(L-1) (ascending): the skew puts offset i - j of
             # key j at column i, and the transpose moves it to row i, column j.
             self._value = (_buckets(module, (length - 1) - steps), _buckets(module, steps - (length - 1)))
-            self._key = key
+            self._for = (relative_pos, settings)
         return self._value
 
 
