@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gliner_onnx.archs import ARCH_NAMES, SUPPORTED_ARCHS
+from gliner_onnx.archs import ARCH_NAMES
 from gliner_onnx.errors import GlinerOnnxError
 
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
             "manifest that the torch-free runtime loads."
         ),
         epilog=(
-            f"Supported now: {', '.join(SUPPORTED_ARCHS)}. Without --model, --arch exports an "
+            f"Supported now: {', '.join(ARCH_NAMES)}. Without --model, --arch exports an "
             "offline demo checkpoint on MiniLM: for the uni/bi span/token archs heads trained on synthetic "
             "sentences (a small demo, not a released GLiNER), for relex and decoder archs untrained heads "
             "(meaningless entities). "

@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from gliner_onnx import __version__
-from gliner_onnx.archs import check_arch, family
+from gliner_onnx.archs import check_arch, get_arch
 from gliner_onnx.errors import ExportError, ParityError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest
 from gliner_onnx.runtime.words import check_splitter
@@ -55,7 +55,7 @@ class ExportReport:
 
     def lines(self) -> list[str]:
         how = ("optimized" if self.optimized else "plain") + f" {self.precision}"
-        if family(self.arch) == "span":
+        if get_arch(self.arch).family == "span":
             how += f", {self.span_head} span head"
         how += ", ORT format" if self.model_format == "ort" else ""
         out = [f"exported {self.arch} ({how} graphs) to {self.output}"]

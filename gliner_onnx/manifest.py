@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archs import SPAN_HEADS, check_arch, graph_specs, is_relex
+from .archs import SPAN_HEADS, get_arch, graph_specs
 from .errors import ManifestError
 
 MANIFEST_NAME = "gliner_onnx.json"
@@ -202,7 +202,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         raise ManifestError(f"{where}: invalid format version {version}")
     arch = _require(data, "arch", str, where)
     try:
-        check_arch(arch)
+        record = get_arch(arch)
     except ValueError as e:
         raise ManifestError(f"{where}: {e}") from e
 
@@ -211,7 +211,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         raise ManifestError(f"{where}: span head {span_head!r} is not one of {SPAN_HEADS}")
     relations_layer = data.get("relations_layer")
     rel_token_id = data.get("rel_token_id")
-    if is_relex(arch):
+    if record.relex:
         if not isinstance(relations_layer, str) or not relations_layer:
             raise ManifestError(f"{where}: relex manifests need a 'relations_layer' name")
         if not isinstance(rel_token_id, int) or not isinstance(data.get("rel_token"), str):
@@ -291,7 +291,7 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         raise ManifestError(f"{where}: max_width and max_len must be positive")
     ent_id = data.get("ent_token_id")
     sep_id = data.get("sep_token_id")
-    if "text_encoder" in graphs and arch.startswith("uniencoder") and not isinstance(ent_id, int):
+    if "text_encoder" in graphs and not record.bi and not isinstance(ent_id, int):
         raise ManifestError(f"{where}: uni-encoder manifests need an integer 'ent_token_id'")
     return Manifest(
         arch=arch,
@@ -310,10 +310,10 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         span_head=span_head,
         agreement=dict(data.get("agreement") or {}),
         quantization=dict(data.get("quantization") or {}),
-        rel_token=data.get("rel_token") if is_relex(arch) else None,
-        rel_token_id=rel_token_id if is_relex(arch) else None,
-        relations_layer=relations_layer if is_relex(arch) else None,
-        triples_layer=data.get("triples_layer") if is_relex(arch) else None,
+        rel_token=data.get("rel_token") if record.relex else None,
+        rel_token_id=rel_token_id if record.relex else None,
+        relations_layer=relations_layer if record.relex else None,
+        triples_layer=data.get("triples_layer") if record.relex else None,
         decoder=_decoder_settings(data, "decoder_step" in graphs, where),
         source=str(data.get("source", "")),
         versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},

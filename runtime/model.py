@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from gliner_onnx.archs import is_decoder
 from gliner_onnx.errors import GlinerOnnxError
 
 from .hub import directory_layout, resolve_model
@@ -205,7 +204,7 @@ class GLiNER:
         """
         if not isinstance(merge_adjacent, bool):
             raise TypeError(f"merge_adjacent must be a bool, got {type(merge_adjacent).__name__}")
-        if merge_adjacent and (self.pipeline.accepts.relations or is_decoder(self.arch)):
+        if merge_adjacent and (self.pipeline.accepts.relations or self.context.arch.decoder):
             raise ValueError(f"merge_adjacent is for entity-only exports; this one is {self.arch!r}")
         results = self.extract(
             texts, labels, flat_ner, threshold, multi_label, batch_size, relations=relations,

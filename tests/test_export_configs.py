@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gliner_onnx.archs import ARCH_NAMES, DECODER_GRAPHS, family, graph_specs, is_biencoder
+from gliner_onnx.archs import ARCH_NAMES, ARCHS, DECODER_GRAPHS, graph_specs
 from gliner_onnx.errors import UnsupportedArchError
 from gliner_onnx.export import configs, precision, samples
 
@@ -30,7 +30,7 @@ def test_config_agrees_with_the_registry(arch: str) -> None:
     config = configs.export_config(arch)
     graphs = [s.name for s in graph_specs(arch) if s.name not in DECODER_GRAPHS]
     # the label encoder step runs exactly where the registry has a label encoder
-    assert ("label_encoder" in graphs) == (configs.label_encoder_step in config.steps) == is_biencoder(arch)
+    assert ("label_encoder" in graphs) == (configs.label_encoder_step in config.steps) == ARCHS[arch].bi
     assert ("span_encoder" in graphs) == (configs.span_encoder_step in config.steps)
     assert (any(g.startswith("relation_") for g in graphs)) == (configs.relations_step in config.steps)
     assert config.steps[0] is configs.text_encoder_step and configs.scorer_step in config.steps
@@ -39,8 +39,8 @@ def test_config_agrees_with_the_registry(arch: str) -> None:
     if "factorized" not in config.span_heads:
         with pytest.raises(UnsupportedArchError):
             graph_specs(arch, "factorized")
-    assert config.demo.span_mode == ("token_level" if family(arch) == "token" else "markerV0")
-    assert config.demo.labels_encoder == is_biencoder(arch)
+    assert config.demo.span_mode == ("token_level" if ARCHS[arch].family == "token" else "markerV0")
+    assert config.demo.labels_encoder == ARCHS[arch].bi
 
 
 def test_unknown_arch_names_the_valid_ones() -> None:
