@@ -20,7 +20,6 @@ from torch import nn
 
 from gliner_onnx.archs import Arch, get_arch
 from gliner_onnx.errors import ExportError, UnsupportedArchError
-from gliner_onnx.manifest import GraphEntry
 from gliner_onnx.runtime.labels import LabelSet
 
 from . import samples
@@ -34,7 +33,7 @@ from .chain import (
     span_encoder_step,
     text_encoder_step,
 )
-from .context import ExportContext, Feeds, Outputs, Runner
+from .context import ExportContext, Extra, Feeds, Outputs, Runner
 from .parity import ParityRecorder
 from .relation_wrappers import (
     EntityEncoder,
@@ -75,10 +74,6 @@ class Demo:
     relations_layer: str | None = None
     labels_decoder: bool = False
     decoder_mode: str | None = None
-
-
-# What the decoder export adds: its graphs, their max abs diffs, the manifest's `decoder`.
-Extra = tuple[dict[str, GraphEntry], dict[str, dict[str, float]], dict[str, Any]]
 
 
 # ------------------------------------------------------------------------------ the configs

@@ -11,7 +11,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -22,11 +22,12 @@ from gliner_onnx.archs import DECODER_GRAPHS, GraphSpec, graph_specs
 from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import GraphEntry, TokenizerEntry
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
-from gliner_onnx.runtime.labels import build_prompt, normalize_label_set
+from gliner_onnx.runtime.labels import LabelSet, build_prompt, normalize_label_set
 from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 from . import samples
 from .graph_io import write_graph
+from .parity import ParityRecorder
 from .quiet import quiet_tracing
 from .tokenizer_io import (
     check_text_tokenization,
@@ -35,12 +36,39 @@ from .tokenizer_io import (
     write_tokenizer,
 )
 
-if TYPE_CHECKING:
-    from .configs import ExportConfig
-
 Runner = Callable[[str, dict[str, np.ndarray]], list[np.ndarray]]
 Feeds = dict[str, dict[str, np.ndarray]]
 Outputs = dict[str, list[np.ndarray]]
+# What an export adds besides the chained graphs (the label decoder's): its graphs, their max
+# abs diffs, the manifest's `decoder`.
+Extra = tuple[dict[str, GraphEntry], dict[str, dict[str, float]], dict[str, Any]]
+
+
+class ArchExport(Protocol):
+    """What an export attempt uses of its arch's export config (`configs.ExportConfig`, which
+    builds on this module: a protocol here keeps the import one way)."""
+
+    arch: str
+
+    @property
+    def family(self) -> str: ...
+    @property
+    def bi(self) -> bool: ...
+    @property
+    def relex(self) -> bool: ...
+    def span_head(self, model: Any, optimize: bool) -> str: ...
+    def has_adjacency(self, model: Any) -> bool: ...
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]: ...
+    def rewrites(self, ctx: ExportContext, graph: str) -> list[str]: ...
+    def manifest_fields(self, ctx: ExportContext) -> dict[str, Any]: ...
+    def export_more(self, ctx: ExportContext) -> Extra: ...
+    def label_set(self, cfg: Any, labels: LabelSet) -> LabelSet: ...
+    def chain(self, ctx: ExportContext, feeds: Feeds, batch: int, run: Runner) -> Outputs: ...
+    def reference_batch(self, model: Any, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]: ...
+    def reference(self, model: Any, batch: dict[str, Any]) -> Any: ...
+    def check_end_to_end(
+        self, ctx: ExportContext, ref: Any, chained: Feeds, outs: Outputs, where: str, parity: ParityRecorder
+    ) -> None: ...
 
 
 def to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -94,7 +122,7 @@ class ExportContext:
     def __init__(
         self,
         model: Any,
-        config: ExportConfig,
+        config: ArchExport,
         directory: Path,
         *,
         opset: int,
