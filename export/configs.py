@@ -267,7 +267,7 @@ class _RelexConfig(ExportConfig):
         )
 
     def manifest_fields(self, ctx: ExportContext) -> dict[str, Any]:
-        cfg = ctx.cfg
+        cfg = ctx.gliner_config
         rel_id = ctx.model.data_processor.transformer_tokenizer.convert_tokens_to_ids(cfg.rel_token)
         if rel_id != cfg.rel_token_index:
             raise ExportError(

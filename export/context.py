@@ -134,7 +134,7 @@ class ExportContext:
         self.model = model
         self.config = config
         self.arch = config.arch
-        self.cfg = model.config
+        self.gliner_config = model.config  # gliner's config of the checkpoint (`config`: the export config)
         self.dir = directory
         self.opset = opset
         self.atol = atol
@@ -176,7 +176,11 @@ class ExportContext:
             if not self.config.bi:
                 c = ctxs[0]
                 prompt = build_prompt(
-                    c.labels.prompts, self.cfg.ent_token, self.cfg.sep_token, c.relations, self.rel_token
+                    c.labels.prompts,
+                    self.gliner_config.ent_token,
+                    self.gliner_config.sep_token,
+                    c.relations,
+                    self.rel_token,
                 )
                 words = [prompt + w for w in words]
             check_words_tokenization(proc.transformer_tokenizer, self.text_tok, [words])
@@ -185,27 +189,30 @@ class ExportContext:
 
     # -- the runtime's pre-processing of a case
     def contexts(self, texts: Sequence[str], labels: Sequence[str]) -> list[TextContext]:
-        label_set = self.config.label_set(self.cfg, normalize_label_set(list(labels)))
-        splitter = getattr(self.cfg, "words_splitter_type", "whitespace")
+        label_set = self.config.label_set(self.gliner_config, normalize_label_set(list(labels)))
+        splitter = getattr(self.gliner_config, "words_splitter_type", "whitespace")
         relations = samples.relations_for(labels) if self.config.relex else ()
         return [
             replace(
-                make_context(t, label_set, splitter=splitter, max_len=self.cfg.max_len), relations=relations
+                make_context(t, label_set, splitter=splitter, max_len=self.gliner_config.max_len),
+                relations=relations,
             )
             for t in texts
         ]
 
     @property
     def rel_token(self) -> str | None:
-        return self.cfg.rel_token if self.config.relex else None
+        return self.gliner_config.rel_token if self.config.relex else None
 
     def feeds(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, np.ndarray]:
         return text_feeds(
             self.contexts(texts, labels),
             self.text_tok,
-            max_width=self.cfg.max_width,
-            pooling=getattr(self.cfg, "subtoken_pooling", "first"),
-            prompt_tokens=None if self.config.bi else (self.cfg.ent_token, self.cfg.sep_token),
+            max_width=self.gliner_config.max_width,
+            pooling=getattr(self.gliner_config, "subtoken_pooling", "first"),
+            prompt_tokens=None
+            if self.config.bi
+            else (self.gliner_config.ent_token, self.gliner_config.sep_token),
             with_spans=self.config.family == "span",
             rel_token=self.rel_token,
         )

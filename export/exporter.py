@@ -135,7 +135,7 @@ def _versions(opset: int) -> dict[str, str]:
 
 
 def build_manifest(ctx: ExportContext, graphs: dict[str, GraphEntry], source: str) -> Manifest:
-    cfg, bi = ctx.cfg, ctx.config.bi
+    cfg, bi = ctx.gliner_config, ctx.config.bi
     tok = ctx.model.data_processor.transformer_tokenizer
     ent_id = tok.convert_tokens_to_ids(cfg.ent_token)
     sep_id = tok.convert_tokens_to_ids(cfg.sep_token)

@@ -89,7 +89,7 @@ class Manifest:
     relations_layer: str | None = None
     triples_layer: str | None = None
     # Generative label decoder (decoder archs): mode, full_context, eos/bos/pad ids,
-    # clean_up_tokenization_spaces and the decoder's shape (runtime/generative.py).
+    # clean_up_tokenization_spaces and the decoder's shape (runtime/label_generation.py).
     decoder: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)

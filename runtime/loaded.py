@@ -27,7 +27,7 @@ class LoadedModel:
     manifest: Manifest
     runner: GraphRunner
     tokenizers: Mapping[str, SubwordTokenizer]  # "text", and "labels" / "decoder" where exported
-    labels: LabelStore | None  # bi-encoders: the label encoder's caches
+    label_store: LabelStore | None  # bi-encoders: the label encoder's caches
 
     @property
     def arch(self) -> Arch:

@@ -264,7 +264,7 @@ class GLiNER:
                 f"this {self.pipeline.accepts.name} export encodes labels inside the graph: "
                 "no label embeddings to compute or pass"
             )
-        store = self.context.labels
+        store = self.context.label_store
         if store is None:
             raise ValueError(f"encode_labels needs a bi-encoder export; this one is {self.arch!r}")
         label_set = normalize_label_set(list(labels) if not isinstance(labels, str) else labels)
@@ -284,8 +284,8 @@ class GLiNER:
         return self.inference(texts, labels, label_embeddings=labels_embeddings, **kwargs)
 
     def clear_label_cache(self) -> None:
-        if self.context.labels is not None:
-            self.context.labels.clear()
+        if self.context.label_store is not None:
+            self.context.label_store.clear()
 
 
 def _check_text(text: object) -> None:

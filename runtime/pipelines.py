@@ -15,8 +15,8 @@ from gliner_onnx.archs import ARCHS
 from gliner_onnx.errors import UnsupportedArchError
 from gliner_onnx.manifest import Manifest
 
-from .decoder import DecoderPipeline
 from .entities import EntityPipeline
+from .label_decoder import DecoderPipeline
 from .loaded import LoadedModel
 from .onegraph import OneGraphPipeline
 from .relex import RelexPipeline

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .generate import GenerationParams
+from .generation_loop import GenerationParams
 from .labels import LabelSet, normalize_labels, normalize_relations
 from .labelstore import check_label_embeddings
 from .loaded import LoadedModel
@@ -96,7 +96,7 @@ def make_request(
             f"label_embeddings do not apply to {accepts.name} exports: the graph encodes the labels itself"
         )
     given = check_label_embeddings(
-        call.label_embeddings, labels, label_sets, model.labels, model.manifest.arch
+        call.label_embeddings, labels, label_sets, model.label_store, model.manifest.arch
     )
     window, overlap = window_settings(model, call.window, call.overlap)
     return replace(base, given=given, window=window, overlap=overlap)
