@@ -88,7 +88,7 @@ def main() -> int:
     from gliner_onnx.export.decoder_export import corrected_token_decoder
     from gliner_onnx.export.demo import minilm_dir
     from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
-    from gliner_onnx.runtime.generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
+    from gliner_onnx.runtime.generation_loop import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
 
     torch.set_num_threads(args.threads)
     head = header()

@@ -80,7 +80,7 @@ def relations_step(c: Chain) -> None:
     if c.ctx.config.family == "span":
         (probs,) = c.outs["scorer"]
         best = probs.max(axis=-1).reshape(len(lengths), -1)
-        grid, valid = span_grid(lengths, c.ctx.cfg.max_width)
+        grid, valid = span_grid(lengths, c.ctx.gliner_config.max_width)
         flat = []
         for b in range(len(lengths)):
             idx = np.flatnonzero(valid[b])

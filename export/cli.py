@@ -6,13 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gliner_onnx.archs import ARCH_NAMES, SUPPORTED_ARCHS
+from gliner_onnx.archs import ARCH_NAMES
 from gliner_onnx.errors import GlinerOnnxError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .exporter import DEFAULT_ATOL, DEFAULT_OPSET
-
     p = argparse.ArgumentParser(
         prog="gliner-export",
         description=(
@@ -21,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
             "manifest that the torch-free runtime loads."
         ),
         epilog=(
-            f"Supported now: {', '.join(SUPPORTED_ARCHS)}. Without --model, --arch exports an "
+            f"Supported now: {', '.join(ARCH_NAMES)}. Without --model, --arch exports an "
             "offline demo checkpoint on MiniLM: for the uni/bi span/token archs heads trained on synthetic "
             "sentences (a small demo, not a released GLiNER), for relex and decoder archs untrained heads "
             "(meaningless entities). "
@@ -30,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
             "are printed and recorded in the manifest."
         ),
     )
+    _source_and_output(p)
+    _speed_and_precision(p.add_argument_group("speed and precision"))
+    _tracing(p.add_argument_group("tracing and validation"))
+    return p
+
+
+def _source_and_output(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("source")
     src.add_argument("--model", help="a local GLiNER checkpoint directory or a hub id")
     src.add_argument(
@@ -50,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "mobile packages and reduced builds, and write required_operators.config for a reduced build "
         "(--include_ops_by_config); checked against the ONNX graphs' answers (default onnx; docs/edge.md)",
     )
-    opt = p.add_argument_group("speed and precision")
+
+
+def _speed_and_precision(opt: argparse._ArgumentGroup) -> None:
     opt.add_argument(
         "--no-optimize",
         dest="optimize",
@@ -89,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="fp16: half-precision weights and compute with float32 inputs and outputs, for GPUs "
         "(default fp32)",
     )
-    tr = p.add_argument_group("tracing and validation")
+
+
+def _tracing(tr: argparse._ArgumentGroup) -> None:
+    from .exporter import DEFAULT_ATOL, DEFAULT_OPSET
+
     tr.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     tr.add_argument(
         "--atol",
@@ -97,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_ATOL,
         help=f"max abs difference allowed vs torch on probabilities (default {DEFAULT_ATOL})",
     )
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,11 @@
-"""One export config per architecture, keyed by the arch registry's names (`gliner_onnx/archs.py`).
+"""One export config per architecture, keyed by the arch records' names (`gliner_onnx/archs.py`).
 
-In the spirit of optimum's `OnnxConfig`: the registry says which graphs an architecture
+In the spirit of optimum's `OnnxConfig`: the arch's record says what it is, which graphs it
 has and their inputs and outputs; its config says how to export them: the torch wrapper
 traced into each graph, the chain that feeds each graph from the previous ones (as the
 runtime chains them), gliner's reference outputs that the chained graphs must reproduce,
 what goes into the manifest besides the common fields, and the offline demo checkpoint.
-Adding an architecture means a registry entry, its wrappers and one config here.
+Adding an architecture means its record, its wrappers and one config here (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from gliner_onnx.archs import ARCH_NAMES, check_arch, family, is_biencoder, is_decoder, is_relex
+from gliner_onnx.archs import Arch, get_arch
 from gliner_onnx.errors import ExportError, UnsupportedArchError
-from gliner_onnx.manifest import GraphEntry
 from gliner_onnx.runtime.labels import LabelSet
 
 from . import samples
@@ -35,7 +34,7 @@ from .chain import (
     span_encoder_step,
     text_encoder_step,
 )
-from .context import ExportContext, Feeds, Outputs, Runner
+from .context import ExportContext, Extra, Feeds, Outputs, Runner
 from .parity import ParityRecorder
 from .relation_wrappers import (
     EntityEncoder,
@@ -78,10 +77,6 @@ class Demo:
     decoder_mode: str | None = None
 
 
-# What the decoder export adds: its graphs, their max abs diffs, the manifest's `decoder`.
-Extra = tuple[dict[str, GraphEntry], dict[str, dict[str, float]], dict[str, Any]]
-
-
 # ------------------------------------------------------------------------------ the configs
 class ExportConfig:
     """How to export one architecture; subclasses fill in what differs."""
@@ -94,20 +89,25 @@ class ExportConfig:
     demo = Demo()
 
     @property
+    def record(self) -> Arch:
+        """The arch's record (`gliner_onnx.archs`): what the arch is."""
+        return get_arch(self.arch)
+
+    @property
     def family(self) -> str:
-        return family(self.arch)
+        return self.record.family
 
     @property
     def bi(self) -> bool:
-        return is_biencoder(self.arch)
+        return self.record.bi
 
     @property
     def relex(self) -> bool:
-        return is_relex(self.arch)
+        return self.record.relex
 
     @property
     def decoder(self) -> bool:
-        return is_decoder(self.arch)
+        return self.record.decoder
 
     # -- what is exported
     def check(self, model: Any) -> None:
@@ -271,7 +271,7 @@ class _RelexConfig(ExportConfig):
         )
 
     def manifest_fields(self, ctx: ExportContext) -> dict[str, Any]:
-        cfg = ctx.cfg
+        cfg = ctx.gliner_config
         rel_id = ctx.model.data_processor.transformer_tokenizer.convert_tokens_to_ids(cfg.rel_token)
         if rel_id != cfg.rel_token_index:
             raise ExportError(
@@ -397,8 +397,8 @@ EXPORT_CONFIGS: dict[str, ExportConfig] = {
 
 def export_config(arch: str) -> ExportConfig:
     """The export config of `arch` (a registry name), or an error naming the valid ones."""
-    check_arch(arch)
+    get_arch(arch)
     if arch not in EXPORT_CONFIGS:
-        exportable = ", ".join(a for a in ARCH_NAMES if a in EXPORT_CONFIGS)
+        exportable = ", ".join(sorted(EXPORT_CONFIGS))
         raise UnsupportedArchError(f"arch {arch!r} has no export config (exportable: {exportable})")
     return EXPORT_CONFIGS[arch]

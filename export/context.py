@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -22,11 +22,12 @@ from gliner_onnx.archs import DECODER_GRAPHS, GraphSpec, graph_specs
 from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import GraphEntry, TokenizerEntry
 from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
-from gliner_onnx.runtime.labels import build_prompt, normalize_label_set
+from gliner_onnx.runtime.labels import LabelSet, build_prompt, normalize_label_set
 from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 from . import samples
 from .graph_io import write_graph
+from .parity import ParityRecorder
 from .quiet import quiet_tracing
 from .tokenizer_io import (
     check_text_tokenization,
@@ -35,12 +36,39 @@ from .tokenizer_io import (
     write_tokenizer,
 )
 
-if TYPE_CHECKING:
-    from .configs import ExportConfig
-
 Runner = Callable[[str, dict[str, np.ndarray]], list[np.ndarray]]
 Feeds = dict[str, dict[str, np.ndarray]]
 Outputs = dict[str, list[np.ndarray]]
+# What an export adds besides the chained graphs (the label decoder's): its graphs, their max
+# abs diffs, the manifest's `decoder`.
+Extra = tuple[dict[str, GraphEntry], dict[str, dict[str, float]], dict[str, Any]]
+
+
+class ArchExport(Protocol):
+    """What an export attempt uses of its arch's export config (`configs.ExportConfig`, which
+    builds on this module: a protocol here keeps the import one way)."""
+
+    arch: str
+
+    @property
+    def family(self) -> str: ...
+    @property
+    def bi(self) -> bool: ...
+    @property
+    def relex(self) -> bool: ...
+    def span_head(self, model: Any, optimize: bool) -> str: ...
+    def has_adjacency(self, model: Any) -> bool: ...
+    def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]: ...
+    def rewrites(self, ctx: ExportContext, graph: str) -> list[str]: ...
+    def manifest_fields(self, ctx: ExportContext) -> dict[str, Any]: ...
+    def export_more(self, ctx: ExportContext) -> Extra: ...
+    def label_set(self, cfg: Any, labels: LabelSet) -> LabelSet: ...
+    def chain(self, ctx: ExportContext, feeds: Feeds, batch: int, run: Runner) -> Outputs: ...
+    def reference_batch(self, model: Any, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]: ...
+    def reference(self, model: Any, batch: dict[str, Any]) -> Any: ...
+    def check_end_to_end(
+        self, ctx: ExportContext, ref: Any, chained: Feeds, outs: Outputs, where: str, parity: ParityRecorder
+    ) -> None: ...
 
 
 def to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -100,7 +128,7 @@ class ExportContext:
     def __init__(
         self,
         model: Any,
-        config: ExportConfig,
+        config: ArchExport,
         directory: Path,
         *,
         opset: int,
@@ -112,7 +140,7 @@ class ExportContext:
         self.model = model
         self.config = config
         self.arch = config.arch
-        self.cfg = model.config
+        self.gliner_config = model.config  # gliner's config of the checkpoint (`config`: the export config)
         self.dir = directory
         self.opset = opset
         self.atol = atol
@@ -156,7 +184,11 @@ class ExportContext:
             if not self.config.bi:
                 c = ctxs[0]
                 prompt = build_prompt(
-                    c.labels.prompts, self.cfg.ent_token, self.cfg.sep_token, c.relations, self.rel_token
+                    c.labels.prompts,
+                    self.gliner_config.ent_token,
+                    self.gliner_config.sep_token,
+                    c.relations,
+                    self.rel_token,
                 )
                 words = [prompt + w for w in words]
             check_words_tokenization(proc.transformer_tokenizer, self.text_tok, [words])
@@ -165,27 +197,30 @@ class ExportContext:
 
     # -- the runtime's pre-processing of a case
     def contexts(self, texts: Sequence[str], labels: Sequence[str]) -> list[TextContext]:
-        label_set = self.config.label_set(self.cfg, normalize_label_set(list(labels)))
-        splitter = getattr(self.cfg, "words_splitter_type", "whitespace")
+        label_set = self.config.label_set(self.gliner_config, normalize_label_set(list(labels)))
+        splitter = getattr(self.gliner_config, "words_splitter_type", "whitespace")
         relations = samples.relations_for(labels) if self.config.relex else ()
         return [
             replace(
-                make_context(t, label_set, splitter=splitter, max_len=self.cfg.max_len), relations=relations
+                make_context(t, label_set, splitter=splitter, max_len=self.gliner_config.max_len),
+                relations=relations,
             )
             for t in texts
         ]
 
     @property
     def rel_token(self) -> str | None:
-        return self.cfg.rel_token if self.config.relex else None
+        return self.gliner_config.rel_token if self.config.relex else None
 
     def feeds(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, np.ndarray]:
         return text_feeds(
             self.contexts(texts, labels),
             self.text_tok,
-            max_width=self.cfg.max_width,
-            pooling=getattr(self.cfg, "subtoken_pooling", "first"),
-            prompt_tokens=None if self.config.bi else (self.cfg.ent_token, self.cfg.sep_token),
+            max_width=self.gliner_config.max_width,
+            pooling=getattr(self.gliner_config, "subtoken_pooling", "first"),
+            prompt_tokens=None
+            if self.config.bi
+            else (self.gliner_config.ent_token, self.gliner_config.sep_token),
             with_spans=self.config.family == "span",
             rel_token=self.rel_token,
         )

@@ -3,7 +3,7 @@ their validation against gliner's own decoder inputs and the Hugging Face decode
 
 Validated per case of `samples.CASES` and threshold:
 
-* the prefix embeddings the runtime builds (`runtime/generative.py`, through the traced
+* the prefix embeddings the runtime builds (`runtime/label_generation.py`, through the traced
   embedding layer) equal gliner's `get_raw_decoder_inputs(select_span_decoder_embedding(...))`
   in shape and values (span mode; the reference's prompt mode cannot run, see README);
 * the prefix graph's last logits equal the Hugging Face model's on those embeddings, and
@@ -24,8 +24,8 @@ import torch
 from gliner_onnx.archs import DECODER_PREFIX, DECODER_STEP, GraphSpec
 from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import GraphEntry
-from gliner_onnx.runtime.generate import Prefixes
-from gliner_onnx.runtime.generative import (
+from gliner_onnx.runtime.generation_loop import Prefixes
+from gliner_onnx.runtime.label_generation import (
     DECODER_MODES,
     decoder_tokens,
     decoder_words,

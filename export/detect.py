@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gliner_onnx.archs import find_arch
 from gliner_onnx.errors import ExportError, UnsupportedArchError
 
 
@@ -31,14 +32,13 @@ def detect_arch(config: Any) -> str:
         raise UnsupportedArchError(
             "streaming span checkpoints (model_type 'gliner_streaming_span') are not supported"
         )
-    token = "token" if _get(config, "span_mode") == "token_level" else "span"
+    family = "token" if _get(config, "span_mode") == "token_level" else "span"
     if _get(config, "relations_layer") is not None:
-        return f"uniencoder_{token}_relex"
+        return find_arch("uni", family, "relex").name
     if _get(config, "labels_decoder") is not None:
-        return f"uniencoder_{token}_decoder"
-    if _get(config, "labels_encoder") is not None:
-        return f"biencoder_{token}"
-    return f"uniencoder_{token}"
+        return find_arch("uni", family, "decoder").name
+    encoder = "bi" if _get(config, "labels_encoder") is not None else "uni"
+    return find_arch(encoder, family, "none").name
 
 
 def read_config(model_dir: str | Path) -> dict[str, Any]:

@@ -19,12 +19,12 @@ import onnx
 import torch
 
 from gliner_onnx import __version__
-from gliner_onnx.archs import check_arch, family
+from gliner_onnx.archs import check_arch, get_arch
 from gliner_onnx.errors import ExportError, ParityError
 from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest
 from gliner_onnx.runtime.words import check_splitter
 
-from .configs import export_config
+from .configs import ExportConfig, export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
 from .model_card import write_model_card
@@ -55,7 +55,7 @@ class ExportReport:
 
     def lines(self) -> list[str]:
         how = ("optimized" if self.optimized else "plain") + f" {self.precision}"
-        if family(self.arch) == "span":
+        if get_arch(self.arch).family == "span":
             how += f", {self.span_head} span head"
         how += ", ORT format" if self.model_format == "ort" else ""
         out = [f"exported {self.arch} ({how} graphs) to {self.output}"]
@@ -135,7 +135,7 @@ def _versions(opset: int) -> dict[str, str]:
 
 
 def build_manifest(ctx: ExportContext, graphs: dict[str, GraphEntry], source: str) -> Manifest:
-    cfg, bi = ctx.cfg, ctx.config.bi
+    cfg, bi = ctx.gliner_config, ctx.config.bi
     tok = ctx.model.data_processor.transformer_tokenizer
     ent_id = tok.convert_tokens_to_ids(cfg.ent_token)
     sep_id = tok.convert_tokens_to_ids(cfg.sep_token)
@@ -216,52 +216,77 @@ def export_model(
     model.eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    plan = _Plan(output, source or "", opset, atol, fuse, precision, int8_recipe, model_format, log)
     attempts = [True, False] if optimize else [False]
     for attempt, optimized in enumerate(attempts, start=1):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         try:
-            ctx = ExportContext(
-                model, config, tmp, opset=opset, atol=atol, log=log, optimize=optimized, fuse=fuse
-            )
-            diffs, checked = _export_into(ctx, source or "")
-            agreement: dict[str, Any] = {}
-            quantization: dict[str, Any] = {}
-            if precision != "fp32":
-                fp32, tmp = tmp, Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-                try:
-                    lowered = lower_precision(fp32, tmp, precision, log, NAMED_RECIPES[int8_recipe])
-                    agreement, quantization = lowered.agreement, lowered.quantization
-                finally:
-                    shutil.rmtree(fp32, ignore_errors=True)
-            ort_info: dict[str, Any] = {}
-            if model_format == "ort":
-                tmp, ort_manifest = ort_stage(tmp, log)
-                ort_info = ort_manifest.ort
-            write_model_card(tmp)  # README.md: Hub metadata and the manifest's figures
-            _follow_umask(tmp)
-            _replace_dir(tmp, output)
-            return ExportReport(
-                output,
-                detected,
-                diffs,
-                span_head=ctx.span_head,
-                optimized=optimized,
-                precision=precision,
-                agreement=agreement,
-                quantization=quantization,
-                parity=checked,
-                model_format=model_format,
-                ort=ort_info,
-            )
+            return _export_attempt(model, config, plan, optimized)
         except ParityError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
             if attempt == len(attempts):
                 raise
             log(f"the optimized graphs lost parity, exporting the plain ones:\n{e}")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """`export_model`'s settings that every attempt (optimized, then plain) shares."""
+
+    output: Path
+    source: str
+    opset: int
+    atol: float
+    fuse: bool
+    precision: str
+    int8_recipe: str
+    model_format: str
+    log: Callable[[str], None]
+
+
+def _export_attempt(model: Any, config: ExportConfig, plan: _Plan, optimized: bool) -> ExportReport:
+    """One export (optimized or plain graphs) into a temporary sibling of the output, moved there
+    when it is whole; on any failure the temporary directories go and nothing is left there."""
+    output = plan.output
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        ctx = ExportContext(
+            model, config, tmp, opset=plan.opset, atol=plan.atol, log=plan.log, optimize=optimized,
+            fuse=plan.fuse,
+        )  # fmt: skip
+        diffs, checked = _export_into(ctx, plan.source)
+        agreement: dict[str, Any] = {}
+        quantization: dict[str, Any] = {}
+        if plan.precision != "fp32":
+            fp32, tmp = tmp, Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+            try:
+                recipe = NAMED_RECIPES[plan.int8_recipe]
+                lowered = lower_precision(fp32, tmp, plan.precision, plan.log, recipe)
+                agreement, quantization = lowered.agreement, lowered.quantization
+            finally:
+                shutil.rmtree(fp32, ignore_errors=True)
+        ort_info: dict[str, Any] = {}
+        if plan.model_format == "ort":
+            tmp, ort_manifest = ort_stage(tmp, plan.log)
+            ort_info = ort_manifest.ort
+        write_model_card(tmp)  # README.md: Hub metadata and the manifest's figures
+        _follow_umask(tmp)
+        _replace_dir(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportReport(
+        output,
+        config.arch,
+        diffs,
+        span_head=ctx.span_head,
+        optimized=optimized,
+        precision=plan.precision,
+        agreement=agreement,
+        quantization=quantization,
+        parity=checked,
+        model_format=plan.model_format,
+        ort=ort_info,
+    )
 
 
 def _check_arguments(output: Path, arch: str | None, atol: float, precision: str, overwrite: bool) -> None:

@@ -1,8 +1,11 @@
-"""The architecture names and, per architecture, the graphs the runtime runs.
+"""The architectures: one typed record each (`Arch`), with the graphs the runtime runs.
 
 This module is pure data shared by both stages: the export side traces one torch
 wrapper per graph listed here and the runtime checks each loaded session against
 the same names (via the manifest). Dynamic axes carry names, never `unk__N`.
+What an arch is (uni- or bi-encoder, span or token head, relex or decoder extension,
+the runtime layout that runs it) is a field of its record, never parsed out of its
+name; `ARCH_NAMES`, `GRAPHS` and the runtime's layout table derive from `ARCHS`.
 """
 
 from __future__ import annotations
@@ -10,17 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UnsupportedArchError
-
-ARCH_NAMES: tuple[str, ...] = (
-    "uniencoder_span",
-    "uniencoder_token",
-    "biencoder_span",
-    "biencoder_token",
-    "uniencoder_span_decoder",
-    "uniencoder_token_decoder",
-    "uniencoder_span_relex",
-    "uniencoder_token_relex",
-)
 
 
 @dataclass(frozen=True)
@@ -95,26 +87,25 @@ TOKEN_SCORER = GraphSpec(
     outputs=(TensorSpec("scores", _F32, ("batch", "num_words", "num_labels", 3)),),
 )
 
-GRAPHS: dict[str, tuple[GraphSpec, ...]] = {
-    "uniencoder_span": (
-        GraphSpec("text_encoder", inputs=_SPAN_TEXT_INPUTS, outputs=(_SPAN_REP, _SPAN_PROMPTS)),
-        SPAN_SCORER,
-    ),
-    "biencoder_span": (
-        GraphSpec("text_encoder", inputs=_SPAN_TEXT_INPUTS, outputs=(_SPAN_REP,)),
-        GraphSpec("label_encoder", inputs=_LABEL_INPUTS, outputs=(_LABEL_EMBEDDINGS,)),
-        SPAN_SCORER,
-    ),
-    "uniencoder_token": (
-        GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_TOKEN_REP, _TOKEN_PROMPTS)),
-        TOKEN_SCORER,
-    ),
-    "biencoder_token": (
-        GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_TOKEN_REP,)),
-        GraphSpec("label_encoder", inputs=_LABEL_INPUTS, outputs=(_LABEL_EMBEDDINGS,)),
-        TOKEN_SCORER,
-    ),
-}
+LABEL_ENCODER = GraphSpec("label_encoder", inputs=_LABEL_INPUTS, outputs=(_LABEL_EMBEDDINGS,))
+_UNI_SPAN = (
+    GraphSpec("text_encoder", inputs=_SPAN_TEXT_INPUTS, outputs=(_SPAN_REP, _SPAN_PROMPTS)),
+    SPAN_SCORER,
+)
+_BI_SPAN = (
+    GraphSpec("text_encoder", inputs=_SPAN_TEXT_INPUTS, outputs=(_SPAN_REP,)),
+    LABEL_ENCODER,
+    SPAN_SCORER,
+)
+_UNI_TOKEN = (
+    GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_TOKEN_REP, _TOKEN_PROMPTS)),
+    TOKEN_SCORER,
+)
+_BI_TOKEN = (
+    GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_TOKEN_REP,)),
+    LABEL_ENCODER,
+    TOKEN_SCORER,
+)
 
 # Relation extraction (UniEncoder{Span|Token}Relex): the entity graphs of the family, the
 # raw encoder states at the `<<REL>>` tokens from the text encoder, and two relation
@@ -142,13 +133,13 @@ RELATION_SCORER = GraphSpec(  # pair_rep_layer + einsum (or the triples layer), 
     ),
     outputs=(TensorSpec("relation_scores", _F32, ("batch", "num_pairs", "num_relations")),),
 )
-GRAPHS["uniencoder_span_relex"] = (
+_UNI_SPAN_RELEX = (
     GraphSpec("text_encoder", inputs=_SPAN_TEXT_INPUTS, outputs=(_SPAN_REP, _SPAN_PROMPTS, _REL_PROMPTS)),
     SPAN_SCORER,
     RELATION_ADJACENCY,
     RELATION_SCORER,
 )
-GRAPHS["uniencoder_token_relex"] = (
+_UNI_TOKEN_RELEX = (
     GraphSpec(
         "text_encoder",
         inputs=_TOKEN_TEXT_INPUTS,
@@ -190,7 +181,7 @@ DECODER_STEP = GraphSpec(
     ),
 )
 DECODER_GRAPHS: tuple[str, ...] = ("decoder_prefix", "decoder_step")
-GRAPHS["uniencoder_span_decoder"] = (*GRAPHS["uniencoder_span"], DECODER_PREFIX, DECODER_STEP)
+_UNI_SPAN_DECODER = (*_UNI_SPAN, DECODER_PREFIX, DECODER_STEP)
 # The token-level decoder (`uniencoder_token_decoder`): the token graphs find candidate
 # spans (start, end and inside above the threshold, as `extract_spans_from_tokens`); the
 # `span_encoder` represents them (gliner's TokenMarker) and scores them against the raw
@@ -205,7 +196,7 @@ SPAN_ENCODER = GraphSpec(
         TensorSpec("span_scores", _F32, ("batch", "num_spans", "num_labels")),
     ),
 )
-GRAPHS["uniencoder_token_decoder"] = (
+_UNI_TOKEN_DECODER = (
     GraphSpec(
         "text_encoder",
         inputs=_TOKEN_TEXT_INPUTS,
@@ -249,21 +240,82 @@ KEYED_SPAN_SCORER = GraphSpec(
     inputs=(_SPAN_START, _SPAN_END, _SPAN_IDX, _LABEL_KEYS, _LABEL_BIAS),
     outputs=SPAN_SCORER.outputs,
 )
-_FACTORIZED: dict[str, tuple[GraphSpec, ...]] = {
-    "uniencoder_span": (
-        GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_SPAN_START, _SPAN_END, _SPAN_PROMPTS)),
-        FACTORIZED_SPAN_SCORER,
-    ),
-    "biencoder_span": (
-        GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_SPAN_START, _SPAN_END)),
-        GRAPHS["biencoder_span"][1],
-        LABEL_PROJECTOR,
-        KEYED_SPAN_SCORER,
-    ),
-}
+_UNI_SPAN_FACTORIZED = (
+    GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_SPAN_START, _SPAN_END, _SPAN_PROMPTS)),
+    FACTORIZED_SPAN_SCORER,
+)
+_BI_SPAN_FACTORIZED = (
+    GraphSpec("text_encoder", inputs=_TOKEN_TEXT_INPUTS, outputs=(_SPAN_START, _SPAN_END)),
+    LABEL_ENCODER,
+    LABEL_PROJECTOR,
+    KEYED_SPAN_SCORER,
+)
 
-SUPPORTED_ARCHS: tuple[str, ...] = tuple(GRAPHS)
 SPAN_HEADS: tuple[str, ...] = ("generic", "factorized")
+ENCODERS: tuple[str, ...] = ("uni", "bi")
+FAMILIES: tuple[str, ...] = ("span", "token")
+EXTENSIONS: tuple[str, ...] = ("none", "relex", "decoder")
+# The runtime's pipelines by graph layout (runtime/pipelines.py `PIPELINES` holds one per name).
+LAYOUTS: tuple[str, ...] = ("entities", "relex", "decoder")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture: what it is, its graphs, and the runtime layout that runs them.
+
+    name: the `--arch` name (and the manifest's `arch`); encoder: "uni" (labels go into the
+    text encoder's prompt) or "bi" (a label encoder of their own); family: "span" or "token",
+    the head and so how the scorer's output is decoded; extension: "none", "relex" (relation
+    extraction graphs) or "decoder" (a generative label decoder); layout: the runtime pipeline
+    (`runtime/pipelines.py`); graphs: the generic export's graphs; factorized: the graphs of the
+    factorized span head, where the arch has one.
+    """
+
+    name: str
+    encoder: str
+    family: str
+    extension: str
+    layout: str
+    graphs: tuple[GraphSpec, ...]
+    factorized: tuple[GraphSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        for field_name, allowed in (
+            ("encoder", ENCODERS),
+            ("family", FAMILIES),
+            ("extension", EXTENSIONS),
+            ("layout", LAYOUTS),
+        ):
+            if getattr(self, field_name) not in allowed:
+                raise ValueError(f"Arch {self.name}: {field_name} must be one of {allowed}")
+
+    @property
+    def bi(self) -> bool:
+        return self.encoder == "bi"
+
+    @property
+    def relex(self) -> bool:
+        return self.extension == "relex"
+
+    @property
+    def decoder(self) -> bool:
+        return self.extension == "decoder"
+
+
+_RECORDS = (
+    Arch("uniencoder_span", "uni", "span", "none", "entities", _UNI_SPAN, _UNI_SPAN_FACTORIZED),
+    Arch("uniencoder_token", "uni", "token", "none", "entities", _UNI_TOKEN),
+    Arch("biencoder_span", "bi", "span", "none", "entities", _BI_SPAN, _BI_SPAN_FACTORIZED),
+    Arch("biencoder_token", "bi", "token", "none", "entities", _BI_TOKEN),
+    Arch("uniencoder_span_decoder", "uni", "span", "decoder", "decoder", _UNI_SPAN_DECODER),
+    Arch("uniencoder_token_decoder", "uni", "token", "decoder", "decoder", _UNI_TOKEN_DECODER),
+    Arch("uniencoder_span_relex", "uni", "span", "relex", "relex", _UNI_SPAN_RELEX),
+    Arch("uniencoder_token_relex", "uni", "token", "relex", "relex", _UNI_TOKEN_RELEX),
+)
+ARCHS: dict[str, Arch] = {a.name: a for a in _RECORDS}
+# Derived tables: the names (CLI choices, in this order) and each arch's generic graphs.
+ARCH_NAMES: tuple[str, ...] = tuple(ARCHS)
+GRAPHS: dict[str, tuple[GraphSpec, ...]] = {a.name: a.graphs for a in _RECORDS}
 
 
 def graph_specs(arch: str, span_head: str = "generic", *, adjacency: bool = True) -> tuple[GraphSpec, ...]:
@@ -272,11 +324,11 @@ def graph_specs(arch: str, span_head: str = "generic", *, adjacency: bool = True
     adjacency=False (relex checkpoints with relations_layer "none"): no adjacency graph,
     every ordered pair of entities is scored.
     """
-    check_arch(arch)
+    record = get_arch(arch)
     if span_head == "generic":
-        specs = GRAPHS[arch]
-    elif span_head == "factorized" and arch in _FACTORIZED:
-        specs = _FACTORIZED[arch]
+        specs = record.graphs
+    elif span_head == "factorized" and record.factorized:
+        specs = record.factorized
     else:
         raise UnsupportedArchError(f"span head {span_head!r} is not available for arch {arch!r}")
     if not adjacency:
@@ -284,32 +336,26 @@ def graph_specs(arch: str, span_head: str = "generic", *, adjacency: bool = True
     return specs
 
 
-def is_relex(arch: str) -> bool:
-    return arch.endswith("_relex")
-
-
-def family(arch: str) -> str:
-    """ "span" or "token": how the scorer's output is decoded."""
-    return "token" if "_token" in arch else "span"
-
-
-def is_decoder(arch: str) -> bool:
-    """Architectures with a generative label decoder."""
-    return arch.endswith("_decoder")
-
-
-def is_biencoder(arch: str) -> bool:
-    return arch.startswith("biencoder")
+def get_arch(name: str) -> Arch:
+    """The record of `name`, else raise naming the valid ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"arch must be a string, got {type(name).__name__}")
+    record = ARCHS.get(name)
+    if record is None:
+        raise UnsupportedArchError(f"unknown arch {name!r}; valid names: {', '.join(ARCH_NAMES)}")
+    return record
 
 
 def check_arch(name: str) -> str:
-    """Return `name` if it is a supported architecture, else raise naming the valid ones."""
-    if not isinstance(name, str):
-        raise TypeError(f"arch must be a string, got {type(name).__name__}")
-    if name not in ARCH_NAMES:
-        raise UnsupportedArchError(f"unknown arch {name!r}; valid names: {', '.join(ARCH_NAMES)}")
-    if name not in GRAPHS:
-        raise UnsupportedArchError(
-            f"arch {name!r} is not supported yet (supported: {', '.join(SUPPORTED_ARCHS)})"
-        )
-    return name
+    """Return `name` if it is a known architecture, else raise naming the valid ones."""
+    return get_arch(name).name
+
+
+def find_arch(encoder: str, family: str, extension: str) -> Arch:
+    """The record with these properties (how a checkpoint's config is mapped to its arch)."""
+    for record in _RECORDS:
+        if (record.encoder, record.family, record.extension) == (encoder, family, extension):
+            return record
+    raise UnsupportedArchError(
+        f"no arch is a {encoder}-encoder with a {family} head and extension {extension!r}"
+    )

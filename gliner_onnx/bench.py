@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .archs import get_arch
 from .manifest import Manifest
 from .runtime import GLiNER
 
@@ -97,7 +98,7 @@ def machine_info() -> dict[str, Any]:
 def head_description(manifest: Manifest) -> str:
     """The scoring head as `gliner-onnx info` shows it: a span model's span head, or a token
     model's scorer (factorized when the export rewrote it)."""
-    if "_token" not in manifest.arch:
+    if get_arch(manifest.arch).family == "span":
         return f"{manifest.span_head} span head"
     scorer = manifest.graphs.get("scorer")
     rewrites = scorer.optimization.get("rewrites", []) if scorer is not None else []

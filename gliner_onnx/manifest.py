@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archs import SPAN_HEADS, check_arch, graph_specs, is_relex
+from .archs import SPAN_HEADS, Arch, GraphSpec, get_arch, graph_specs
 from .errors import ManifestError
 
 MANIFEST_NAME = "gliner_onnx.json"
@@ -89,7 +89,7 @@ class Manifest:
     relations_layer: str | None = None
     triples_layer: str | None = None
     # Generative label decoder (decoder archs): mode, full_context, eos/bos/pad ids,
-    # clean_up_tokenization_spaces and the decoder's shape (runtime/generative.py).
+    # clean_up_tokenization_spaces and the decoder's shape (runtime/label_generation.py).
     decoder: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
@@ -178,6 +178,40 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
     `verify`) that every file exists with the recorded sha256.
     """
     directory = Path(directory)
+    data, where = _read(directory)
+    version = _format_version(data, where)
+    record, span_head, relex = _arch(data, where)
+    try:
+        specs = graph_specs(record.name, span_head, adjacency=relex["relations_layer"] != "none")
+    except ValueError as e:
+        raise ManifestError(f"{where}: {e}") from e
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ManifestError(f"{where}: precision {precision!r} is not one of {PRECISIONS}")
+    model_format = _model_format(data, where)
+    graphs = _graphs(data, specs, record.name, model_format, directory, verify, where)
+    tokenizers = _tokenizers(data, graphs, directory, verify, where)
+    return Manifest(
+        arch=record.name,
+        graphs=graphs,
+        tokenizers=tokenizers,
+        **_preprocessing(data, record, graphs, where),
+        precision=precision,
+        span_head=span_head,
+        agreement=dict(data.get("agreement") or {}),
+        quantization=dict(data.get("quantization") or {}),
+        **(relex if record.relex else {}),
+        decoder=_decoder_settings(data, "decoder_step" in graphs, where),
+        source=str(data.get("source", "")),
+        versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
+        model_format=model_format,
+        ort=dict(data.get("ort") or {}),
+        format_version=version,
+    )
+
+
+def _read(directory: Path) -> tuple[dict[str, Any], str]:
+    """The manifest's JSON object and where it is (for messages)."""
     path = directory / MANIFEST_NAME
     if not directory.is_dir():
         raise ManifestError(f"{directory} is not a directory (expected a gliner-export output directory)")
@@ -189,10 +223,13 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         raise ManifestError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: expected a JSON object")
-    where = str(path)
+    return data, str(path)
+
+
+def _format_version(data: dict[str, Any], where: str) -> int:
     if data.get("format") != FORMAT:
         raise ManifestError(f"{where}: not a gliner-onnx manifest (format={data.get('format')!r})")
-    version = _require(data, "format_version", int, where)
+    version: int = _require(data, "format_version", int, where)
     if version > FORMAT_VERSION:
         raise ManifestError(
             f"{where}: format version {version} is newer than this gliner-onnx understands "
@@ -200,61 +237,83 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         )
     if version < 1:
         raise ManifestError(f"{where}: invalid format version {version}")
+    return version
+
+
+def _arch(data: dict[str, Any], where: str) -> tuple[Arch, str, dict[str, Any]]:
+    """The arch's record, its span head and its relation settings (`Manifest`'s relex fields)."""
     arch = _require(data, "arch", str, where)
     try:
-        check_arch(arch)
+        record = get_arch(arch)
     except ValueError as e:
         raise ManifestError(f"{where}: {e}") from e
-
     span_head = data.get("span_head", "generic")
     if span_head not in SPAN_HEADS:
         raise ManifestError(f"{where}: span head {span_head!r} is not one of {SPAN_HEADS}")
-    relations_layer = data.get("relations_layer")
-    rel_token_id = data.get("rel_token_id")
-    if is_relex(arch):
-        if not isinstance(relations_layer, str) or not relations_layer:
+    relex = {
+        "rel_token": data.get("rel_token"),
+        "rel_token_id": data.get("rel_token_id"),
+        "relations_layer": data.get("relations_layer"),
+        "triples_layer": data.get("triples_layer"),
+    }
+    if record.relex:
+        if not isinstance(relex["relations_layer"], str) or not relex["relations_layer"]:
             raise ManifestError(f"{where}: relex manifests need a 'relations_layer' name")
-        if not isinstance(rel_token_id, int) or not isinstance(data.get("rel_token"), str):
+        if not isinstance(relex["rel_token_id"], int) or not isinstance(relex["rel_token"], str):
             raise ManifestError(f"{where}: relex manifests need 'rel_token' and an integer 'rel_token_id'")
-    try:
-        specs = graph_specs(arch, span_head, adjacency=relations_layer != "none")
-    except ValueError as e:
-        raise ManifestError(f"{where}: {e}") from e
-    precision = data.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise ManifestError(f"{where}: precision {precision!r} is not one of {PRECISIONS}")
+    return record, span_head, relex
 
-    model_format = _model_format(data, where)
+
+def _graphs(
+    data: dict[str, Any],
+    specs: tuple[GraphSpec, ...],
+    arch: str,
+    model_format: str,
+    directory: Path,
+    verify: bool,
+    where: str,
+) -> dict[str, GraphEntry]:
+    """Every graph the arch needs, with the arch's inputs and outputs and its files present."""
     graphs: dict[str, GraphEntry] = {}
     raw_graphs = _require(data, "graphs", dict, where)
     for spec in specs:
         if spec.name not in raw_graphs:
             raise ManifestError(f"{where}: graph {spec.name!r} required by arch {arch!r} is not listed")
-        g = raw_graphs[spec.name]
         gw = f"{where} graph {spec.name!r}"
-        if not isinstance(g, dict):
-            raise ManifestError(f"{gw}: expected an object")
-        entry = GraphEntry(
-            file=_require(g, "file", str, gw),
-            sha256=_require(g, "sha256", str, gw),
-            inputs=tuple(_require(g, "inputs", list, gw)),
-            outputs=tuple(_require(g, "outputs", list, gw)),
-            data_file=g.get("data_file"),
-            data_sha256=g.get("data_sha256"),
-            max_abs_diff=dict(g.get("max_abs_diff", {})),
-            optimization=dict(g.get("optimization", {})),
-            model_format=_graph_format(g, model_format, gw),
-        )
-        if list(entry.inputs) != spec.input_names or list(entry.outputs) != spec.output_names:
-            raise ManifestError(
-                f"{gw}: inputs/outputs {list(entry.inputs)} -> {list(entry.outputs)} do not match "
-                f"arch {arch!r}: {spec.input_names} -> {spec.output_names}"
-            )
+        entry = _graph(raw_graphs[spec.name], spec, arch, model_format, gw)
         _check_file(directory, entry.file, entry.sha256, verify, gw)
         if entry.data_file is not None:
             _check_file(directory, entry.data_file, entry.data_sha256, verify, gw)
         graphs[spec.name] = entry
+    return graphs
 
+
+def _graph(g: Any, spec: GraphSpec, arch: str, model_format: str, gw: str) -> GraphEntry:
+    if not isinstance(g, dict):
+        raise ManifestError(f"{gw}: expected an object")
+    entry = GraphEntry(
+        file=_require(g, "file", str, gw),
+        sha256=_require(g, "sha256", str, gw),
+        inputs=tuple(_require(g, "inputs", list, gw)),
+        outputs=tuple(_require(g, "outputs", list, gw)),
+        data_file=g.get("data_file"),
+        data_sha256=g.get("data_sha256"),
+        max_abs_diff=dict(g.get("max_abs_diff", {})),
+        optimization=dict(g.get("optimization", {})),
+        model_format=_graph_format(g, model_format, gw),
+    )
+    if list(entry.inputs) != spec.input_names or list(entry.outputs) != spec.output_names:
+        raise ManifestError(
+            f"{gw}: inputs/outputs {list(entry.inputs)} -> {list(entry.outputs)} do not match "
+            f"arch {arch!r}: {spec.input_names} -> {spec.output_names}"
+        )
+    return entry
+
+
+def _tokenizers(
+    data: dict[str, Any], graphs: dict[str, GraphEntry], directory: Path, verify: bool, where: str
+) -> dict[str, TokenizerEntry]:
+    """The text tokenizer, and the labels' / decoder's where their graphs are listed."""
     tokenizers: dict[str, TokenizerEntry] = {}
     raw_tok = _require(data, "tokenizers", dict, where)
     needed = ["text"] + (["labels"] if "label_encoder" in graphs else [])
@@ -265,16 +324,22 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         t = raw_tok[name]
         tw = f"{where} tokenizer {name!r}"
         mml = t.get("model_max_length")
-        entry_t = TokenizerEntry(
+        entry = TokenizerEntry(
             file=_require(t, "file", str, tw),
             sha256=_require(t, "sha256", str, tw),
             pad_token_id=_require(t, "pad_token_id", int, tw),
             pad_token=_require(t, "pad_token", str, tw),
             model_max_length=mml if isinstance(mml, int) else None,
         )
-        _check_file(directory, entry_t.file, entry_t.sha256, verify, tw)
-        tokenizers[name] = entry_t
+        _check_file(directory, entry.file, entry.sha256, verify, tw)
+        tokenizers[name] = entry
+    return tokenizers
 
+
+def _preprocessing(
+    data: dict[str, Any], record: Arch, graphs: dict[str, GraphEntry], where: str
+) -> dict[str, Any]:
+    """Word splitting, pooling, widths and the prompt's special tokens (`Manifest`'s fields)."""
     splitter = _require(data, "words_splitter", str, where)
     if splitter not in WORD_SPLITTERS:
         why = f": {REFUSED_SPLITTERS[splitter]}" if splitter in REFUSED_SPLITTERS else ""
@@ -291,33 +356,16 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         raise ManifestError(f"{where}: max_width and max_len must be positive")
     ent_id = data.get("ent_token_id")
     sep_id = data.get("sep_token_id")
-    if "text_encoder" in graphs and arch.startswith("uniencoder") and not isinstance(ent_id, int):
+    if "text_encoder" in graphs and not record.bi and not isinstance(ent_id, int):
         raise ManifestError(f"{where}: uni-encoder manifests need an integer 'ent_token_id'")
-    return Manifest(
-        arch=arch,
-        graphs=graphs,
-        tokenizers=tokenizers,
-        max_width=max_width,
-        max_len=max_len,
-        words_splitter=splitter,
-        subtoken_pooling=pooling,
-        ent_token=_require(data, "ent_token", str, where),
-        sep_token=_require(data, "sep_token", str, where),
-        ent_token_id=ent_id if isinstance(ent_id, int) else None,
-        sep_token_id=sep_id if isinstance(sep_id, int) else None,
-        embed_ent_token=bool(data.get("embed_ent_token", True)),
-        precision=precision,
-        span_head=span_head,
-        agreement=dict(data.get("agreement") or {}),
-        quantization=dict(data.get("quantization") or {}),
-        rel_token=data.get("rel_token") if is_relex(arch) else None,
-        rel_token_id=rel_token_id if is_relex(arch) else None,
-        relations_layer=relations_layer if is_relex(arch) else None,
-        triples_layer=data.get("triples_layer") if is_relex(arch) else None,
-        decoder=_decoder_settings(data, "decoder_step" in graphs, where),
-        source=str(data.get("source", "")),
-        versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
-        model_format=model_format,
-        ort=dict(data.get("ort") or {}),
-        format_version=version,
-    )
+    return {
+        "words_splitter": splitter,
+        "subtoken_pooling": pooling,
+        "max_width": max_width,
+        "max_len": max_len,
+        "ent_token": _require(data, "ent_token", str, where),
+        "sep_token": _require(data, "sep_token", str, where),
+        "ent_token_id": ent_id if isinstance(ent_id, int) else None,
+        "sep_token_id": sep_id if isinstance(sep_id, int) else None,
+        "embed_ent_token": bool(data.get("embed_ent_token", True)),
+    }

@@ -35,7 +35,7 @@ from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerRe
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from pydantic import ConfigDict
 
-from gliner_onnx.archs import is_relex
+from gliner_onnx.archs import get_arch
 from gliner_onnx.errors import GlinerOnnxError
 
 # GLiNER labels (natural language, as GLiNER models are prompted) -> Presidio entity names.
@@ -148,7 +148,7 @@ class GlinerOnnxRecognizer(LocalRecognizer):
 
     def predict(self, texts: list[str], labels: list[str]) -> list[list[dict[str, Any]]]:
         """The runtime's entities of each text (one call: texts batched by the runtime)."""
-        kwargs: dict[str, Any] = {"return_relations": False} if is_relex(self.gliner.arch) else {}
+        kwargs: dict[str, Any] = {"return_relations": False} if get_arch(self.gliner.arch).relex else {}
         result: list[list[dict[str, Any]]] = self.gliner.inference(
             texts,
             labels,

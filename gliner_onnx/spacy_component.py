@@ -24,7 +24,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans, minibatch
 
-from gliner_onnx.archs import is_relex
+from gliner_onnx.archs import get_arch
 from gliner_onnx.errors import GlinerOnnxError
 
 logger = logging.getLogger("gliner_onnx.spacy")
@@ -134,7 +134,7 @@ class GlinerOnnxComponent:
         self.batch_size = batch_size
         self.alignment_mode = alignment_mode
         self.unaligned = 0  # entities that did not align with the tokens, over this component's life
-        self._relex = is_relex(self.model.arch)
+        self._relex = get_arch(self.model.arch).relex
         # Fail at construction on bad labels or threshold, not on the first document.
         self._predict([""])
 

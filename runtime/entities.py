@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .decode import greedy_search
+from .entity_decoding import greedy_search
 from .features import TextContext
 from .loaded import LoadedModel, encoder_feeds
 from .output import entity_dicts
@@ -73,7 +73,7 @@ class EntityPipeline:
         feeds: dict[str, Any] = dict(encoder_feeds(self.model, contexts))
         outputs = self.model.manifest.graphs["text_encoder"].outputs
         feeds.update(zip(outputs, runner.run_kept("text_encoder", feeds)))
-        if self.model.labels is not None:
-            feeds.update(self.model.labels.feeds(contexts, given))
+        if self.model.label_store is not None:
+            feeds.update(self.model.label_store.feeds(contexts, given))
         (scores,) = runner.run("scorer", feeds)
         return scores

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gliner_onnx.archs import family, is_biencoder
+from gliner_onnx.archs import Arch, get_arch
 from gliner_onnx.manifest import Manifest, load_manifest
 
 from .features import TextContext, text_feeds
@@ -27,15 +27,20 @@ class LoadedModel:
     manifest: Manifest
     runner: GraphRunner
     tokenizers: Mapping[str, SubwordTokenizer]  # "text", and "labels" / "decoder" where exported
-    labels: LabelStore | None  # bi-encoders: the label encoder's caches
+    label_store: LabelStore | None  # bi-encoders: the label encoder's caches
+
+    @property
+    def arch(self) -> Arch:
+        """The arch's record (`gliner_onnx.archs`): encoder kind, head family, extension."""
+        return get_arch(self.manifest.arch)
 
     @property
     def family(self) -> str:
-        return family(self.manifest.arch)
+        return self.arch.family
 
     @property
     def is_biencoder(self) -> bool:
-        return is_biencoder(self.manifest.arch)
+        return self.arch.bi
 
 
 def load_model(

@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from gliner_onnx.archs import is_decoder
 from gliner_onnx.errors import GlinerOnnxError
 
 from .hub import directory_layout, resolve_model
 from .labels import normalize_label_set
 from .loaded import LoadedModel, load_model
-from .options import ProviderSpec, SessionOptions
+from .options import CallOptions, ProviderSpec, SessionOptions
 from .output import Entity, RelationDict, merge_adjacent_entities
 from .pipelines import Pipeline, pipeline_for
 from .request import make_request
@@ -205,14 +204,16 @@ class GLiNER:
         """
         if not isinstance(merge_adjacent, bool):
             raise TypeError(f"merge_adjacent must be a bool, got {type(merge_adjacent).__name__}")
-        if merge_adjacent and (self.pipeline.accepts.relations or is_decoder(self.arch)):
+        if merge_adjacent and (self.pipeline.accepts.relations or self.context.arch.decoder):
             raise ValueError(f"merge_adjacent is for entity-only exports; this one is {self.arch!r}")
-        results = self.extract(
-            texts, labels, flat_ner, threshold, multi_label, batch_size, relations=relations,
-            adjacency_threshold=adjacency_threshold, relation_threshold=relation_threshold,
-            return_relations=return_relations, label_embeddings=label_embeddings, window=window,
-            overlap=overlap, gen_constraints=gen_constraints, **gen_kwargs,
+        options = CallOptions(
+            flat_ner=flat_ner, threshold=threshold, multi_label=multi_label, batch_size=batch_size,
+            relations=relations, adjacency_threshold=adjacency_threshold,
+            relation_threshold=relation_threshold, return_relations=return_relations,
+            label_embeddings=label_embeddings, window=window, overlap=overlap,
+            gen_constraints=gen_constraints, gen_kwargs=gen_kwargs,
         )  # fmt: skip
+        results = self._run(texts, labels, options)
         output = inference_output(results, relations=self.pipeline.accepts.relations and return_relations)
         if merge_adjacent:
             texts = [texts] if isinstance(texts, str) else list(texts)
@@ -240,15 +241,18 @@ class GLiNER:
     ) -> list[TextResult]:
         """`inference`'s arguments, one typed `TextResult` per text (relations where the
         export has them and `return_relations`): what the CLI and Ray answer from."""
-        call = dict(
+        options = CallOptions(
             flat_ner=flat_ner, threshold=threshold, multi_label=multi_label, batch_size=batch_size,
             relations=relations, adjacency_threshold=adjacency_threshold,
             relation_threshold=relation_threshold, return_relations=return_relations,
             label_embeddings=label_embeddings, window=window, overlap=overlap,
-            gen_constraints=gen_constraints,
+            gen_constraints=gen_constraints, gen_kwargs=gen_kwargs,
         )  # fmt: skip
-        request = make_request(self.context, self.pipeline.accepts, texts, labels, call, gen_kwargs)
-        return self.pipeline.run(request)
+        return self._run(texts, labels, options)
+
+    def _run(self, texts: str | Sequence[str], labels: Any, options: CallOptions) -> list[TextResult]:
+        """Check the call against the pipeline (`request.make_request`) and run it."""
+        return self.pipeline.run(make_request(self.context, self.pipeline.accepts, texts, labels, options))
 
     def encode_labels(self, labels: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Final label embeddings (N, hidden) of a bi-encoder, one row per label given.
@@ -260,7 +264,7 @@ class GLiNER:
                 f"this {self.pipeline.accepts.name} export encodes labels inside the graph: "
                 "no label embeddings to compute or pass"
             )
-        store = self.context.labels
+        store = self.context.label_store
         if store is None:
             raise ValueError(f"encode_labels needs a bi-encoder export; this one is {self.arch!r}")
         label_set = normalize_label_set(list(labels) if not isinstance(labels, str) else labels)
@@ -280,8 +284,8 @@ class GLiNER:
         return self.inference(texts, labels, label_embeddings=labels_embeddings, **kwargs)
 
     def clear_label_cache(self) -> None:
-        if self.context.labels is not None:
-            self.context.labels.clear()
+        if self.context.label_store is not None:
+            self.context.label_store.clear()
 
 
 def _check_text(text: object) -> None:

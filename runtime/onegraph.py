@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from gliner_onnx.archs import find_arch, get_arch
 from gliner_onnx.errors import ManifestError
 from gliner_onnx.manifest import GraphEntry, Manifest, TokenizerEntry
 
@@ -84,12 +85,11 @@ def arch_of(config: dict[str, Any], where: str) -> str:
         raise ManifestError(f"{where}: streaming span models are not supported")
     if config.get("labels_decoder") is not None:
         raise ManifestError(f"{where}: decoder models have no gliner ONNX export (gliner refuses them)")
-    token = "token" if config.get("span_mode") == "token_level" else "span"
+    family = "token" if config.get("span_mode") == "token_level" else "span"
     if config.get("relations_layer") is not None:
-        return f"uniencoder_{token}_relex"
-    if config.get("labels_encoder") is not None:
-        return f"biencoder_{token}"
-    return f"uniencoder_{token}"
+        return find_arch("uni", family, "relex").name
+    encoder = "bi" if config.get("labels_encoder") is not None else "uni"
+    return find_arch(encoder, family, "none").name
 
 
 def find_graph(directory: Path, onnx_file: str | None) -> Path:
@@ -151,8 +151,9 @@ def _labels_tokenizer_dir(directory: Path, config: dict[str, Any]) -> Path:
 
 def check_layout(arch: str, inputs: Sequence[str], outputs: Sequence[str], where: str) -> None:
     """The graph's names are one of the layouts gliner 0.2.x writes for `arch`, or say why not."""
-    expected = list(TEXT_INPUTS) + (list(SPAN_INPUTS) if "span" in arch else [])
-    if arch.startswith("biencoder"):
+    record = get_arch(arch)
+    expected = list(TEXT_INPUTS) + (list(SPAN_INPUTS) if record.family == "span" else [])
+    if record.bi:
         if "labels_embeddings" in inputs:
             raise ManifestError(
                 f"{where}: this graph takes precomputed labels_embeddings (gliner's "
@@ -160,7 +161,7 @@ def check_layout(arch: str, inputs: Sequence[str], outputs: Sequence[str], where
                 "encode labels; export it without from_labels_embeddings"
             )
         expected += list(LABEL_INPUTS)
-    want_out = list(RELEX_OUTPUTS) if arch.endswith("relex") else ["logits"]
+    want_out = list(RELEX_OUTPUTS) if record.relex else ["logits"]
     if sorted(inputs) != sorted(expected) or list(outputs) != want_out:
         raise ManifestError(
             f"{where}: the graph's inputs {list(inputs)} and outputs {list(outputs)} are not gliner's "
@@ -179,7 +180,8 @@ def load_onegraph(
     config = read_gliner_config(directory)
     where = str(directory)
     arch = arch_of(config, where)
-    if arch.endswith("relex"):
+    record = get_arch(arch)
+    if record.relex:
         raise ManifestError(
             f"{where}: gliner's relex ONNX graphs ({arch}) are not supported: gliner 0.2.29's "
             "export_to_onnx traces the entity and pair selection at the tracing input's shapes (and "
@@ -198,11 +200,11 @@ def load_onegraph(
     check_layout(arch, session.input_names, session.output_names, f"{where} ({graph_file.name})")
     text_tok, text_entry = load_tokenizer(directory, f"{where} text tokenizer")
     tokenizers, entries = {"text": text_tok}, {"text": text_entry}
-    if arch.startswith("biencoder"):
+    if record.bi:
         tokenizers["labels"], entries["labels"] = load_tokenizer(
             _labels_tokenizer_dir(directory, config), f"{where} labels tokenizer"
         )
-    bi = arch.startswith("biencoder")
+    bi = record.bi
     ent_id = None if bi else text_tok.token_to_id(str(config["ent_token"]))
     if not bi and ent_id is None:
         raise ManifestError(f"{where}: the tokenizer has no {config['ent_token']!r} token")

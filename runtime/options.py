@@ -1,13 +1,35 @@
-"""The two frozen parameter objects: inference parameters and session settings."""
+"""The frozen parameter objects: one call's options, inference parameters, session settings."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 ProviderSpec = str | tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """The options of one `GLiNER.inference` / `extract` call, as the caller gave them (gliner's
+    keyword arguments and defaults); `request.make_request` checks and normalizes them."""
+
+    flat_ner: bool = True
+    threshold: float = 0.5
+    multi_label: bool = False
+    batch_size: int = 8
+    relations: Any = None
+    adjacency_threshold: float | None = None
+    relation_threshold: float | None = None
+    return_relations: bool = True
+    label_embeddings: np.ndarray | None = None
+    window: int | None = None
+    overlap: int | None = None
+    gen_constraints: Sequence[str] | None = None
+    gen_kwargs: Mapping[str, Any] = field(default_factory=dict)  # gliner's generation arguments
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .decode import SpanCandidate
+from .entity_decoding import SpanCandidate
 from .features import TextContext
 
 Entity = dict[str, Any]

@@ -2,8 +2,8 @@
 
 A pipeline is built from the loaded-model context (`loaded.LoadedModel`), declares what
 it accepts (`request.Accepts`) and answers a checked `Request` with one `TextResult` per
-text. To add a layout: write its pipeline, register it in `PIPELINES`, and make
-`layout_of` name it for the exports it runs.
+text. To add a layout: write its pipeline, register it in `PIPELINES`, and give the
+arch records of `gliner_onnx.archs` that it runs its name as their `layout`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar, Protocol
 
+from gliner_onnx.archs import ARCHS
 from gliner_onnx.errors import UnsupportedArchError
 from gliner_onnx.manifest import Manifest
 
-from .decoder import DecoderPipeline
 from .entities import EntityPipeline
+from .label_decoder import DecoderPipeline
 from .loaded import LoadedModel
 from .onegraph import OneGraphPipeline
 from .relex import RelexPipeline
@@ -36,17 +37,9 @@ PIPELINES: dict[str, Callable[[LoadedModel], Pipeline]] = {
     "onegraph": OneGraphPipeline,  # gliner's own export_to_onnx graph: encoder and scorer in one
 }
 
-# The layout of each arch of `gliner_onnx.archs` (tests/test_registry.py checks that all have one).
-ARCH_LAYOUTS: dict[str, str] = {
-    "uniencoder_span": "entities",
-    "biencoder_span": "entities",
-    "uniencoder_token": "entities",
-    "biencoder_token": "entities",
-    "uniencoder_span_relex": "relex",
-    "uniencoder_token_relex": "relex",
-    "uniencoder_span_decoder": "decoder",
-    "uniencoder_token_decoder": "decoder",
-}
+# The layout of each arch, from its record in `gliner_onnx.archs` (tests/test_registry.py checks
+# that every layout has a pipeline).
+ARCH_LAYOUTS: dict[str, str] = {name: arch.layout for name, arch in ARCHS.items()}
 
 
 def layout_of(manifest: Manifest) -> str:

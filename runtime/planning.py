@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import Candidates, SpanCandidate, span_candidate_arrays, token_candidates
+from .entity_decoding import Candidates, SpanCandidate, span_candidate_arrays, token_candidates
 from .features import TextContext
 from .labels import LabelSet, build_prompt
 from .loaded import LoadedModel

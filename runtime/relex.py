@@ -18,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from . import relations as rel
-from .decode import SpanCandidate, greedy_search
+from .entity_decoding import SpanCandidate, greedy_search
 from .features import TextContext
 from .loaded import LoadedModel, encoder_feeds
 from .output import Entity, RelationDict, entity_dicts, relation_dicts

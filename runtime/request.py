@@ -3,17 +3,17 @@ what a pipeline accepts (`Accepts`): the facade checks a call against its pipeli
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from .generate import GenerationParams
+from .generation_loop import GenerationParams
 from .labels import LabelSet, normalize_labels, normalize_relations
 from .labelstore import check_label_embeddings
 from .loaded import LoadedModel
-from .options import InferenceParams
+from .options import CallOptions, InferenceParams
 
 
 @dataclass(frozen=True)
@@ -50,27 +50,26 @@ def make_request(
     accepts: Accepts,
     texts: Any,
     labels: Any,
-    call: dict[str, Any],
-    gen_kwargs: dict[str, Any],
+    call: CallOptions,
 ) -> Request:
-    """Check and normalize a call; `call` holds `GLiNER.inference`'s keyword arguments."""
+    """Check and normalize a call: its texts, labels and options."""
     params = InferenceParams(
-        threshold=call["threshold"],
-        flat_ner=call["flat_ner"],
-        multi_label=call["multi_label"],
-        adjacency_threshold=call["adjacency_threshold"],
-        relation_threshold=call["relation_threshold"],
+        threshold=call.threshold,
+        flat_ner=call.flat_ner,
+        multi_label=call.multi_label,
+        adjacency_threshold=call.adjacency_threshold,
+        relation_threshold=call.relation_threshold,
     )
-    relex_args = ("relations", "adjacency_threshold", "relation_threshold")
-    if not accepts.relations and any(call[k] is not None for k in relex_args):
+    relex_args = (call.relations, call.adjacency_threshold, call.relation_threshold)
+    if not accepts.relations and any(v is not None for v in relex_args):
         raise ValueError(f"relations need a relex export; this one is {model.manifest.arch!r}")
     texts = _texts(texts)
-    batch_size = call["batch_size"]
+    batch_size = call.batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     label_sets = normalize_labels(labels, len(texts))
     relations: list[tuple[str, ...]] = (
-        normalize_relations(call["relations"], len(texts)) if accepts.relations else [()] * len(texts)
+        normalize_relations(call.relations, len(texts)) if accepts.relations else [()] * len(texts)
     )
     base = Request(
         texts,
@@ -78,28 +77,28 @@ def make_request(
         relations,
         params,
         batch_size,
-        with_relations=accepts.relations and call["return_relations"],
+        with_relations=accepts.relations and call.return_relations,
     )
     if not accepts.windows:
-        if any(call[k] is not None for k in ("window", "overlap", "label_embeddings")):
+        if any(v is not None for v in (call.window, call.overlap, call.label_embeddings)):
             raise ValueError(f"window, overlap and label_embeddings do not apply to {accepts.name} exports")
     if accepts.generation:
-        return _with_generation(base, call["gen_constraints"], gen_kwargs)
-    if gen_kwargs or call["gen_constraints"] is not None:
-        names = sorted([*gen_kwargs, *(["gen_constraints"] if call["gen_constraints"] is not None else [])])
+        return _with_generation(base, call.gen_constraints, call.gen_kwargs)
+    if call.gen_kwargs or call.gen_constraints is not None:
+        names = sorted([*call.gen_kwargs, *(["gen_constraints"] if call.gen_constraints is not None else [])])
         raise TypeError(
             f"generation arguments {names} need a decoder export; this one is {model.manifest.arch!r}"
         )
     if not accepts.windows:
         return base
-    if not accepts.label_embeddings and call["label_embeddings"] is not None:
+    if not accepts.label_embeddings and call.label_embeddings is not None:
         raise ValueError(
             f"label_embeddings do not apply to {accepts.name} exports: the graph encodes the labels itself"
         )
     given = check_label_embeddings(
-        call["label_embeddings"], labels, label_sets, model.labels, model.manifest.arch
+        call.label_embeddings, labels, label_sets, model.label_store, model.manifest.arch
     )
-    window, overlap = window_settings(model, call["window"], call["overlap"])
+    window, overlap = window_settings(model, call.window, call.overlap)
     return replace(base, given=given, window=window, overlap=overlap)
 
 
@@ -123,7 +122,7 @@ def check_encodable(value: str, what: str) -> None:
         raise ValueError(f"{what} is not valid Unicode (a lone surrogate at index {e.start})") from None
 
 
-def _with_generation(base: Request, gen_constraints: Any, gen_kwargs: dict[str, Any]) -> Request:
+def _with_generation(base: Request, gen_constraints: Any, gen_kwargs: Mapping[str, Any]) -> Request:
     unknown = sorted(set(gen_kwargs) - set(GenerationParams.__dataclass_fields__))
     if unknown:
         raise TypeError(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .decode import Candidates
+from .entity_decoding import Candidates
 
 Window = tuple[int, int]  # word range [start, end)
 

@@ -68,7 +68,8 @@ def test_encode_labels_round_trip(model: GLiNER, checkpoint: Checkpoint) -> None
 
     fresh = GLiNER.from_pretrained(checkpoint.export_dir)
     with_embeds = fresh.inference(TEXTS, LABELS, threshold=0.4, label_embeddings=emb)
-    assert fresh.context.labels is not None and len(fresh.context.labels) == 0  # nothing was encoded
+    store = fresh.context.label_store
+    assert store is not None and len(store) == 0  # nothing was encoded
     assert with_embeds == model.inference(TEXTS, LABELS, threshold=0.4)
     assert fresh.predict_with_embeds(TEXTS[0], emb, LABELS, threshold=0.4) == with_embeds[0]
     assert fresh.batch_predict_with_embeds(TEXTS, emb, LABELS, threshold=0.4) == with_embeds

@@ -1,4 +1,4 @@
-"""Exact-equality tests of ``runtime/decode.py`` against gliner 0.2.29's span decoder.
+"""Exact-equality tests of ``runtime/entity_decoding.py`` against gliner 0.2.29's span decoder.
 
 The reference is gliner's own ``gliner/decoding/decoder.py`` (``SpanDecoder``:
 ``_decode_batch_item``, ``_decode_batch``, ``greedy_search``) and ``decoding/utils.py``,
@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from gliner_onnx.runtime import decode
+from gliner_onnx.runtime import entity_decoding as decode
 
 MODES = [(True, False), (True, True), (False, False), (False, True)]
 MODE_IDS = ["flat", "flat-multi", "nested", "nested-multi"]

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import torch
 
-from gliner_onnx.runtime import decode
+from gliner_onnx.runtime import entity_decoding as decode
 
 MODES = [(True, False), (True, True), (False, False), (False, True)]
 MODE_IDS = ["flat", "flat-multi", "nested", "nested-multi"]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from gliner_onnx import GLiNER
-from gliner_onnx.runtime.generate import (
+from gliner_onnx.runtime.generation_loop import (
     KIND_REP,
     KIND_TOKEN,
     GenerationParams,
@@ -25,7 +25,7 @@ from gliner_onnx.runtime.generate import (
     generate,
     process_logits,
 )
-from gliner_onnx.runtime.generative import span_prefixes
+from gliner_onnx.runtime.label_generation import span_prefixes
 from gliner_onnx.runtime.trie import LabelsTrie, build_trie
 
 from .conftest import LABELS, LOGIT_STD, TEXTS, Checkpoint, _checkpoint, _minilm
@@ -195,7 +195,7 @@ def test_generation_in_chunks_gives_the_same_labels(
 ) -> None:
     """Past DECODE_SEQUENCES sequences a batch's prefixes are generated in chunks (memory):
     greedy and beam answers do not change."""
-    from gliner_onnx.runtime import generative
+    from gliner_onnx.runtime import label_generation as generative
 
     kw: dict[str, Any] = dict(threshold=0.3, do_sample=False)
     greedy = span_ours.inference(PARITY_TEXTS, LABELS, **kw)

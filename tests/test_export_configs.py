@@ -1,15 +1,14 @@
-"""Every registered arch has an export config, the configs agree with the registry, the export
-package has no import cycle, and the corpus (package data) is the one agreements were recorded on."""
+"""Every registered arch has an export config, the configs agree with the registry, and the corpus
+(package data) is the one agreements were recorded on (import cycles: tests/test_structure.py)."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 from pathlib import Path
 
 import pytest
 
-from gliner_onnx.archs import ARCH_NAMES, DECODER_GRAPHS, family, graph_specs, is_biencoder
+from gliner_onnx.archs import ARCH_NAMES, ARCHS, DECODER_GRAPHS, graph_specs
 from gliner_onnx.errors import UnsupportedArchError
 from gliner_onnx.export import configs, precision, samples
 
@@ -30,7 +29,7 @@ def test_config_agrees_with_the_registry(arch: str) -> None:
     config = configs.export_config(arch)
     graphs = [s.name for s in graph_specs(arch) if s.name not in DECODER_GRAPHS]
     # the label encoder step runs exactly where the registry has a label encoder
-    assert ("label_encoder" in graphs) == (configs.label_encoder_step in config.steps) == is_biencoder(arch)
+    assert ("label_encoder" in graphs) == (configs.label_encoder_step in config.steps) == ARCHS[arch].bi
     assert ("span_encoder" in graphs) == (configs.span_encoder_step in config.steps)
     assert (any(g.startswith("relation_") for g in graphs)) == (configs.relations_step in config.steps)
     assert config.steps[0] is configs.text_encoder_step and configs.scorer_step in config.steps
@@ -39,47 +38,13 @@ def test_config_agrees_with_the_registry(arch: str) -> None:
     if "factorized" not in config.span_heads:
         with pytest.raises(UnsupportedArchError):
             graph_specs(arch, "factorized")
-    assert config.demo.span_mode == ("token_level" if family(arch) == "token" else "markerV0")
-    assert config.demo.labels_encoder == is_biencoder(arch)
+    assert config.demo.span_mode == ("token_level" if ARCHS[arch].family == "token" else "markerV0")
+    assert config.demo.labels_encoder == ARCHS[arch].bi
 
 
 def test_unknown_arch_names_the_valid_ones() -> None:
     with pytest.raises(UnsupportedArchError, match="valid names: uniencoder_span"):
         configs.export_config("uniencoder_spam")
-
-
-def _relative_imports(path: Path) -> set[str]:
-    """Sibling modules `path` imports, lazy imports included, TYPE_CHECKING blocks excluded."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {
-        id(n)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for n in ast.walk(node)
-    }
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1 and id(node) not in skipped:
-            found |= {node.module} if node.module else {a.name for a in node.names}
-    return found
-
-
-def test_export_package_has_no_import_cycle() -> None:
-    modules = {p.stem: _relative_imports(p) for p in EXPORT_DIR.glob("*.py")}
-    assert "exporter" not in modules["decoder_export"]  # it used the exporter's private names
-    state: dict[str, str] = {}
-
-    def visit(m: str, path: list[str]) -> None:
-        if state.get(m) == "done":
-            return
-        assert state.get(m) != "open", f"import cycle: {' -> '.join([*path, m])}"
-        state[m] = "open"
-        for dep in sorted(modules.get(m, set())):
-            visit(dep, [*path, m])
-        state[m] = "done"
-
-    for m in sorted(modules):
-        visit(m, [])
 
 
 def test_corpus_is_package_data_with_the_recorded_bytes() -> None:

@@ -72,3 +72,39 @@ def test_batch_size_is_checked(model: GLiNER) -> None:
 def test_label_that_is_the_class_token_is_refused(model: GLiNER) -> None:
     with pytest.raises(ValueError, match="<<ENT>>"):
         model.predict_entities("Angela Merkel", ["person", "<<ENT>>"])
+
+
+# gliner 0.2.29's `inference` keywords, in its order, then ours (all keyword-only after batch_size).
+INFERENCE_PARAMS = [
+    "texts", "labels", "flat_ner", "threshold", "multi_label", "batch_size", "relations",
+    "adjacency_threshold", "relation_threshold", "return_relations", "label_embeddings", "window",
+    "overlap", "gen_constraints", "merge_adjacent", "gen_kwargs",
+]  # fmt: skip
+
+
+def test_call_options_are_the_signature_of_inference_and_extract() -> None:
+    """One `CallOptions` per call: its fields are `extract`'s keywords with their defaults (and
+    `inference`'s but merge_adjacent, the facade's post-processing), so they cannot drift."""
+    import dataclasses
+    import inspect
+
+    from gliner_onnx.runtime.options import CallOptions
+
+    inference = inspect.signature(GLiNER.inference).parameters
+    extract = inspect.signature(GLiNER.extract).parameters
+    assert list(inference)[1:] == INFERENCE_PARAMS
+    assert list(extract)[1:] == [p for p in INFERENCE_PARAMS if p != "merge_adjacent"]
+    fields = {f.name: f for f in dataclasses.fields(CallOptions)}
+    for name, param in extract.items():
+        if param.kind is param.VAR_KEYWORD:
+            assert fields.pop(name).default_factory() == {}  # type: ignore[misc]
+        elif name not in ("self", "texts", "labels"):
+            assert fields.pop(name).default == param.default == inference[name].default, name
+    assert not fields, f"CallOptions fields that are not call arguments: {sorted(fields)}"
+
+
+def test_generation_arguments_need_a_decoder_export(model: GLiNER) -> None:
+    with pytest.raises(TypeError, match=r"generation arguments \['gen_constraints', 'num_gen_sequences'\]"):
+        model.inference(["Angela Merkel"], ["person"], gen_constraints=["person"], num_gen_sequences=2)
+    with pytest.raises(ValueError, match="relations need a relex export"):
+        model.extract(["Angela Merkel"], ["person"], relation_threshold=0.3)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gliner_onnx import GLiNER
-from gliner_onnx.archs import SUPPORTED_ARCHS
+from gliner_onnx.archs import ARCH_NAMES
 from gliner_onnx.runtime.labels import normalize_label_set
 from gliner_onnx.runtime.planning import plan_text
 
@@ -36,9 +36,7 @@ def test_every_supported_arch_has_a_parity_checkpoint() -> None:
 
     # tests/test_decoder.py and tests/test_token_decoder.py (generated labels too)
     decoder_tested = {"uniencoder_span_decoder", "uniencoder_token_decoder"}
-    assert set(CHECKPOINTS.values()) | set(RELEX_CHECKPOINTS.values()) | decoder_tested == set(
-        SUPPORTED_ARCHS
-    )
+    assert set(CHECKPOINTS.values()) | set(RELEX_CHECKPOINTS.values()) | decoder_tested == set(ARCH_NAMES)
 
 
 def _key(entities: list[dict[str, Any]]) -> list[tuple[int, int, str, str]]:

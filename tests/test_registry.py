@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gliner_onnx.archs import ARCH_NAMES, is_decoder, is_relex
+from gliner_onnx.archs import ARCH_NAMES, ARCHS
 from gliner_onnx.runtime.pipelines import ARCH_LAYOUTS, PIPELINES
 
 
@@ -14,9 +14,9 @@ def test_every_arch_has_a_runtime_pipeline(arch: str) -> None:
     assert arch in ARCH_LAYOUTS, f"{arch} has no graph layout in runtime/pipelines.py"
     pipeline = PIPELINES[ARCH_LAYOUTS[arch]]
     accepts = pipeline.accepts  # type: ignore[attr-defined]
-    assert accepts.relations == is_relex(arch)
-    assert accepts.generation == is_decoder(arch)
-    assert accepts.windows != is_decoder(arch)  # decoders truncate at max_len, as gliner
+    assert accepts.relations == ARCHS[arch].relex
+    assert accepts.generation == ARCHS[arch].decoder
+    assert accepts.windows != ARCHS[arch].decoder  # decoders truncate at max_len, as gliner
 
 
 def test_no_layout_for_an_unknown_arch() -> None:

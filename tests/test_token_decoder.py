@@ -24,8 +24,8 @@ import pytest
 
 from gliner_onnx import GLiNER
 from gliner_onnx.export.decoder_export import corrected_token_decoder
-from gliner_onnx.runtime.generate import KIND_REP, KIND_TOKEN
-from gliner_onnx.runtime.generative import (
+from gliner_onnx.runtime.generation_loop import KIND_REP, KIND_TOKEN
+from gliner_onnx.runtime.label_generation import (
     selected_token_spans,
     token_span_candidates,
     token_span_prefixes,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gliner_onnx import GLiNER
-from gliner_onnx.runtime.decode import Candidates, SpanCandidate, greedy_search
+from gliner_onnx.runtime.entity_decoding import Candidates, SpanCandidate, greedy_search
 from gliner_onnx.runtime.labels import normalize_label_set
 from gliner_onnx.runtime.output import entity_dicts
 from gliner_onnx.runtime.planning import plan_text

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_common import LoadMeter, header, warn_if_dirty
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (this file is benchmarks/investigations/)
 CHILD = r"""
 import json, sys, time
 from gliner_onnx import GLiNER, SessionOptions

@@ -102,12 +102,7 @@ def build_gliner(
     from gliner import GLiNER, GLiNERConfig
     from transformers import AutoConfig
 
-    if logit_scale != 1.0 and not 0 < logit_scale <= _MAX_LOGIT_SCALE:
-        raise ValueError(
-            f"logit_scale={logit_scale}: it is the standard deviation of the calibrated logits, "
-            f"not a multiplier of the raw ones; use (0, {_MAX_LOGIT_SCALE:g}] "
-            f"(DEFAULT_LOGIT_SCALE={DEFAULT_LOGIT_SCALE:g}), larger values saturate every score to 0 or 1"
-        )
+    _check_logit_scale(logit_scale)
     backbone = Path(backbone_dir).resolve()
     if hidden_size is None:
         hidden_size = AutoConfig.from_pretrained(backbone, local_files_only=True).hidden_size
@@ -132,18 +127,7 @@ def build_gliner(
             )
         model.eval()
         if logit_scale != 1.0:
-            # Decoder models: calibrate the span head without generating labels (gliner's
-            # generation fails on a batch with no span above the threshold).
-            labels_decoder = getattr(model.config, "labels_decoder", None)
-            model.config.labels_decoder = None
-            try:
-                calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
-                if getattr(model.config, "represent_spans", False):
-                    calibrate_span_logits(model, logit_scale)
-            finally:
-                model.config.labels_decoder = labels_decoder
-            if getattr(config, "relations_layer", None) is not None:
-                calibrate_relations(model, logit_scale)
+            _calibrate(model, logit_scale)
     return model
 
 
@@ -191,6 +175,31 @@ def deberta_v3_config(
         "pad_token_id": pad_token_id,
     }
     return DebertaV2Config(**fields)
+
+
+def _check_logit_scale(logit_scale: float) -> None:
+    if logit_scale != 1.0 and not 0 < logit_scale <= _MAX_LOGIT_SCALE:
+        raise ValueError(
+            f"logit_scale={logit_scale}: it is the standard deviation of the calibrated logits, "
+            f"not a multiplier of the raw ones; use (0, {_MAX_LOGIT_SCALE:g}] "
+            f"(DEFAULT_LOGIT_SCALE={DEFAULT_LOGIT_SCALE:g}), larger values saturate every score to 0 or 1"
+        )
+
+
+def _calibrate(model: gliner.GLiNER, logit_scale: float) -> None:
+    """`build_gliner`'s calibration of every head the model has (the RNG as it finds it)."""
+    # Decoder models: calibrate the span head without generating labels (gliner's
+    # generation fails on a batch with no span above the threshold).
+    labels_decoder = getattr(model.config, "labels_decoder", None)
+    model.config.labels_decoder = None
+    try:
+        calibrate_head(model, logit_scale)  # inference's DataLoader draws from the RNG
+        if getattr(model.config, "represent_spans", False):
+            calibrate_span_logits(model, logit_scale)
+    finally:
+        model.config.labels_decoder = labels_decoder
+    if getattr(model.config, "relations_layer", None) is not None:
+        calibrate_relations(model, logit_scale)
 
 
 # ---------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from starlette.applications import Starlette
@@ -39,7 +38,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .batching import Batcher, Closed, Overloaded, run_requests
-from .limits import Capacity, Limits
+from .limits import AppSettings
 from .metrics import Metrics
 from .page import openapi_route, page_route
 from .wire import RequestError, decode_json, parse_requests
@@ -47,29 +46,6 @@ from .wire import RequestError, decode_json, parse_requests
 logger = logging.getLogger("gliner_onnx.serve")
 WARMUP_TEXT = "Angela Merkel visited Paris in March."
 API_KEY_ENV = "GLINER_ONNX_API_KEY"
-
-
-@dataclass(frozen=True)
-class AppSettings:
-    """Everything the app needs; the hosts add where it listens."""
-
-    export_dir: str
-    route_prefix: str = "/gliner"
-    limits: Limits = field(default_factory=Limits)
-    capacity: Capacity = field(default_factory=Capacity)
-    providers: str = "cpu"
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    access_log: bool = False
-    shutdown_timeout_s: float = 30.0
-    ui: bool = True  # GET / serves the playground page
-
-    def __post_init__(self) -> None:
-        p = self.route_prefix
-        if not isinstance(p, str) or not (p == "" or (p.startswith("/") and p != "/")):
-            raise ValueError(f"route_prefix must start with '/' (and not be '/' alone), got {p!r}")
-        if self.api_key is not None and not self.api_key:
-            raise ValueError("api_key must not be empty")
 
 
 class _Error(Exception):

@@ -24,7 +24,13 @@ def add_serve_parser(sub: Any) -> None:
         "--ray serves the same app on Ray Serve instead (the ray extra; --address joins a cluster).",
     )
     sv.add_argument("export_dir")
-    h = sv.add_argument_group("HTTP")
+    _http(sv.add_argument_group("HTTP"))
+    _workers_and_limits(sv.add_argument_group("workers and limits (embedded server)"))
+    _connections(sv.add_argument_group("connections (embedded server)"))
+    _batching_and_ray(sv)
+
+
+def _http(h: argparse._ArgumentGroup) -> None:
     h.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     h.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     h.add_argument("--route-prefix", default="/gliner", help="URL path of the API (default /gliner)")
@@ -41,7 +47,9 @@ def add_serve_parser(sub: Any) -> None:
     h.add_argument(
         "--no-ui", action="store_true", help="no playground page at GET / (the API and /openapi.json stay)"
     )
-    w = sv.add_argument_group("workers and limits (embedded server)")
+
+
+def _workers_and_limits(w: argparse._ArgumentGroup) -> None:
     w.add_argument("--workers", type=int, default=None, help="model worker threads (default: see --threads)")
     w.add_argument(
         "--threads",
@@ -103,7 +111,9 @@ def add_serve_parser(sub: Any) -> None:
         default=30.0,
         help="on SIGTERM, how long in-flight requests may take to finish (default 30 s)",
     )
-    c = sv.add_argument_group("connections (embedded server)")
+
+
+def _connections(c: argparse._ArgumentGroup) -> None:
     c.add_argument(
         "--max-connections",
         type=int,
@@ -126,6 +136,9 @@ def add_serve_parser(sub: Any) -> None:
         f"(default {Connections.header_timeout_s:g} s; a body that has not arrived within "
         "--request-timeout-s gets 408)",
     )
+
+
+def _batching_and_ray(sv: argparse.ArgumentParser) -> None:
     r = sv.add_argument_group("batching (both hosts)")
     r.add_argument("--max-batch-size", type=int, default=8, help="texts per runtime call (default 8)")
     r.add_argument(

@@ -4,12 +4,13 @@ Every limit has a default that a one-sentence-to-a-page workload never meets, an
 enforced with an error that names it: a body over `max_body_bytes` is refused with 413 before
 it is read, a text, label set or batch over its limit with 400 (`field` names the field, the
 message the limit), a request that waits or runs past `request_timeout_s` gets 504.
+`AppSettings` gathers them with the rest of what the app is built from.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def check_positive(name: str, value: object, *, integer: bool = False, zero: bool = False) -> None:
@@ -117,3 +118,26 @@ def default_split(cpus: int, workers: int | None = None, threads: int | None = N
     if threads is None:
         threads = max(1, cpus // workers)
     return workers, threads
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Everything the app needs; the hosts add where it listens."""
+
+    export_dir: str
+    route_prefix: str = "/gliner"
+    limits: Limits = field(default_factory=Limits)
+    capacity: Capacity = field(default_factory=Capacity)
+    providers: str = "cpu"
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    access_log: bool = False
+    shutdown_timeout_s: float = 30.0
+    ui: bool = True  # GET / serves the playground page
+
+    def __post_init__(self) -> None:
+        p = self.route_prefix
+        if not isinstance(p, str) or not (p == "" or (p.startswith("/") and p != "/")):
+            raise ValueError(f"route_prefix must start with '/' (and not be '/' alone), got {p!r}")
+        if self.api_key is not None and not self.api_key:
+            raise ValueError("api_key must not be empty")

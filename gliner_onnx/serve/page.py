@@ -14,16 +14,23 @@ import hashlib
 import json
 import re
 from importlib import metadata, resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .limits import AppSettings
 from .openapi import Spec, document
 
-if TYPE_CHECKING:
-    from .app import State
+
+class State(Protocol):
+    """What the page and /openapi.json read of the app's state (`app.State`)."""
+
+    settings: AppSettings
+    relex: bool
+    model: Any
+
 
 CONFIG_MARK = "{}<!--config-->"
 

@@ -5,7 +5,7 @@ gliner 0.2.29 passes `num_beams = num_return_sequences = num_gen_sequences` to H
 `do_sample`). This is a numpy port of transformers' vectorized `_beam_search`
 (`generation/utils.py`, 5.x) with its default settings (length_penalty 1.0,
 early_stopping False): per step the log-softmax goes through the same logits processors
-as greedy decoding (`generate.process_logits`), is added to the running beam scores, and
+as greedy decoding (`generation_loop.process_logits`), is added to the running beam scores, and
 the top 2 x num_beams continuations over all beams (or as many drawn without replacement
 from their softmax, when sampling) become the candidates; finished candidates (eos or the
 last step) enter the finished set with their score divided by their length. All beams of
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .generate import GenerationParams, Prefixes, process_logits
+from .generation_loop import GenerationParams, Prefixes, process_logits
 from .trie import LabelsTrie
 
 _NEG = np.float32(-1.0e9)

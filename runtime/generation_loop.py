@@ -34,7 +34,7 @@ class GenerationParams:
     """Generation settings with gliner's defaults (`model.py::generate_labels`).
 
     num_gen_sequences > 1 is beam search with that many beams, as gliner does it
-    (`runtime/beam.py`); beam sampling when do_sample.
+    (`runtime/beam_search.py`); beam sampling when do_sample.
     """
 
     max_new_tokens: int = 15

@@ -2,7 +2,7 @@
 
 words (truncated at max_len, no windows, as gliner) -> batches in input order ->
 tokenize -> text encoder -> scorer (token models: -> candidate spans -> `span_encoder`)
--> greedy selection -> decoder prefixes (`generative`: the selected spans' or the labels'
+-> greedy selection -> decoder prefixes (`label_generation`: the selected spans' or the labels'
 representations, with the spans' decoder tokens) -> `decoder_prefix` / `decoder_step`
 (greedy, sampling or beam search; `gen_constraints` as a trie) -> entity dicts with
 `generated_labels` (span mode) or the generated label names (prompt mode).
@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .decode import SpanCandidate, greedy_search, span_candidate_arrays
+from .entity_decoding import SpanCandidate, greedy_search, span_candidate_arrays
 from .features import TextContext, make_context
-from .generate import GenerationParams
-from .generative import (
+from .generation_loop import GenerationParams
+from .label_generation import (
     LabelDecoder,
     decoder_tokens,
     prompt_prefixes,

@@ -1,5 +1,5 @@
 """The generative label decoder's stages: spans (or labels) -> decoder prefixes -> labels (the
-pipeline that composes them: `decoder.py`).
+pipeline that composes them: `label_decoder.py`).
 
 gliner 0.2.29, `modeling/base.py::UniEncoderSpanDecoderModel`, decoder_mode "span":
 
@@ -36,9 +36,9 @@ from tokenizers import Tokenizer
 
 from gliner_onnx.errors import ManifestError
 
-from .beam import beam_search
-from .decode import SpanCandidate
-from .generate import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
+from .beam_search import beam_search
+from .entity_decoding import SpanCandidate
+from .generation_loop import KIND_REP, KIND_TOKEN, GenerationParams, Prefixes, generate
 from .tokenize import SubwordTokenizer, words_mask
 from .trie import LabelsTrie, build_trie
 
