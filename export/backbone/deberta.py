@@ -69,7 +69,7 @@ def rewrite(model: nn.Module) -> Iterator[int]:
     offsets = _Offsets()
     for m in swapped:
         m.forward = types.MethodType(_forward, m)
-        m._gliner_onnx_offsets = offsets
+        setattr(m, "_gliner_onnx_offsets", offsets)  # noqa: B010 - a torch Module's attribute
     try:
         yield len(swapped)
     finally:
@@ -101,7 +101,7 @@ def _table(module: Any, proj: nn.Linear, rel_embeddings: torch.Tensor) -> torch.
     return table.reshape(-1, module.num_attention_heads, module.attention_head_size).transpose(0, 1)
 
 
-def _skew(scores: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+def _skew(scores: torch.Tensor, length: Any) -> torch.Tensor:
     """`[..., L, 2L]` scores of each row against offsets `L-1-t` -> `[..., L, L]` where column
     `j` of row `i` holds offset `i - j`: row `i` is the window starting at `L-1-i`."""
     lead = scores.shape[:-2]
