@@ -7,6 +7,7 @@ The entity export (`exporter.py`, `validation.py`) and the decoder export
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -27,6 +28,7 @@ from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 from . import samples
 from .graph_io import write_graph
+from .memory import no_onnxscript_reparse
 from .quiet import quiet_tracing
 from .tokenizer_io import (
     check_text_tokenization,
@@ -76,7 +78,7 @@ def save_graph(
     with tempfile.TemporaryDirectory(prefix=f".trace-{spec.name}-", dir=directory) as scratch:
         traced = Path(scratch) / f"{spec.name}.onnx"
         try:
-            with torch.no_grad(), quiet_tracing():
+            with torch.no_grad(), quiet_tracing(), no_onnxscript_reparse():
                 torch.onnx.export(
                     module,
                     args,
@@ -90,6 +92,7 @@ def save_graph(
                 )
         except Exception as e:
             raise ExportError(f"tracing graph {spec.name!r} failed: {type(e).__name__}: {e}") from e
+        gc.collect()  # the tracer's graph and serialized copy, before the file is parsed
         proto = onnx.load(str(traced))  # with its external data, if the tracer wrote any
     return write_graph(proto, directory, spec.name, spec.input_names, spec.output_names)
 

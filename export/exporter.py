@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from gliner_onnx.runtime.words import check_splitter
 from .configs import export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
+from .memory import load_assigned, release_model
 from .model_card import write_model_card
 from .ort.model_format import check_model_format, check_ort_fits, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
@@ -96,7 +98,7 @@ def load_gliner(model: str | Path) -> Any:
         raise ExportError(f"model {model}: no such directory")
     try:
         with quiet_loading():
-            loaded = GLiNER.from_pretrained(str(model), local_files_only=local)
+            loaded = load_assigned(partial(GLiNER.from_pretrained, str(model), local_files_only=local))
     except ExportError:
         raise
     except Exception as e:
@@ -198,6 +200,7 @@ def export_model(
     check_model_format(model_format)
     if int8_recipe not in NAMED_RECIPES:
         raise ValueError(f"int8_recipe must be one of {', '.join(NAMED_RECIPES)}, got {int8_recipe!r}")
+    owned = isinstance(model, (str, Path))  # loaded here: freed once the graphs are validated
     if isinstance(model, (str, Path)):
         source = source or str(model)
         if Path(model).is_dir():  # fail fast, before loading any weights
@@ -224,6 +227,9 @@ def export_model(
                 model, config, tmp, opset=opset, atol=atol, log=log, optimize=optimized, fuse=fuse
             )
             diffs, checked = _export_into(ctx, source or "")
+            if owned:
+                model = None
+                release_model(ctx)
             agreement: dict[str, Any] = {}
             quantization: dict[str, Any] = {}
             if precision != "fp32":

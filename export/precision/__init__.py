@@ -26,7 +26,7 @@ import onnx
 from gliner_onnx.manifest import GraphEntry, Manifest, load_manifest
 
 from ..graph_io import copy_tokenizers, topological_sort, write_graph
-from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_graph
+from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_file
 
 LOWER_PRECISIONS = ("int8", "fp16")
 AGREEMENT_LABELS = ("person", "organization", "location", "date", "event", "product")
@@ -85,7 +85,7 @@ def calibration_feeds(export_dir: Path, texts: int = CALIBRATION_TEXTS) -> dict[
 def _int8(
     path: Path, recipe: Int8Recipe, feeds: list[dict[str, Any]]
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    proto, info = quantize_graph(onnx.load(str(path)), recipe, feeds)
+    proto, info = quantize_file(path, recipe, feeds)
     if info["precision"] == "int8":
         info["recipe"] = recipe.name
     return proto, info
