@@ -28,7 +28,7 @@ from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 from . import samples
 from .graph_io import write_graph
-from .memory import no_onnxscript_reparse
+from .memory import no_onnxscript_reparse, weights_beside
 from .quiet import quiet_tracing
 from .tokenizer_io import (
     check_text_tokenization,
@@ -78,7 +78,7 @@ def save_graph(
     with tempfile.TemporaryDirectory(prefix=f".trace-{spec.name}-", dir=directory) as scratch:
         traced = Path(scratch) / f"{spec.name}.onnx"
         try:
-            with torch.no_grad(), quiet_tracing(), no_onnxscript_reparse():
+            with torch.no_grad(), quiet_tracing(), no_onnxscript_reparse(), weights_beside(traced):
                 torch.onnx.export(
                     module,
                     args,

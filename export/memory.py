@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,3 +86,80 @@ def release_model(ctx: Any) -> None:
     ctx.model = None
     ctx.modules = {}
     gc.collect()
+
+
+# Weights of at least this many bytes go to the tracer's scratch data file (every one of them is
+# then past graph_io's EXTERNAL_DATA_THRESHOLD, so the written graph is the same as before).
+SCRATCH_DATA_MIN_BYTES = 1 << 16
+_NUMPY_DTYPES = {
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+}
+
+
+def _encode_beside(proto_bytes: bytes, initializers: dict[str, torch.Tensor], data: Any) -> bytes:
+    """The graph the legacy exporter encoded without its initializers (they are its graph's
+    inputs then) with the initializers added as the exporter adds them: in the graph's input
+    order, each one's input removed; the large ones' bytes written to `data` (an open file beside
+    the graph) and referenced, the small ones inline."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.ModelProto.FromString(proto_bytes)
+    inputs = list(proto.graph.input)
+    del proto.graph.input[:]
+    for value in inputs:
+        tensor = initializers.get(value.name)
+        if tensor is None:
+            proto.graph.input.append(value)
+            continue
+        array = tensor.detach().cpu().contiguous().numpy()
+        if array.nbytes < SCRATCH_DATA_MIN_BYTES:
+            proto.graph.initializer.append(numpy_helper.from_array(array, value.name))
+            continue
+        entry = onnx.TensorProto(
+            name=value.name, dims=array.shape, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+        )
+        offset = data.tell()
+        data.write(array.tobytes())
+        entry.data_location = onnx.TensorProto.EXTERNAL
+        for key, v in (("location", Path(data.name).name), ("offset", offset), ("length", array.nbytes)):
+            entry.external_data.add(key=key, value=str(v))
+        proto.graph.initializer.append(entry)
+    return proto.SerializeToString()
+
+
+@contextlib.contextmanager
+def weights_beside(traced: Path) -> Iterator[None]:
+    """Within: the legacy exporter, tracing to `traced`, writes the weights to
+    `<traced>.data` one at a time instead of serializing them in memory with the graph (the
+    serialized graph, its bytes object and the encoder's graph held three copies of every
+    weight at the tracing peak; the tracer does this itself only past protobuf's 2 GB). Where a
+    weight's dtype has no numpy dtype, unchanged."""
+    graph_type: Any = torch._C.Graph
+    original = graph_type._export_onnx
+
+    def export_onnx(graph: Any, initializers: dict[str, torch.Tensor], *args: Any) -> Any:
+        keep_initializers_as_inputs = args[5]
+        plain = not initializers or keep_initializers_as_inputs
+        if plain or any(t.dtype not in _NUMPY_DTYPES for t in initializers.values()):
+            return original(graph, initializers, *args)
+        proto_bytes, export_map, external, names = original(graph, {}, *args)
+        if external:  # the graph alone is past 2 GB: the tracer's own way
+            return original(graph, initializers, *args)
+        with open(f"{traced}.data", "wb") as data:
+            proto_bytes = _encode_beside(proto_bytes, initializers, data)
+        return proto_bytes, export_map, external, names
+
+    graph_type._export_onnx = export_onnx
+    try:
+        yield
+    finally:
+        graph_type._export_onnx = original
