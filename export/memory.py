@@ -128,7 +128,7 @@ def _encode_beside(proto_bytes: bytes, initializers: dict[str, torch.Tensor], da
             name=value.name, dims=array.shape, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
         )
         offset = data.tell()
-        data.write(array.tobytes())
+        data.write(array.data)  # no bytes copy of the tensor
         entry.data_location = onnx.TensorProto.EXTERNAL
         for key, v in (("location", Path(data.name).name), ("offset", offset), ("length", array.nbytes)):
             entry.external_data.add(key=key, value=str(v))
