@@ -9,6 +9,10 @@ stage that makes another copy adds to the peak. What this module removes, by sta
 - tracing: the legacy exporter parses its own serialized graph back (a copy) to look for
   onnxscript functions of custom domains; `no_onnxscript_reparse` skips that search when no
   such function is registered, so it could find nothing;
+- tracing: the tracer serializes the graph with its weights in memory (three copies: its
+  encoded graph, the serialized string, the bytes object) below protobuf's 2 GB;
+  `weights_beside` has it encode the graph alone and writes the weights to a data file one at a
+  time (`graph_io.write_graph` then copies them file to file);
 - lower precision: the torch model is not needed once the fp32 graphs are validated
   (`release_model`).
 """
@@ -81,10 +85,13 @@ def no_onnxscript_reparse() -> Iterator[None]:
 
 
 def release_model(ctx: Any) -> None:
-    """Drop the context's references to the torch model (the model, its wrappers) and collect,
-    so that the weights are freed where nothing else holds the model."""
+    """Drop the context's references to the torch model (the model, its wrappers) and to the
+    runtime tokenizers it checked, and collect, so that the weights (and gliner's tokenizers)
+    are freed where nothing else holds the model."""
     ctx.model = None
     ctx.modules = {}
+    ctx.text_tok = None
+    ctx.label_tok = None
     gc.collect()
 
 

@@ -121,10 +121,12 @@ def test_release_model_drops_the_contexts_references() -> None:
         def __init__(self) -> None:
             self.model: Any = object()
             self.modules: dict[str, Any] = {"text_encoder": object()}
+            self.text_tok: Any = object()
+            self.label_tok: Any = None
 
     ctx = Ctx()
     release_model(ctx)
-    assert ctx.model is None and ctx.modules == {}
+    assert ctx.model is None and ctx.modules == {} and ctx.text_tok is None
 
 
 def _embedding_graph() -> onnx.ModelProto:
