@@ -170,3 +170,14 @@ def weights_beside(traced: Path) -> Iterator[None]:
         yield
     finally:
         graph_type._export_onnx = original
+
+
+def validation_session_options() -> Any:
+    """ONNX Runtime session options for the export's validation sessions: without the CPU
+    memory arena, which keeps the most every run has needed (the long batch-3 case's activations)
+    for the session's life; allocation does not change what the graphs compute."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    return options
