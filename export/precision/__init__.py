@@ -94,7 +94,9 @@ def _int8(
 def _fp16(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    proto = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    # From the path: onnx infers the shapes on the file (weights left in their data file) where
+    # on a ModelProto it serializes and parses the whole graph twice (four copies of the weights).
+    proto = convert_float_to_float16(str(path), keep_io_types=True)
     return proto, {"precision": "fp16", "io": "float32"}
 
 
