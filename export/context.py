@@ -7,6 +7,7 @@ The entity export (`exporter.py`, `validation.py`) and the decoder export
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -27,6 +28,7 @@ from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 from . import samples
 from .graph_io import write_graph
+from .memory import no_onnxscript_reparse, weights_beside
 from .parity import ParityRecorder
 from .quiet import quiet_tracing
 from .tokenizer_io import (
@@ -95,16 +97,16 @@ def save_graph(
     """Trace `module` on `feeds` into `<spec.name>.onnx` in `directory` (legacy exporter,
     named dynamic axes) and describe the written graph.
 
-    The tracer writes to a scratch file, not to memory: past protobuf's 2 GB it puts the
-    weights in external data files, which it can only do beside a path, and a file leaves one
-    copy of the weights in memory (the parsed graph) where a buffer left three (the buffer, its
-    bytes and the parsed graph)."""
+    The tracer writes to a scratch file, not to memory, its weights in a data file beside it
+    one at a time (`memory.weights_beside`; past protobuf's 2 GB it does so itself); the graph
+    is read without them and `write_graph` copies them file to file: no stage holds a serialized
+    or parsed copy of the weights."""
     tensors = to_torch(inputs_of(spec, feeds))
     args = tuple(tensors[n] for n in spec.input_names)
     with tempfile.TemporaryDirectory(prefix=f".trace-{spec.name}-", dir=directory) as scratch:
         traced = Path(scratch) / f"{spec.name}.onnx"
         try:
-            with torch.no_grad(), quiet_tracing():
+            with torch.no_grad(), quiet_tracing(), no_onnxscript_reparse(), weights_beside(traced):
                 torch.onnx.export(
                     module,
                     args,
@@ -118,8 +120,12 @@ def save_graph(
                 )
         except Exception as e:
             raise ExportError(f"tracing graph {spec.name!r} failed: {type(e).__name__}: {e}") from e
-        proto = onnx.load(str(traced))  # with its external data, if the tracer wrote any
-    return write_graph(proto, directory, spec.name, spec.input_names, spec.output_names)
+        gc.collect()  # the tracer's graph, before the file is read
+        # the weights stay in the tracer's data files: write_graph copies them file to file
+        proto = onnx.load(str(traced), load_external_data=False)
+        return write_graph(
+            proto, directory, spec.name, spec.input_names, spec.output_names, source=traced.parent
+        )
 
 
 class ExportContext:

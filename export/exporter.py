@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from gliner_onnx.runtime.words import check_splitter
 from .configs import ExportConfig, export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
+from .memory import load_assigned, release_model
 from .model_card import write_model_card
 from .ort.model_format import check_model_format, check_ort_fits, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
@@ -96,7 +98,7 @@ def load_gliner(model: str | Path) -> Any:
         raise ExportError(f"model {model}: no such directory")
     try:
         with quiet_loading():
-            loaded = GLiNER.from_pretrained(str(model), local_files_only=local)
+            loaded = load_assigned(partial(GLiNER.from_pretrained, str(model), local_files_only=local))
     except ExportError:
         raise
     except Exception as e:
@@ -198,6 +200,7 @@ def export_model(
     check_model_format(model_format)
     if int8_recipe not in NAMED_RECIPES:
         raise ValueError(f"int8_recipe must be one of {', '.join(NAMED_RECIPES)}, got {int8_recipe!r}")
+    owned = isinstance(model, (str, Path))  # loaded here: freed once the graphs are validated
     if isinstance(model, (str, Path)):
         source = source or str(model)
         if Path(model).is_dir():  # fail fast, before loading any weights
@@ -216,11 +219,15 @@ def export_model(
     model.eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    plan = _Plan(output, source or "", opset, atol, fuse, precision, int8_recipe, model_format, log)
+    plan = _Plan(output, source or "", opset, atol, fuse, precision, int8_recipe, model_format, log, owned)
+    # The attempt drops the model once its graphs are validated, when it was loaded here: the
+    # list is the only reference left.
+    held = [model]
+    del model
     attempts = [True, False] if optimize else [False]
     for attempt, optimized in enumerate(attempts, start=1):
         try:
-            return _export_attempt(model, config, plan, optimized)
+            return _export_attempt(held, config, plan, optimized)
         except ParityError as e:
             if attempt == len(attempts):
                 raise
@@ -241,19 +248,24 @@ class _Plan:
     int8_recipe: str
     model_format: str
     log: Callable[[str], None]
+    release: bool  # free the model once the fp32 graphs are validated (it was loaded here)
 
 
-def _export_attempt(model: Any, config: ExportConfig, plan: _Plan, optimized: bool) -> ExportReport:
-    """One export (optimized or plain graphs) into a temporary sibling of the output, moved there
-    when it is whole; on any failure the temporary directories go and nothing is left there."""
+def _export_attempt(held: list[Any], config: ExportConfig, plan: _Plan, optimized: bool) -> ExportReport:
+    """One export (optimized or plain graphs) of the model `held[0]` into a temporary sibling of
+    the output, moved there when it is whole; on any failure the temporary directories go and
+    nothing is left there."""
     output = plan.output
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
         ctx = ExportContext(
-            model, config, tmp, opset=plan.opset, atol=plan.atol, log=plan.log, optimize=optimized,
+            held[0], config, tmp, opset=plan.opset, atol=plan.atol, log=plan.log, optimize=optimized,
             fuse=plan.fuse,
         )  # fmt: skip
         diffs, checked = _export_into(ctx, plan.source)
+        if plan.release:
+            held.clear()
+            release_model(ctx)
         agreement: dict[str, Any] = {}
         quantization: dict[str, Any] = {}
         if plan.precision != "fp32":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import onnx
 
@@ -59,18 +60,74 @@ def topological_sort(graph: onnx.GraphProto) -> None:
     graph.node.extend(nodes[i] for i in order)
 
 
+def _move_external_data(proto: onnx.ModelProto, source: Path, directory: Path, data_file: str) -> bool:
+    """Write `proto`'s weights into `directory / data_file` as `onnx.save_model` with
+    `save_as_external_data` lays them out (initializers in order, each at the end of the file,
+    those of at least `EXTERNAL_DATA_THRESHOLD` bytes with `sys.getsizeof`), the ones in data
+    files under `source` copied from there in chunks: the weights are never all in memory.
+    False, writing nothing, when no weight of `proto` is in a data file."""
+    import sys
+
+    from onnx.external_data_helper import ExternalDataInfo, set_external_data, uses_external_data
+
+    if not any(uses_external_data(t) for t in proto.graph.initializer):
+        return False
+    with open(directory / data_file, "wb") as out:
+        for t in proto.graph.initializer:
+            offset = out.tell()
+            if uses_external_data(t):
+                info = ExternalDataInfo(t)
+                with open(source / info.location, "rb") as src:
+                    src.seek(info.offset or 0)
+                    _copy_bytes(src, out, info.length)
+                del t.external_data[:]
+                t.data_location = onnx.TensorProto.EXTERNAL
+                for key, value in (
+                    ("location", data_file),
+                    ("offset", offset),
+                    ("length", out.tell() - offset),
+                ):
+                    entry = t.external_data.add()
+                    entry.key, entry.value = key, str(value)
+            elif t.HasField("raw_data") and sys.getsizeof(t.raw_data) >= EXTERNAL_DATA_THRESHOLD:
+                out.write(t.raw_data)
+                set_external_data(t, data_file, offset, out.tell() - offset)
+                t.ClearField("raw_data")
+    return True
+
+
+def _copy_bytes(src: BinaryIO, out: BinaryIO, length: int | None, chunk: int = 1 << 24) -> None:
+    """Copy `length` bytes (None: the rest) from `src` to `out`, `chunk` at a time."""
+    left = length
+    while left is None or left > 0:
+        block = src.read(chunk if left is None else min(chunk, left))
+        if not block:
+            if left is None:
+                return
+            raise ValueError(f"external data ends {left} bytes short")
+        out.write(block)
+        if left is not None:
+            left -= len(block)
+
+
 def write_graph(
     proto: onnx.ModelProto,
     directory: Path,
     name: str,
     inputs: Sequence[str],
     outputs: Sequence[str],
+    source: Path | None = None,
 ) -> GraphEntry:
-    """Save `proto` as `<name>.onnx` (+ `<name>.onnx.data`), check it, and describe it."""
+    """Save `proto` as `<name>.onnx` (+ `<name>.onnx.data`), check it, and describe it.
+    `source`: the directory of the data files of `proto`'s weights, where it was loaded
+    without them (`onnx.load(..., load_external_data=False)`): they are copied file to file."""
     file = f"{name}.onnx"
     data_file = f"{name}.onnx.data"
-    has_weights = any(t.ByteSize() > EXTERNAL_DATA_THRESHOLD for t in proto.graph.initializer)
-    if has_weights:
+    moved = source is not None and _move_external_data(proto, source, directory, data_file)
+    has_weights = moved or any(t.ByteSize() > EXTERNAL_DATA_THRESHOLD for t in proto.graph.initializer)
+    if moved:
+        onnx.save_model(proto, str(directory / file))
+    elif has_weights:
         onnx.save_model(
             proto,
             str(directory / file),

@@ -18,6 +18,7 @@ from gliner_onnx.manifest import GraphEntry
 
 from . import samples
 from .context import ExportContext, Runner, inputs_of
+from .memory import validation_session_options
 from .parity import ParityRecorder, relative_tolerance
 
 
@@ -26,7 +27,9 @@ def validate(ctx: ExportContext, graphs: dict[str, GraphEntry]) -> ParityRecorde
     import onnxruntime as ort
 
     sessions = {
-        name: ort.InferenceSession(str(ctx.dir / g.file), providers=["CPUExecutionProvider"])
+        name: ort.InferenceSession(
+            str(ctx.dir / g.file), validation_session_options(), providers=["CPUExecutionProvider"]
+        )
         for name, g in graphs.items()
     }
     parity = ParityRecorder([*graphs, "end_to_end"])

@@ -26,7 +26,7 @@ import onnx
 from gliner_onnx.manifest import GraphEntry, Manifest, load_manifest
 
 from ..graph_io import copy_tokenizers, topological_sort, write_graph
-from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_graph
+from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_file
 
 LOWER_PRECISIONS = ("int8", "fp16")
 AGREEMENT_LABELS = ("person", "organization", "location", "date", "event", "product")
@@ -85,7 +85,7 @@ def calibration_feeds(export_dir: Path, texts: int = CALIBRATION_TEXTS) -> dict[
 def _int8(
     path: Path, recipe: Int8Recipe, feeds: list[dict[str, Any]]
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    proto, info = quantize_graph(onnx.load(str(path)), recipe, feeds)
+    proto, info = quantize_file(path, recipe, feeds)
     if info["precision"] == "int8":
         info["recipe"] = recipe.name
     return proto, info
@@ -94,7 +94,9 @@ def _int8(
 def _fp16(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    proto = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    # From the path: onnx infers the shapes on the file (weights left in their data file) where
+    # on a ModelProto it serializes and parses the whole graph twice (four copies of the weights).
+    proto = convert_float_to_float16(str(path), keep_io_types=True)
     return proto, {"precision": "fp16", "io": "float32"}
 
 

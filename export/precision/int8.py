@@ -24,7 +24,7 @@ every recipe's speed, size and agreement with fp32 on the trained demo checkpoin
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -218,7 +218,11 @@ def quantize_embedding_rows(proto: onnx.ModelProto, gathers: Sequence[onnx.NodeP
         if table not in done:
             w = numpy_helper.to_array(weights[table])
             scale = np.abs(w).max(axis=1, keepdims=True) / 127.0
-            q = np.round(w / np.where(scale > 0, scale, 1.0)).clip(-127, 127).astype(np.int8)
+            rows = w / np.where(scale > 0, scale, 1.0)
+            del w
+            # in place: one float temporary of the table's size, not three
+            q = np.clip(np.round(rows, out=rows), -127, 127, out=rows).astype(np.int8)
+            del rows
             proto.graph.initializer.remove(weights[table])
             proto.graph.initializer.extend(
                 [
@@ -242,15 +246,45 @@ def quantize_embedding_rows(proto: onnx.ModelProto, gathers: Sequence[onnx.NodeP
     return len(done)
 
 
+def drain_to_file(work: onnx.ModelProto, path: Path) -> Path:
+    """Save `work` at `path` with its weights in a data file beside it, as `quantize_dynamic`
+    saves a ModelProto it is given (after copying it: a copy of every weight, on top of the
+    caller's). The save moves the weights out of `work` (their fields are cleared)."""
+    onnx.save_model(work, str(path), save_as_external_data=True)
+    return path
+
+
 def quantize_graph(
     proto: onnx.ModelProto, recipe: Int8Recipe, feeds: Sequence[dict[str, np.ndarray]] | None = None
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """An int8 copy of the fp32 graph `proto` by `recipe`; `feeds` (the graph's inputs on
     calibration texts) are needed for `smooth`. The graph's nodes are not sorted."""
+
+    def copy() -> onnx.ModelProto:
+        work = onnx.ModelProto()
+        work.CopyFrom(proto)
+        return work
+
+    return _quantize(copy, recipe, feeds)
+
+
+def quantize_file(
+    path: Path, recipe: Int8Recipe, feeds: Sequence[dict[str, np.ndarray]] | None = None
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """`quantize_graph` of the graph saved at `path`, holding one copy of its weights (the
+    graph loaded, then moved to the quantizer's scratch file) where `quantize_graph` holds two."""
+    return _quantize(lambda: onnx.load(str(path)), recipe, feeds)
+
+
+def _quantize(
+    load: Callable[[], onnx.ModelProto], recipe: Int8Recipe, feeds: Sequence[dict[str, np.ndarray]] | None
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """`quantize_graph` on the graph `load()` gives, which nothing else holds: its weights move
+    to a scratch file for `quantize_dynamic` and the graph is freed before the quantizer loads
+    them (protobuf frees a message's memory only with the whole message)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    work = onnx.ModelProto()
-    work.CopyFrom(proto)
+    work = load()
     matmuls = chosen_matmuls(work, recipe)
     lstms = [n for n in work.graph.node if n.op_type == "LSTM"] if recipe.lstm else []
     gathers = embedding_gathers(work) if recipe.embeddings else []
@@ -281,16 +315,20 @@ def quantize_graph(
     if recipe.activations == "token" and matmuls:
         info["per_token_matmuls"] = quantize_per_token(work, matmuls)
         matmuls = []
+    has_lstms, has_gathers = bool(lstms), bool(gathers)
     if matmuls or lstms:
         from ..quiet import quiet_quantization
 
+        quantized_nodes = [n.name for n in [*matmuls, *lstms]]
         with tempfile.TemporaryDirectory() as tmp, quiet_quantization():
+            source = drain_to_file(work, Path(tmp) / "model.onnx")
+            del work, matmuls, lstms, gathers  # the nodes hold the whole graph's memory
             out = Path(tmp) / "q.onnx"
             quantize_dynamic(
-                work,
+                source,
                 out,
-                op_types_to_quantize=["MatMul", *(["LSTM"] if lstms else [])],
-                nodes_to_quantize=[n.name for n in [*matmuls, *lstms]],
+                op_types_to_quantize=["MatMul", *(["LSTM"] if has_lstms else [])],
+                nodes_to_quantize=quantized_nodes,
                 per_channel=recipe.per_channel,
                 reduce_range=recipe.reduce_range,
                 weight_type=getattr(QuantType, recipe.weight_type),
@@ -299,7 +337,7 @@ def quantize_graph(
                 extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
             )
             work = onnx.load(str(out))
-    if gathers:
+    if has_gathers:
         info["int8_embedding_tables"] = quantize_embedding_rows(work, embedding_gathers(work))
-    quantized = bool(info["quantized_matmuls"] or lstms or gathers)
+    quantized = bool(info["quantized_matmuls"] or has_lstms or has_gathers)
     return work, {"precision": "int8" if quantized else "fp32", **info}

@@ -1,0 +1,183 @@
+"""Keeping an export's peak memory near one copy of the weights per stage.
+
+An export holds the torch model (one copy of the weights) from loading to validation; every
+stage that makes another copy adds to the peak. What this module removes, by stage:
+- loading: gliner's default path builds a randomly initialised model, then loads the state
+  dict into it (two copies); `load_assigned` has gliner build the model on the meta device and
+  assign the loaded tensors (`low_cpu_mem_usage`: one copy), and falls back to the default path
+  where that would not give the same model;
+- tracing: the legacy exporter parses its own serialized graph back (a copy) to look for
+  onnxscript functions of custom domains; `no_onnxscript_reparse` skips that search when no
+  such function is registered, so it could find nothing;
+- tracing: the tracer serializes the graph with its weights in memory (three copies: its
+  encoded graph, the serialized string, the bytes object) below protobuf's 2 GB;
+  `weights_beside` has it encode the graph alone and writes the weights to a data file one at a
+  time (`graph_io.write_graph` then copies them file to file);
+- lower precision: the torch model is not needed once the fp32 graphs are validated
+  (`release_model`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def load_assigned(load: Callable[..., Any]) -> Any:
+    """`load(low_cpu_mem_usage=...)` (gliner's `from_pretrained` with its other arguments bound),
+    the weights loaded once: the model built on the meta device, the state dict's tensors
+    assigned to it. gliner falls back to its default path itself where the meta model would keep
+    parameters the checkpoint lacks or buffers it cannot rebuild. Assigning keeps the checkpoint's
+    dtype where the default path copies into float32 parameters: a checkpoint with other floating
+    dtypes is loaded the default way, so that the model is the same either way."""
+    model = load(low_cpu_mem_usage=True)
+    if all(p.dtype == torch.float32 for p in model.parameters() if p.is_floating_point()):
+        return model
+    del model
+    gc.collect()
+    return load(low_cpu_mem_usage=False)
+
+
+def _custom_onnxscript_functions() -> bool:
+    """Whether torch.onnx's registry holds an onnxscript function (`to_function_proto`) of a
+    domain other than ONNX's, aten's and prim's: the only functions `_add_onnxscript_fn` adds.
+    True where the registry cannot be read (torch changed it): nothing is skipped then."""
+    from torch.onnx._internal.torchscript_exporter import jit_utils, registration
+
+    try:
+        for name, group in registration.registry._registry.items():
+            domain = name.split("::", 1)[0] if "::" in name else ""
+            standard = jit_utils.is_aten(domain) or jit_utils.is_prim(domain) or jit_utils.is_onnx(domain)
+            if not domain or standard:
+                continue
+            if any(hasattr(f, "to_function_proto") for f in group._functions._merged.values()):
+                return True
+    except AttributeError:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def no_onnxscript_reparse() -> Iterator[None]:
+    """Within: the legacy exporter does not parse its serialized graph back to add onnxscript
+    functions when no custom-domain one is registered (the search would find none, and the
+    parse holds one more copy of every weight at the tracing peak). Otherwise unchanged."""
+    from torch.onnx._internal.torchscript_exporter import onnx_proto_utils
+
+    if _custom_onnxscript_functions():
+        yield
+        return
+    original = onnx_proto_utils._add_onnxscript_fn
+
+    def unchanged(model_bytes: bytes, custom_opsets: Any) -> bytes:
+        return model_bytes
+
+    onnx_proto_utils._add_onnxscript_fn = unchanged
+    try:
+        yield
+    finally:
+        onnx_proto_utils._add_onnxscript_fn = original
+
+
+def release_model(ctx: Any) -> None:
+    """Drop the context's references to the torch model (the model, its wrappers) and to the
+    runtime tokenizers it checked, and collect, so that the weights (and gliner's tokenizers)
+    are freed where nothing else holds the model."""
+    ctx.model = None
+    ctx.modules = {}
+    ctx.text_tok = None
+    ctx.label_tok = None
+    gc.collect()
+
+
+# Weights of at least this many bytes go to the tracer's scratch data file (every one of them is
+# then past graph_io's EXTERNAL_DATA_THRESHOLD, so the written graph is the same as before).
+SCRATCH_DATA_MIN_BYTES = 1 << 16
+_NUMPY_DTYPES = {
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+}
+
+
+def _encode_beside(proto_bytes: bytes, initializers: dict[str, torch.Tensor], data: Any) -> bytes:
+    """The graph the legacy exporter encoded without its initializers (they are its graph's
+    inputs then) with the initializers added as the exporter adds them: in the graph's input
+    order, each one's input removed; the large ones' bytes written to `data` (an open file beside
+    the graph) and referenced, the small ones inline."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.ModelProto.FromString(proto_bytes)
+    inputs = list(proto.graph.input)
+    del proto.graph.input[:]
+    for value in inputs:
+        tensor = initializers.get(value.name)
+        if tensor is None:
+            proto.graph.input.append(value)
+            continue
+        array = tensor.detach().cpu().contiguous().numpy()
+        if array.nbytes < SCRATCH_DATA_MIN_BYTES:
+            proto.graph.initializer.append(numpy_helper.from_array(array, value.name))
+            continue
+        entry = onnx.TensorProto(
+            name=value.name, dims=array.shape, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+        )
+        offset = data.tell()
+        data.write(array.data)  # no bytes copy of the tensor
+        entry.data_location = onnx.TensorProto.EXTERNAL
+        for key, v in (("location", Path(data.name).name), ("offset", offset), ("length", array.nbytes)):
+            entry.external_data.add(key=key, value=str(v))
+        proto.graph.initializer.append(entry)
+    return proto.SerializeToString()
+
+
+@contextlib.contextmanager
+def weights_beside(traced: Path) -> Iterator[None]:
+    """Within: the legacy exporter, tracing to `traced`, writes the weights to
+    `<traced>.data` one at a time instead of serializing them in memory with the graph (the
+    serialized graph, its bytes object and the encoder's graph held three copies of every
+    weight at the tracing peak; the tracer does this itself only past protobuf's 2 GB). Where a
+    weight's dtype has no numpy dtype, unchanged."""
+    graph_type: Any = torch._C.Graph
+    original = graph_type._export_onnx
+
+    def export_onnx(graph: Any, initializers: dict[str, torch.Tensor], *args: Any) -> Any:
+        keep_initializers_as_inputs = args[5]
+        plain = not initializers or keep_initializers_as_inputs
+        if plain or any(t.dtype not in _NUMPY_DTYPES for t in initializers.values()):
+            return original(graph, initializers, *args)
+        proto_bytes, export_map, external, names = original(graph, {}, *args)
+        if external:  # the graph alone is past 2 GB: the tracer's own way
+            return original(graph, initializers, *args)
+        with open(f"{traced}.data", "wb") as data:
+            proto_bytes = _encode_beside(proto_bytes, initializers, data)
+        return proto_bytes, export_map, external, names
+
+    graph_type._export_onnx = export_onnx
+    try:
+        yield
+    finally:
+        graph_type._export_onnx = original
+
+
+def validation_session_options() -> Any:
+    """ONNX Runtime session options for the export's validation sessions: without the CPU
+    memory arena, which keeps the most every run has needed (the long batch-3 case's activations)
+    for the session's life; allocation does not change what the graphs compute."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    return options

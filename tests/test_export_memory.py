@@ -1,0 +1,160 @@
+"""The mechanisms that keep an export's peak memory near one copy of the weights per stage
+(`export/memory.py`, `precision.int8.quantize_file`): each gives what the plain path gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from gliner_onnx.export.memory import load_assigned, no_onnxscript_reparse, release_model, weights_beside
+from gliner_onnx.export.precision.int8 import DEFAULT_RECIPE, quantize_file, quantize_graph
+
+from .conftest import Checkpoint
+
+
+def _state(model: Any) -> dict[str, torch.Tensor]:
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def test_load_assigned_gives_the_default_loads_model_with_the_weights_loaded_once(
+    uni_deberta: Checkpoint,
+) -> None:
+    from gliner import GLiNER
+
+    calls: list[bool] = []
+
+    def load(*, low_cpu_mem_usage: bool) -> Any:
+        calls.append(low_cpu_mem_usage)
+        return GLiNER.from_pretrained(
+            str(uni_deberta.model_dir), local_files_only=True, low_cpu_mem_usage=low_cpu_mem_usage
+        )
+
+    assigned = load_assigned(load)
+    assert calls == [True]
+    default = GLiNER.from_pretrained(str(uni_deberta.model_dir), local_files_only=True)
+    a, d = _state(assigned.model), _state(default.model)
+    assert a.keys() == d.keys()
+    for name, t in d.items():
+        assert a[name].dtype == t.dtype and torch.equal(a[name], t), name
+    # assigned: the parameters are the loaded tensors, not copies of them into a random init
+    assert all(not p.is_meta for p in assigned.model.parameters())
+
+
+def test_load_assigned_loads_a_non_fp32_checkpoint_the_default_way() -> None:
+    """Assigning keeps the checkpoint's dtype; the default path gives float32 parameters."""
+    calls: list[bool] = []
+
+    def load(*, low_cpu_mem_usage: bool) -> Any:
+        calls.append(low_cpu_mem_usage)
+        return torch.nn.Linear(2, 2).to(torch.float16 if low_cpu_mem_usage else torch.float32)
+
+    model = load_assigned(load)
+    assert calls == [True, False]
+    assert model.weight.dtype == torch.float32
+
+
+def test_trace_without_the_onnxscript_reparse_writes_the_same_graph(tmp_path: Path) -> None:
+    from torch.onnx._internal.torchscript_exporter import onnx_proto_utils
+
+    module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4)).eval()
+    x = torch.randn(2, 3, 8)
+    original = onnx_proto_utils._add_onnxscript_fn
+    files = []
+    for skip in (False, True):
+        path = tmp_path / f"{skip}.onnx"
+        with no_onnxscript_reparse() if skip else torch.no_grad():
+            if skip:
+                assert onnx_proto_utils._add_onnxscript_fn is not original
+            torch.onnx.export(module, (x,), str(path), opset_version=17, dynamo=False)
+        files.append(path.read_bytes())
+    assert onnx_proto_utils._add_onnxscript_fn is original
+    assert files[0] == files[1]
+
+
+def test_tracing_with_the_weights_beside_writes_the_same_files(
+    uni_deberta: Checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracer writing the weights to a data file one at a time, its onnxscript reparse
+    skipped: every graph file and data file the same bytes as the tracer's own way."""
+    import contextlib
+
+    from gliner_onnx.export import context, export_model
+    from gliner_onnx.manifest import load_manifest
+
+    export_model(uni_deberta.model_dir, tmp_path / "beside", log=lambda _m: None)
+    monkeypatch.setattr(context, "weights_beside", lambda _path: contextlib.nullcontext())
+    monkeypatch.setattr(context, "no_onnxscript_reparse", contextlib.nullcontext)
+    export_model(uni_deberta.model_dir, tmp_path / "plain", log=lambda _m: None)
+    beside, plain = load_manifest(tmp_path / "beside"), load_manifest(tmp_path / "plain")
+    assert beside.graphs.keys() == plain.graphs.keys()
+    for name, g in plain.graphs.items():
+        assert g.data_file is not None, name
+        assert (beside.graphs[name].sha256, beside.graphs[name].data_sha256) == (g.sha256, g.data_sha256), (
+            name
+        )
+
+
+def test_weights_beside_encodes_initializers_as_the_tracer_does(tmp_path: Path) -> None:
+    """Large and small weights, a folded constant: the graph traced with `weights_beside` loads
+    as the same model as the tracer's own."""
+    module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4096)).eval()
+    x = torch.randn(2, 3, 8)
+    plain, beside = tmp_path / "plain.onnx", tmp_path / "beside.onnx"
+    torch.onnx.export(module, (x,), str(plain), opset_version=17, dynamo=False)
+    with weights_beside(beside):
+        torch.onnx.export(module, (x,), str(beside), opset_version=17, dynamo=False)
+    assert (tmp_path / "beside.onnx.data").stat().st_size >= 16 * 4096 * 4
+    loaded = [onnx.load(str(f)) for f in (beside, plain)]
+    for t in loaded[0].graph.initializer:
+        t.ClearField("data_location")  # onnx.load marks the tensors it read from a data file
+    assert loaded[0].SerializeToString() == loaded[1].SerializeToString()
+
+
+def test_release_model_drops_the_contexts_references() -> None:
+    class Ctx:
+        def __init__(self) -> None:
+            self.model: Any = object()
+            self.modules: dict[str, Any] = {"text_encoder": object()}
+            self.text_tok: Any = object()
+            self.label_tok: Any = None
+
+    ctx = Ctx()
+    release_model(ctx)
+    assert ctx.model is None and ctx.modules == {} and ctx.text_tok is None
+
+
+def _embedding_graph() -> onnx.ModelProto:
+    """ids -> Gather(table [1200, 16]) -> MatMul(W [16, 8]) -> y: an embedding table and a weight
+    MatMul of a backbone layer, as int8's default recipe quantizes them."""
+    rng = np.random.default_rng(0)
+    table = rng.normal(0, 1, (1200, 16)).astype(np.float32)
+    w = rng.normal(0, 0.1, (16, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "ids"], ["h"], name="/embeddings/Gather"),
+            helper.make_node("MatMul", ["h", "w"], ["y"], name="/encoder/layer.0/output/dense/MatMul"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "t"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", 8])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(w, "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_quantize_file_gives_quantize_graphs_graph(tmp_path: Path) -> None:
+    proto = _embedding_graph()
+    saved = _embedding_graph()  # saving with external data moves the weights out of the proto
+    onnx.save_model(saved, str(tmp_path / "g.onnx"), save_as_external_data=True, location="g.onnx.data")
+    copied, info = quantize_graph(proto, DEFAULT_RECIPE)
+    from_file, file_info = quantize_file(tmp_path / "g.onnx", DEFAULT_RECIPE)
+    assert info == file_info and info["precision"] == "int8" and info["int8_embedding_tables"] == 1
+    assert from_file.SerializeToString() == copied.SerializeToString()
+    # quantize_graph leaves its argument whole
+    assert numpy_helper.to_array(proto.graph.initializer[0]).shape == (1200, 16)
