@@ -143,6 +143,47 @@ def weight_matmuls(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
     ]
 
 
+def foldable_dequantize(proto: onnx.ModelProto) -> int:
+    """Rewrite each `DequantizeLinear` of an int8 weight as Cast and Mul (and Sub for a nonzero
+    zero point); returns how many. ONNX Runtime's quantizer dequantizes a weight that a quantized
+    MatMul shares with one left fp32 (DeBERTa's relative tables are computed from the attention
+    projections' weights, export/backbone/deberta.py), and its constant folding never folds
+    `DequantizeLinear` (kept for its QDQ fusions): the tables were recomputed on every call. Cast
+    and Mul of constants are folded when the session loads, to the same values."""
+    weights = {t.name: t for t in proto.graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    count = 0
+    for node in proto.graph.node:
+        inputs = [i for i in node.input if i]
+        if node.op_type != "DequantizeLinear" or not all(i in weights for i in inputs):
+            nodes.append(node)
+            continue
+        x, scale = inputs[0], inputs[1]
+        rank = len(weights[x].dims)
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % max(rank, 1)
+        shape = [1] * rank
+        scales = numpy_helper.to_array(weights[scale]).astype(np.float32)
+        if scales.ndim == 1 and rank > 1:
+            shape[axis] = scales.size
+        else:
+            shape = list(scales.shape)
+        floats = f"{node.name}_float"
+        cast = helper.make_node("Cast", [x], [floats], name=f"{node.name}_cast", to=onnx.TensorProto.FLOAT)
+        nodes.append(cast)
+        zero = numpy_helper.to_array(weights[inputs[2]]) if len(inputs) > 2 else None
+        if zero is not None and zero.any():
+            zp = const(proto, f"{node.name}_zero", zero.astype(np.float32).reshape(shape))
+            centred = f"{floats}_centred"
+            nodes.append(helper.make_node("Sub", [floats, zp], [centred], name=f"{node.name}_sub"))
+            floats = centred
+        scaled = const(proto, f"{node.name}_scale", scales.reshape(shape))
+        nodes.append(helper.make_node("Mul", [floats, scaled], list(node.output), name=f"{node.name}_mul"))
+        count += 1
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return count
+
+
 def chosen_matmuls(proto: onnx.ModelProto, recipe: Int8Recipe) -> list[onnx.NodeProto]:
     """The weight MatMuls `recipe` quantizes in `proto`."""
     nodes = weight_matmuls(proto)
@@ -337,6 +378,7 @@ def _quantize(
                 extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
             )
             work = onnx.load(str(out))
+        info["foldable_dequantize"] = foldable_dequantize(work)
     if has_gathers:
         info["int8_embedding_tables"] = quantize_embedding_rows(work, embedding_gathers(work))
     quantized = bool(info["quantized_matmuls"] or has_lstms or has_gathers)
