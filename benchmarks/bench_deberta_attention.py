@@ -12,7 +12,7 @@ it (legacy exporter, eager attention, constant folding), as transformers writes 
 and with the rewrite; each graph is also quantized with the export's default int8 recipe
 (`export/precision/int8.py`). Each graph is checked against torch on real tokens (max |diff| of
 the last hidden state), then timed at batch 1 for each `--tokens` length (`--threads` intra-op
-threads, ONNX Runtime's full optimizations): warm-up, then `--rounds` rounds, the four graphs in
+threads, ONNX Runtime's full optimizations, no spinning): warm-up, then `--rounds` rounds, the four graphs in
 shuffled order each round, `--runs` calls each, medians of all calls. The operator counts of
 each graph are recorded. Writes JSON (`--output`) and prints a table.
 """
@@ -111,6 +111,9 @@ def session(proto: Any, threads: int) -> Any:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    # Four sessions take turns: a session's threads spinning after its call would take the
+    # cores from the next one.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
