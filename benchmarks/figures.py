@@ -175,8 +175,12 @@ def _shares(data: Any) -> Iterable[float]:
 
 
 def _script(command: str) -> str:
-    m = re.search(r"benchmarks/[\w/]+\.py", command or "")
-    return m.group(0).removeprefix("benchmarks/") if m else "?"
+    """The script of a results file's command, relative to benchmarks/ (run from the repository
+    root, `python benchmarks/x.py`, or from benchmarks/, `python x.py`)."""
+    m = re.search(r"benchmarks/[\w/]+\.py", command or "") or re.search(
+        r"^python (\w[\w/]*\.py)\b", command or ""
+    )
+    return (m.group(1) if m.groups() else m.group(0).removeprefix("benchmarks/")) if m else "?"
 
 
 def _machine(m: dict[str, Any]) -> str:
