@@ -35,7 +35,13 @@ def load_assigned(load: Callable[..., Any]) -> Any:
     parameters the checkpoint lacks or buffers it cannot rebuild. Assigning keeps the checkpoint's
     dtype where the default path copies into float32 parameters: a checkpoint with other floating
     dtypes is loaded the default way, so that the model is the same either way."""
-    model = load(low_cpu_mem_usage=True)
+    try:
+        model = load(low_cpu_mem_usage=True)
+    except Exception:
+        # e.g. gliner resizing the embeddings of a meta model (transformers' mean resizing reads
+        # the values): the default path, whose errors are the real ones
+        gc.collect()
+        return load(low_cpu_mem_usage=False)
     if all(p.dtype == torch.float32 for p in model.parameters() if p.is_floating_point()):
         return model
     del model
