@@ -107,13 +107,11 @@ def trace(encoder: Any, rewritten: bool) -> Any:
 
 def session(proto: Any, threads: int) -> Any:
     import onnxruntime as ort
+    from suite.engines import gliner_session_options
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
     # Four sessions take turns: a session's threads spinning after its call would take the
     # cores from the next one.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so = gliner_session_options(threads, spin=False)
     return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 

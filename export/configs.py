@@ -141,7 +141,7 @@ class ExportConfig:
         if ctx.optimize and self.family == "token" and graph == "scorer":
             done.append("factorized token scorer")
         traced = ctx.modules.get(graph)  # the decoder's graphs are traced apart, unrewritten
-        if ctx.deberta_attention and traced and any(deberta.eligible(m) for m in traced.modules()):
+        if ctx.optimize and traced and any(deberta.eligible(m) for m in traced.modules()):
             done.append("deberta attention")
         return done
 

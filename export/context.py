@@ -154,8 +154,6 @@ class ExportContext:
         self.optimize = optimize
         self.fuse = optimize and fuse
         self.fused: dict[str, dict[str, Any]] = {}
-        # DeBERTa attention layers the trace rewrote (export/backbone/deberta.py).
-        self.deberta_attention = 0
         self.span_head = config.span_head(model, optimize)
         self.specs: dict[str, GraphSpec] = {
             s.name: s

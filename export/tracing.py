@@ -54,7 +54,6 @@ def trace(ctx: ExportContext) -> dict[str, GraphEntry]:
             ctx.log(f"tracing with eager attention ({', '.join(switched)})")
         if attentions:
             ctx.log(f"tracing {attentions} DeBERTa attention layers rewritten (export/backbone/deberta.py)")
-        ctx.deberta_attention = attentions
         for name, spec in ctx.specs.items():
             ctx.log(f"tracing {name} ...")
             entries[name] = save_graph(ctx.modules[name], spec, feeds[name], ctx.dir, ctx.opset)

@@ -9,6 +9,7 @@ or separate position projections, c2p and p2c alone or together, log buckets or 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections import Counter
@@ -70,7 +71,7 @@ def _trace(model: nn.Module, rewritten: bool) -> onnx.ModelProto:
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0
     buffer = io.BytesIO()
-    context = deberta.rewrite(model) if rewritten else _nothing()
+    context = deberta.rewrite(model) if rewritten else contextlib.nullcontext()
     with torch.no_grad(), context:
         torch.onnx.export(
             model,
@@ -84,14 +85,6 @@ def _trace(model: nn.Module, rewritten: bool) -> onnx.ModelProto:
             dynamo=False,
         )
     return onnx.load_from_string(buffer.getvalue())
-
-
-class _nothing:
-    def __enter__(self) -> int:
-        return 0
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _max_diff(model: nn.Module, proto: onnx.ModelProto, length: int, padding: int) -> float:
