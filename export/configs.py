@@ -20,21 +20,17 @@ from torch import nn
 
 from gliner_onnx.archs import Arch, get_arch
 from gliner_onnx.errors import ExportError, UnsupportedArchError
-from gliner_onnx.runtime.labels import LabelSet
+from gliner_onnx.runtime import relations as rel
+from gliner_onnx.runtime.entities import EntityPipeline
+from gliner_onnx.runtime.features import TextContext
+from gliner_onnx.runtime.label_decoder import EntityGraphs, encoder_contexts
+from gliner_onnx.runtime.loaded import LoadedModel
+from gliner_onnx.runtime.relex import RelexPipeline, Selected
+from gliner_onnx.runtime.spans import span_grid
 
 from . import samples
 from .backbone import deberta
-from .chain import (
-    SPAN_THRESHOLD,
-    Chain,
-    Step,
-    label_encoder_step,
-    relations_step,
-    scorer_step,
-    span_encoder_step,
-    text_encoder_step,
-)
-from .context import ExportContext, Extra, Feeds, Outputs, Runner
+from .context import ExportContext, Extra, Feeds, Outputs
 from .parity import ParityRecorder
 from .relation_wrappers import (
     EntityEncoder,
@@ -77,13 +73,16 @@ class Demo:
     decoder_mode: str | None = None
 
 
+# Token decoder: the threshold at which candidate spans are chosen to trace and validate the
+# span encoder (the runtime takes the threshold of each call).
+SPAN_THRESHOLD = 0.5
+
+
 # ------------------------------------------------------------------------------ the configs
 class ExportConfig:
     """How to export one architecture; subclasses fill in what differs."""
 
     arch = ""
-    # The chain of graphs, in the runtime's order (graphs the registry lists for the arch).
-    steps: tuple[Step, ...] = (text_encoder_step, scorer_step)
     span_heads: tuple[str, ...] = ("generic",)
     precisions: tuple[str, ...] = ("fp32", "int8", "fp16")
     demo = Demo()
@@ -152,16 +151,14 @@ class ExportConfig:
         """Graphs exported after the entity graphs are validated (the label decoder)."""
         return {}, {}, {}
 
-    # -- feeding and running the graphs
-    def label_set(self, cfg: Any, labels: LabelSet) -> LabelSet:
-        return labels
+    # -- running the graphs: the runtime pipeline's stage that runs them (`graph_runs.py`)
+    def encoder_contexts(self, ctx: ExportContext, contexts: list[TextContext]) -> list[TextContext]:
+        """The contexts as the text encoder sees them (the tokenizer check's input)."""
+        return contexts
 
-    def chain(self, ctx: ExportContext, feeds: Feeds, batch: int, run: Runner) -> Outputs:
-        """Run the graphs of one case in order; adds each graph's feeds to `feeds`."""
-        c = Chain(ctx, feeds, {}, dict(feeds["text_encoder"]), batch, run)
-        for step in self.steps:
-            step(c)
-        return c.outs
+    def run_graphs(self, ctx: ExportContext, model: LoadedModel, contexts: list[TextContext]) -> None:
+        """Run every graph of the arch on one batch, as the runtime does."""
+        EntityPipeline(model).scores(contexts)
 
     # -- gliner's reference
     def reference_batch(self, model: Any, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
@@ -181,6 +178,27 @@ class ExportConfig:
         parity.record(
             "end_to_end", "scores", ref_scores, outs["scorer"][0], where, ctx.atol, "end-to-end scores"
         )
+
+
+def fixed_entities(
+    family: str, probs: np.ndarray, contexts: Sequence[TextContext], max_width: int
+) -> Selected:
+    """Relex: a fixed choice of entities to run the relation graphs on: up to 5 per text, text
+    b gets fewer as b grows (entity and pair padding exercised), at least one each. Span
+    models: the best-scored spans; token models: spans of 1 to 3 words."""
+    if family == "span":
+        best = probs.max(axis=-1).reshape(len(contexts), -1)
+        grid, valid = span_grid([c.num_words for c in contexts], max_width)
+        flat = []
+        for b in range(len(contexts)):
+            idx = np.flatnonzero(valid[b])
+            flat.append(np.sort(idx[np.argsort(-best[b, idx], kind="stable")[: max(1, 5 - b)]]))
+        return rel.pack_entities([grid[f] for f in flat]), flat
+    spans = [
+        np.array([(i, min(i + i % 3, n - 1)) for i in range(min(n, max(1, 5 - b)))], dtype=np.int64)
+        for b, n in enumerate(c.num_words for c in contexts)
+    ]
+    return rel.pack_entities(spans), None
 
 
 def _token_scorer(model: Any, optimize: bool) -> nn.Module:
@@ -204,7 +222,6 @@ class UniSpanConfig(ExportConfig):
 
 class BiSpanConfig(ExportConfig):
     arch = "biencoder_span"
-    steps = (text_encoder_step, label_encoder_step, scorer_step)
     span_heads = ("generic", "factorized")
     demo = Demo(labels_encoder=True)
 
@@ -236,7 +253,6 @@ class UniTokenConfig(ExportConfig):
 
 class BiTokenConfig(ExportConfig):
     arch = "biencoder_token"
-    steps = (text_encoder_step, label_encoder_step, scorer_step)
     demo = Demo(span_mode="token_level", labels_encoder=True)
 
     def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:
@@ -251,7 +267,15 @@ class BiTokenConfig(ExportConfig):
 class _RelexConfig(ExportConfig):
     """Relation extraction: the family's entity graphs, then the relation graphs."""
 
-    steps = (text_encoder_step, scorer_step, relations_step)
+    def run_graphs(self, ctx: ExportContext, model: LoadedModel, contexts: list[TextContext]) -> None:
+        """The entity graphs, then the relation graphs on a fixed choice of entities
+        (`fixed_entities`) and every pair of them."""
+        pipeline = RelexPipeline(model)
+        feeds, probs = pipeline.entity_graphs(contexts)
+        entities = fixed_entities(self.family, probs, contexts, model.manifest.max_width)
+        for job in pipeline.relation_jobs(contexts, feeds, entities, adjacency_threshold=0.0):
+            if len(job.pairs) and len(job.rel_prompts):
+                pipeline.relation_scores(job, job.pairs)
 
     def has_adjacency(self, model: Any) -> bool:
         return getattr(model.config, "relations_layer", None) != "none"
@@ -315,10 +339,17 @@ class _DecoderConfig(ExportConfig):
 
     precisions = ("fp32",)
 
-    def label_set(self, cfg: Any, labels: LabelSet) -> LabelSet:
-        if getattr(cfg, "decoder_mode", None) == "prompt":
-            return LabelSet(("",) * len(labels), labels.names)  # class tokens only
-        return labels
+    @staticmethod
+    def mode(ctx: ExportContext) -> str:
+        return "prompt" if getattr(ctx.gliner_config, "decoder_mode", None) == "prompt" else "span"
+
+    def encoder_contexts(self, ctx: ExportContext, contexts: list[TextContext]) -> list[TextContext]:
+        return encoder_contexts(contexts, self.mode(ctx))
+
+    def run_graphs(self, ctx: ExportContext, model: LoadedModel, contexts: list[TextContext]) -> None:
+        """The entity graphs (token models: candidate spans at SPAN_THRESHOLD); the decoder's
+        graphs are traced apart (`decoder_export.py`)."""
+        EntityGraphs(model, self.mode(ctx)).inputs(contexts, SPAN_THRESHOLD, prefixes=False)
 
     def export_more(self, ctx: ExportContext) -> Extra:
         from .decoder_export import export_decoder
@@ -342,7 +373,6 @@ class SpanDecoderConfig(_DecoderConfig):
 
 class TokenDecoderConfig(_DecoderConfig):
     arch = "uniencoder_token_decoder"
-    steps = (text_encoder_step, scorer_step, span_encoder_step)
     demo = Demo(span_mode="token_level", labels_decoder=True, decoder_mode="span")
 
     def wrappers(self, model: Any, span_head: str, optimize: bool) -> dict[str, nn.Module]:

@@ -12,18 +12,22 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
+from gliner_onnx import __version__
 from gliner_onnx.archs import DECODER_GRAPHS, GraphSpec, graph_specs
 from gliner_onnx.errors import ExportError
-from gliner_onnx.manifest import GraphEntry, TokenizerEntry
-from gliner_onnx.runtime.features import TextContext, make_context, text_feeds
-from gliner_onnx.runtime.labels import LabelSet, build_prompt, normalize_label_set
+from gliner_onnx.manifest import GraphEntry, Manifest, TokenizerEntry
+from gliner_onnx.runtime.features import TextContext, make_context
+from gliner_onnx.runtime.labels import build_prompt, normalize_label_set
+from gliner_onnx.runtime.labelstore import LabelStore
+from gliner_onnx.runtime.loaded import LoadedModel
+from gliner_onnx.runtime.runner import GraphRunner
 from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 from . import samples
@@ -38,7 +42,7 @@ from .tokenizer_io import (
     write_tokenizer,
 )
 
-Runner = Callable[[str, dict[str, np.ndarray]], list[np.ndarray]]
+R = TypeVar("R", bound=GraphRunner)
 Feeds = dict[str, dict[str, np.ndarray]]
 Outputs = dict[str, list[np.ndarray]]
 # What an export adds besides the chained graphs (the label decoder's): its graphs, their max
@@ -64,8 +68,8 @@ class ArchExport(Protocol):
     def rewrites(self, ctx: ExportContext, graph: str) -> list[str]: ...
     def manifest_fields(self, ctx: ExportContext) -> dict[str, Any]: ...
     def export_more(self, ctx: ExportContext) -> Extra: ...
-    def label_set(self, cfg: Any, labels: LabelSet) -> LabelSet: ...
-    def chain(self, ctx: ExportContext, feeds: Feeds, batch: int, run: Runner) -> Outputs: ...
+    def encoder_contexts(self, ctx: ExportContext, contexts: list[TextContext]) -> list[TextContext]: ...
+    def run_graphs(self, ctx: ExportContext, model: LoadedModel, contexts: list[TextContext]) -> None: ...
     def reference_batch(self, model: Any, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]: ...
     def reference(self, model: Any, batch: dict[str, Any]) -> Any: ...
     def check_end_to_end(
@@ -165,6 +169,7 @@ class ExportContext:
             m.eval()
         self.tokenizer_entries: dict[str, TokenizerEntry] = {}
         self.label_tok: SubwordTokenizer | None = None
+        self._planned: Manifest | None = None  # the manifest before the graphs are written
 
     text_tok: SubwordTokenizer  # set by write_tokenizers
 
@@ -183,7 +188,7 @@ class ExportContext:
         """The written tokenizers reproduce gliner's on every validation and tracing input."""
         proc = self.model.data_processor
         for texts, labels in (*samples.CASES, (samples.TRACE_TEXTS, samples.TRACE_LABELS)):
-            ctxs = self.contexts(texts, labels)
+            ctxs = self.config.encoder_contexts(self, self.contexts(texts, labels))
             words = [list(c.words.words[: c.num_words]) for c in ctxs]
             if not self.config.bi:
                 c = ctxs[0]
@@ -201,7 +206,7 @@ class ExportContext:
 
     # -- the runtime's pre-processing of a case
     def contexts(self, texts: Sequence[str], labels: Sequence[str]) -> list[TextContext]:
-        label_set = self.config.label_set(self.gliner_config, normalize_label_set(list(labels)))
+        label_set = normalize_label_set(list(labels))
         splitter = getattr(self.gliner_config, "words_splitter_type", "whitespace")
         relations = samples.relations_for(labels) if self.config.relex else ()
         return [
@@ -216,44 +221,78 @@ class ExportContext:
     def rel_token(self) -> str | None:
         return self.gliner_config.rel_token if self.config.relex else None
 
-    def feeds(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, np.ndarray]:
-        return text_feeds(
-            self.contexts(texts, labels),
-            self.text_tok,
-            max_width=self.gliner_config.max_width,
-            pooling=getattr(self.gliner_config, "subtoken_pooling", "first"),
-            prompt_tokens=None
-            if self.config.bi
-            else (self.gliner_config.ent_token, self.gliner_config.sep_token),
-            with_spans=self.config.family == "span",
-            rel_token=self.rel_token,
+    # -- running the graphs through the runtime's pipelines (`graph_runs.py`)
+    def manifest(self, graphs: dict[str, GraphEntry], source: str) -> Manifest:
+        """The export's manifest with these graphs (the tokenizers must be written)."""
+        cfg, bi = self.gliner_config, self.config.bi
+        tok = self.model.data_processor.transformer_tokenizer
+        ent_id = tok.convert_tokens_to_ids(cfg.ent_token)
+        sep_id = tok.convert_tokens_to_ids(cfg.sep_token)
+        if not bi and ent_id != cfg.class_token_index:
+            raise ExportError(
+                f"the tokenizer's id of {cfg.ent_token!r} ({ent_id}) differs from the model's "
+                f"class_token_index ({cfg.class_token_index})"
+            )
+        return Manifest(
+            **self.config.manifest_fields(self),
+            arch=self.arch,
+            graphs=graphs,
+            tokenizers=self.tokenizer_entries,
+            max_width=int(cfg.max_width),
+            max_len=int(cfg.max_len),
+            words_splitter=getattr(cfg, "words_splitter_type", "whitespace"),
+            subtoken_pooling=getattr(cfg, "subtoken_pooling", "first"),
+            ent_token=cfg.ent_token,
+            sep_token=cfg.sep_token,
+            ent_token_id=None if bi else int(ent_id),
+            sep_token_id=None if bi else int(sep_id),
+            embed_ent_token=bool(getattr(cfg, "embed_ent_token", True)),
+            span_head=self.span_head,
+            source=source,
+            versions=versions(self.opset),
         )
 
-    def label_feeds(self, labels: Sequence[str]) -> dict[str, np.ndarray]:
-        if self.label_tok is None:
-            raise ExportError(f"{self.arch} has no label encoder")
-        tb = self.label_tok.encode_texts(list(labels))
-        return {"input_ids": tb.input_ids, "attention_mask": tb.attention_mask}
+    def loaded(self, runner: GraphRunner) -> LoadedModel:
+        """The loaded-model context a runtime pipeline receives, its graphs run by `runner`:
+        the manifest as it will be written (graph files not yet hashed), the written tokenizers."""
+        if self._planned is None:
+            graphs = {
+                name: GraphEntry(f"{name}.onnx", "", tuple(spec.input_names), tuple(spec.output_names))
+                for name, spec in self.specs.items()
+            }
+            self._planned = self.manifest(graphs, source="")
+        tokenizers = {"text": self.text_tok}
+        store = None
+        if self.label_tok is not None:
+            tokenizers["labels"] = self.label_tok
+            store = LabelStore(runner, self.label_tok)
+        return LoadedModel(self.dir, self._planned, runner, tokenizers, store)
 
-    # -- running the graphs
-    def run_torch(self, name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return torch_run(self.modules[name], self.specs[name], feeds)
-
-    def first_feeds(self, texts: Sequence[str], labels: Sequence[str]) -> Feeds:
-        """The feeds that come from pre-processing: text encoder (and label encoder)."""
-        feeds = {"text_encoder": self.feeds(texts, labels)}
-        if self.config.bi:
-            feeds["label_encoder"] = self.label_feeds(labels)
-        return feeds
-
-    def graph_feeds(
-        self, texts: Sequence[str], labels: Sequence[str], run: Runner | None = None
-    ) -> tuple[Feeds, Outputs]:
-        """The inputs and outputs of every graph for one case, each graph fed by the previous
-        ones as the runtime chains them; `run(name, feeds)` runs one graph (default: torch)."""
-        feeds = self.first_feeds(texts, labels)
-        return feeds, self.config.chain(self, feeds, len(texts), run or self.run_torch)
+    def run_case(self, texts: Sequence[str], labels: Sequence[str], runner: R) -> R:
+        """Run the export's graphs on one case through its arch's pipeline stage, on `runner`
+        (`graph_runs.TorchGraphs` or `OnnxGraphs`, which keep what each graph was fed)."""
+        self.config.run_graphs(self, self.loaded(runner), self.contexts(texts, labels))
+        return runner
 
     def reference_batch(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
         """gliner's own collated batch for the case."""
         return self.config.reference_batch(self.model, texts, labels)
+
+
+def versions(opset: int) -> dict[str, str]:
+    """The versions of what made the export, for the manifest."""
+    import gliner
+    import onnxruntime
+    import tokenizers
+    import transformers
+
+    return {
+        "gliner_onnx": __version__,
+        "gliner": getattr(gliner, "__version__", "unknown"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "tokenizers": tokenizers.__version__,
+        "opset": str(opset),
+    }

@@ -25,22 +25,14 @@ from gliner_onnx.archs import DECODER_PREFIX, DECODER_STEP, GraphSpec
 from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import GraphEntry
 from gliner_onnx.runtime.generation_loop import Prefixes
-from gliner_onnx.runtime.label_generation import (
-    DECODER_MODES,
-    decoder_tokens,
-    decoder_words,
-    prompt_prefixes,
-    selected_spans,
-    selected_token_spans,
-    span_prefixes,
-    token_span_prefixes,
-)
+from gliner_onnx.runtime.label_decoder import EntityGraphs
+from gliner_onnx.runtime.label_generation import DECODER_MODES, decoder_words
 from gliner_onnx.runtime.labels import build_prompt
-from gliner_onnx.runtime.relations import select_token_entities
 
 from . import samples
 from .context import ExportContext, save_graph
 from .decoder_wrappers import DecoderPrefix, DecoderStep
+from .graph_runs import TorchGraphs
 from .parity import ParityRecorder, relative_tolerance
 from .tokenizer_io import (
     check_text_tokenization,
@@ -136,44 +128,14 @@ class DecoderExport:
         cfg = self.model.config
         return build_prompt(list(dict.fromkeys(labels)), cfg.ent_token, cfg.sep_token)
 
-    # -- feeds, built by the runtime's own functions from the text graphs' torch outputs
+    # -- prefixes, built by the runtime's own pipeline stage from the text graphs' torch outputs
     def prefixes(self, texts: Sequence[str], labels: Sequence[str], threshold: float) -> Prefixes:
-        _, outs = self.ex.graph_feeds(texts, labels)
-        ctxs = self.ex.contexts(texts, labels)
-        if self.ex.config.family == "token":
-            return self._token_prefixes(outs, ctxs, labels, threshold)
-        span_rep, prompts = outs["text_encoder"]
-        (probs,) = outs["scorer"]
-        if self.mode == "prompt":
-            return prompt_prefixes(prompts, [len(c.labels) for c in ctxs])
-        selected = selected_spans(probs, [c.num_words for c in ctxs], threshold)
-        ids, words = self._decoder_text(ctxs, labels)
-        return span_prefixes(span_rep, selected, ids, words, int(self.model.config.max_width))
-
-    def _decoder_text(
-        self, ctxs: Sequence[Any], labels: Sequence[str]
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        if not self.full_context:
-            return None, None
-        return decoder_tokens(
-            self.tok, [self._prompt(labels)] * len(ctxs), [c.words.words[: c.num_words] for c in ctxs]
-        )
-
-    def _token_prefixes(
-        self, outs: dict[str, list[np.ndarray]], ctxs: Sequence[Any], labels: Sequence[str], threshold: float
-    ) -> Prefixes:
-        """Token decoder: every selected candidate slot, also those past a text's words (the
-        runtime generates only for spans inside the text; the reference takes them all)."""
-        _, _, word_rep, label_rep = outs["text_encoder"]
-        if self.mode == "prompt":
-            return prompt_prefixes(label_rep, [len(c.labels) for c in ctxs])
-        (probs,) = outs["scorer"]
-        cands = select_token_entities(probs, threshold)
-        feeds = {"word_rep": word_rep, "span_idx": cands.spans, "label_rep": label_rep}
-        span_rep, span_scores = self.ex.run_torch("span_encoder", feeds)
-        selected = selected_token_spans(span_scores, cands.mask, [len(c.labels) for c in ctxs], threshold)
-        ids, words = self._decoder_text(ctxs, labels)
-        return token_span_prefixes(span_rep, cands.spans, selected, ids, words)
+        """The decoder prefixes of a case; token models: every selected candidate slot, also
+        those past a text's words (the runtime generates only for spans inside the text; the
+        reference takes them all)."""
+        model = self.ex.loaded(TorchGraphs(self.ex))
+        graphs = EntityGraphs(model, self.mode, self.full_context, self.tok)
+        return graphs.inputs(self.ex.contexts(texts, labels), threshold, every_slot=True).prefixes
 
     @staticmethod
     def _prefix_feeds(p: Prefixes) -> dict[str, np.ndarray]:

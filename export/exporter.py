@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import torch
 
-from gliner_onnx import __version__
 from gliner_onnx.archs import check_arch, get_arch
 from gliner_onnx.errors import ExportError, ParityError
-from gliner_onnx.manifest import MANIFEST_NAME, GraphEntry, Manifest
+from gliner_onnx.manifest import MANIFEST_NAME
 from gliner_onnx.runtime.words import check_splitter
 
 from .configs import ExportConfig, export_config
@@ -116,54 +113,6 @@ def _check_supported(model: Any, arch: str) -> None:
     if getattr(cfg, "precomputed_prompts_mode", False):
         raise ExportError("precomputed_prompts_mode checkpoints are not supported")
     export_config(arch).check(model)
-
-
-def _versions(opset: int) -> dict[str, str]:
-    import gliner
-    import onnxruntime
-    import tokenizers
-    import transformers
-
-    return {
-        "gliner_onnx": __version__,
-        "gliner": getattr(gliner, "__version__", "unknown"),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "tokenizers": tokenizers.__version__,
-        "opset": str(opset),
-    }
-
-
-def build_manifest(ctx: ExportContext, graphs: dict[str, GraphEntry], source: str) -> Manifest:
-    cfg, bi = ctx.gliner_config, ctx.config.bi
-    tok = ctx.model.data_processor.transformer_tokenizer
-    ent_id = tok.convert_tokens_to_ids(cfg.ent_token)
-    sep_id = tok.convert_tokens_to_ids(cfg.sep_token)
-    if not bi and ent_id != cfg.class_token_index:
-        raise ExportError(
-            f"the tokenizer's id of {cfg.ent_token!r} ({ent_id}) differs from the model's "
-            f"class_token_index ({cfg.class_token_index})"
-        )
-    return Manifest(
-        **ctx.config.manifest_fields(ctx),
-        arch=ctx.arch,
-        graphs=graphs,
-        tokenizers=ctx.tokenizer_entries,
-        max_width=int(cfg.max_width),
-        max_len=int(cfg.max_len),
-        words_splitter=getattr(cfg, "words_splitter_type", "whitespace"),
-        subtoken_pooling=getattr(cfg, "subtoken_pooling", "first"),
-        ent_token=cfg.ent_token,
-        sep_token=cfg.sep_token,
-        ent_token_id=None if bi else int(ent_id),
-        sep_token_id=None if bi else int(sep_id),
-        embed_ent_token=bool(getattr(cfg, "embed_ent_token", True)),
-        span_head=ctx.span_head,
-        source=source,
-        versions=_versions(ctx.opset),
-    )
 
 
 def export_model(
@@ -336,7 +285,7 @@ def _export_into(ctx: ExportContext, source: str) -> tuple[dict[str, dict[str, f
         )
         for name, g in graphs.items()
     }
-    replace(build_manifest(ctx, graphs, source), decoder=decoder).save(ctx.dir)
+    replace(ctx.manifest(graphs, source), decoder=decoder).save(ctx.dir)
     return diffs, checked
 
 

@@ -13,6 +13,7 @@ from gliner_onnx.manifest import GraphEntry
 from . import samples
 from .backbone import deberta
 from .context import ExportContext, save_graph
+from .graph_runs import TorchGraphs
 from .ort.fusion import ENCODER_GRAPHS, backbone_shape, fuse_graph
 
 
@@ -45,8 +46,10 @@ def eager_attention(model: nn.Module) -> Iterator[list[str]]:
 
 
 def trace(ctx: ExportContext) -> dict[str, GraphEntry]:
-    """Trace every entity graph on the tracing case, chained as the runtime chains them."""
-    feeds, _ = ctx.graph_feeds(samples.TRACE_TEXTS, samples.TRACE_LABELS)
+    """Trace every entity graph on the tracing case, each fed by the runtime's pipeline stage."""
+    ran = ctx.run_case(samples.TRACE_TEXTS, samples.TRACE_LABELS, TorchGraphs(ctx))
+    ran.check_ran_all("the tracing case")
+    feeds = ran.feeds
     entries = {}
     rewritten = deberta.rewrite(ctx.model.model) if ctx.optimize else contextlib.nullcontext(0)
     with eager_attention(ctx.model.model) as switched, rewritten as attentions:

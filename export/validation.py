@@ -1,9 +1,10 @@
 """Validation of the exported entity graphs against torch and against gliner's own forward.
 
-Per case of `samples.CASES` (batches of 1 and 3, short and long texts, 1 to 7 labels):
-pre-processing must equal gliner's collated batch exactly; every graph, fed as the
-runtime feeds it, must give its torch wrapper's outputs; and the graphs chained under
-ONNX Runtime must give gliner's scores. Every failure is collected, then raised.
+Per case of `samples.CASES` (batches of 1 and 3, short and long texts, 1 to 7 labels), the
+graphs run under ONNX Runtime through the runtime's own pipeline stage: pre-processing must
+equal gliner's collated batch exactly; every graph, fed as the runtime feeds it, must give
+its torch wrapper's outputs on the same feeds; and the chained graphs must give gliner's
+scores. Every failure is collected, then raised.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import GraphEntry
 
 from . import samples
-from .context import ExportContext, Runner, inputs_of
+from .context import ExportContext
+from .graph_runs import OnnxGraphs
 from .memory import validation_session_options
-from .parity import ParityRecorder, relative_tolerance
+from .parity import ParityRecorder
 
 
 def validate(ctx: ExportContext, graphs: dict[str, GraphEntry]) -> ParityRecorder:
-    """Every graph against its torch module, and the whole chain against gliner's forward."""
+    """Every graph against its torch module, and the whole chain against gliner's forward,
+    the graphs run by the runtime's own pipeline stage (`graph_runs.py`)."""
     import onnxruntime as ort
 
     sessions = {
@@ -35,24 +38,12 @@ def validate(ctx: ExportContext, graphs: dict[str, GraphEntry]) -> ParityRecorde
     parity = ParityRecorder([*graphs, "end_to_end"])
     for case, (texts, labels) in enumerate(samples.CASES):
         where = f"case {case} (batch {len(texts)}, {len(labels)} labels)"
-        feeds, torch_outs = ctx.graph_feeds(texts, labels)
         batch = ctx.reference_batch(texts, labels)
-        check_preprocessing(ctx, batch, feeds["text_encoder"], where)
-        for name, spec in ctx.specs.items():
-            if name not in torch_outs:
-                continue  # a relation graph the runtime skips on this case
-            got = sessions[name].run(spec.output_names, inputs_of(spec, feeds[name]))
-            for out_name, r, g in zip(spec.output_names, torch_outs[name], got):
-                # probabilities: absolute; representations: relative to their magnitude
-                tol = ctx.atol if name == "scorer" else relative_tolerance(ctx.atol, r)
-                parity.record(name, out_name, r, g, where, tol)
-        # End to end: the ONNX graphs chained, against gliner's own forward.
-        chained = {name: dict(f) for name, f in feeds.items()}
-        ort_run: Runner = lambda n, f: sessions[n].run(None, inputs_of(ctx.specs[n], f))  # noqa: E731
-        chained_outs = ctx.config.chain(ctx, chained, len(texts), ort_run)
+        ran = ctx.run_case(texts, labels, OnnxGraphs(ctx, sessions, parity, where))
+        check_preprocessing(ctx, batch, ran.feeds["text_encoder"], where)
         with torch.inference_mode():
             ref = ctx.config.reference(ctx.model, batch)
-        ctx.config.check_end_to_end(ctx, ref, chained, chained_outs, where, parity)
+        ctx.config.check_end_to_end(ctx, ref, ran.feeds, ran.outs, where, parity)
     parity.raise_if_failed("exported graphs")
     return parity
 

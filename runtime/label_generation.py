@@ -227,7 +227,6 @@ class LabelDecoder:
         if not isinstance(eos, int):
             raise ManifestError("the manifest's decoder settings need an integer 'eos_token_id'")
         self.mode: str = mode
-        self.full_context = bool(settings.get("full_context", True))
         self.eos_token_id = eos
         pad = settings.get("pad_token_id")
         self.pad_token_id = pad if isinstance(pad, int) else eos

@@ -30,6 +30,10 @@ from .windows import Window
 PAIR_CHUNK = 4096  # relation scorer pairs per call: memory stays bounded at any threshold
 
 
+# The model's entities of a batch, and (span models) each one's flat span index per text.
+Selected = tuple[rel.EntityBatch, list[np.ndarray] | None]
+
+
 class RelexJob(NamedTuple):
     """What one window keeps for relation decoding after the entity graphs ran."""
 
@@ -91,18 +95,42 @@ class RelexPipeline:
         self, contexts: list[TextContext], threshold: float, adjacency_threshold: float, best_label_only: bool
     ) -> tuple[list[Found], list[RelexJob]]:
         """Entity candidates of a batch and, per context, the model's entities and pairs."""
-        runner, family = self.model.runner, self.model.family
+        feeds, probs = self.entity_graphs(contexts)
+        found = window_candidates(self.model.family, probs, contexts, threshold, best_label_only)
+        entities = self.select_entities(contexts, probs, threshold)
+        return found, self.relation_jobs(contexts, feeds, entities, adjacency_threshold)
+
+    def entity_graphs(self, contexts: list[TextContext]) -> tuple[dict[str, Any], np.ndarray]:
+        """Text encoder and scorer: (every feed and output so far, by name; the probabilities)."""
+        runner = self.model.runner
         feeds: dict[str, Any] = dict(encoder_feeds(self.model, contexts))
         feeds.update(
             zip(self.model.manifest.graphs["text_encoder"].outputs, runner.run("text_encoder", feeds))
         )
         (probs,) = runner.run("scorer", feeds)
-        found = window_candidates(family, probs, contexts, threshold, best_label_only)
-        if family == "span":
-            entities, flat = rel.select_span_entities(probs, [c.num_words for c in contexts], threshold)
+        return feeds, probs
+
+    def select_entities(self, contexts: list[TextContext], probs: np.ndarray, threshold: float) -> Selected:
+        """The model's entities at `threshold`, before greedy decoding, over the batch's padding
+        (as gliner); span models: also each entity's flat span index."""
+        if self.model.family == "span":
+            return rel.select_span_entities(probs, [c.num_words for c in contexts], threshold)
+        return rel.select_token_entities(probs, threshold), None
+
+    def relation_jobs(
+        self,
+        contexts: list[TextContext],
+        feeds: dict[str, Any],
+        selected: Selected,
+        adjacency_threshold: float,
+    ) -> list[RelexJob]:
+        """The entities' representations (span rows, or the `entity_encoder`) and candidate
+        pairs (every ordered pair, or the `relation_adjacency` above its threshold), per context."""
+        runner = self.model.runner
+        entities, flat = selected
+        if flat is not None:
             entity_rep = rel.span_entity_reps(feeds["span_rep"], flat, entities.spans.shape[1])
         else:
-            entities = rel.select_token_entities(probs, threshold)
             (entity_rep,) = runner.run(
                 "entity_encoder", {"word_rep": feeds["word_rep"], "entity_spans": entities.spans}
             )
@@ -116,11 +144,10 @@ class RelexPipeline:
         else:  # one entity slot has no pair (i != j)
             pairs = [np.zeros((0, 2), dtype=np.int64)] * len(contexts)
         rel_prompts = feeds["rel_prompts"]
-        jobs = [
+        return [
             RelexJob(entities.spans[b], entity_rep[b], pairs[b], rel_prompts[b, : len(c.relations)])
             for b, c in enumerate(contexts)
         ]
-        return found, jobs
 
     def relations(
         self,

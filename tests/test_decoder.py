@@ -171,8 +171,8 @@ def test_without_full_decoder_context_equals_gliner(span_decoder: Checkpoint) ->
     """full_decoder_context=False: the prefix is the projected span representation alone
     (the export records the flag; here the same graphs run with it switched off)."""
     ours = GLiNER.from_pretrained(span_decoder.export_dir)
-    assert ours.pipeline.decoder is not None
-    ours.pipeline.decoder.full_context = False
+    assert ours.pipeline.graphs.full_context
+    ours.pipeline.graphs.full_context = False
     model = span_decoder.torch_model
     model.config.full_decoder_context = False
     try:

@@ -123,10 +123,10 @@ def test_no_import_cycle() -> None:
     ],
 )
 def test_the_cycle_check_sees_deferred_imports(source: str, cycle: bool) -> None:
-    """configs imports chain; chain importing configs back, in any form, is a cycle."""
+    """configs imports context; context importing configs back, in any form, is a cycle."""
     graph = {name: imports_of(name, path) for name, path in MODULES.items()}
-    assert "gliner_onnx.export.chain" in graph["gliner_onnx.export.configs"]
-    graph["gliner_onnx.export.chain"] = imports_of(
-        "gliner_onnx.export.chain", ROOT / "export/chain.py", source
+    assert "gliner_onnx.export.context" in graph["gliner_onnx.export.configs"]
+    graph["gliner_onnx.export.context"] = imports_of(
+        "gliner_onnx.export.context", ROOT / "export/context.py", source
     )
     assert (find_cycle(graph) is not None) == cycle

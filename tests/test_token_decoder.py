@@ -185,7 +185,7 @@ def test_per_text_labels_equal_corrected_gliner(token_decoder: Checkpoint, token
 def test_without_full_decoder_context_equals_corrected_gliner(token_decoder: Checkpoint) -> None:
     ours = GLiNER.from_pretrained(token_decoder.export_dir)
     assert ours.pipeline.decoder is not None
-    ours.pipeline.decoder.full_context = False
+    ours.pipeline.graphs.full_context = False
     model = token_decoder.torch_model
     model.config.full_decoder_context = False
     try:
