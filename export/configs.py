@@ -30,7 +30,7 @@ from gliner_onnx.runtime.spans import span_grid
 
 from . import samples
 from .backbone import deberta
-from .context import ExportContext, Extra, Feeds, Outputs
+from .context import CaseRun, ExportContext, Extra
 from .parity import ParityRecorder
 from .relation_wrappers import (
     EntityEncoder,
@@ -170,14 +170,14 @@ class ExportConfig:
         with relation_layers_removed(model.model):
             return model.run_batch(batch)
 
-    def check_end_to_end(
-        self, ctx: ExportContext, ref: Any, chained: Feeds, outs: Outputs, where: str, parity: ParityRecorder
-    ) -> None:
+    def check_end_to_end(self, ctx: ExportContext, case: CaseRun, parity: ParityRecorder) -> None:
         """The chained graphs' scores against gliner's (sigmoid of its logits)."""
+        self.check_scores(ctx, self.reference(ctx.model, case.batch), case, parity)
+
+    def check_scores(self, ctx: ExportContext, ref: Any, case: CaseRun, parity: ParityRecorder) -> None:
         ref_scores = torch.sigmoid(ref.logits).float().numpy()
-        parity.record(
-            "end_to_end", "scores", ref_scores, outs["scorer"][0], where, ctx.atol, "end-to-end scores"
-        )
+        got = case.outs["scorer"][0]
+        parity.record("end_to_end", "scores", ref_scores, got, case.where, ctx.atol, "end-to-end scores")
 
 
 def fixed_entities(
@@ -199,6 +199,37 @@ def fixed_entities(
         for b, n in enumerate(c.num_words for c in contexts)
     ]
     return rel.pack_entities(spans), None
+
+
+def clear_threshold(
+    family: str, probs: np.ndarray, contexts: Sequence[TextContext], margin: float
+) -> float | None:
+    """The highest entity threshold at least `margin` from every score that selection compares
+    with it (span models: each span's best class; token models: every start, end and inside
+    probability) at which some text has two entities or more: gliner and the runtime then
+    select the same ones. None when there is none (scores bunched within noise)."""
+    num_words = [c.num_words for c in contexts]
+    if family == "span":
+        _, valid = span_grid(num_words, probs.shape[2])
+        values = probs.max(axis=-1).reshape(len(contexts), -1)[valid]
+    else:
+        values = probs.reshape(-1)
+    top = np.unique(values.astype(np.float64))[::-1]
+    gaps = np.flatnonzero(top[:-1] - top[1:] >= 2 * margin)
+    for k in gaps[:_MAX_THRESHOLDS_TRIED]:
+        threshold = float((top[k] + top[k + 1]) / 2)
+        if family == "span":
+            counts = rel.select_span_entities(probs, num_words, threshold)[0].counts
+        else:
+            counts = rel.select_token_entities(probs, threshold).counts
+        if max(counts) >= 2:
+            return threshold if max(counts) <= _MAX_ENTITIES else None
+    return None
+
+
+# clear_threshold: the gaps tried, and the most entities a text may have (pairs grow as E^2).
+_MAX_THRESHOLDS_TRIED = 200
+_MAX_ENTITIES = 60
 
 
 def _token_scorer(model: Any, optimize: bool) -> nn.Module:
@@ -286,6 +317,35 @@ class _RelexConfig(ExportConfig):
             graphs["relation_adjacency"] = RelationAdjacency(core)
         graphs["relation_scorer"] = RelationScorer(core)
         return graphs
+
+    def check_end_to_end(self, ctx: ExportContext, case: CaseRun, parity: ParityRecorder) -> None:
+        """The entity scores, then the relations: at an entity threshold clear of every score
+        (`clear_threshold`), the runtime's entities, pairs and relation scores against those
+        of gliner's own forward (adjacency threshold 0: every pair the adjacency keeps)."""
+        super().check_end_to_end(ctx, case, parity)
+        (probs,) = case.outs["scorer"]
+        threshold = clear_threshold(self.family, probs, case.contexts, 10 * ctx.atol)
+        if threshold is None:
+            return  # every candidate threshold is within noise of some score
+        ref = ctx.model.model(**case.batch, threshold=threshold, adjacency_threshold=0.0)
+        pipeline = RelexPipeline(ctx.loaded(case.runner))
+        selected = pipeline.select_entities(case.contexts, probs, threshold)
+        jobs = pipeline.relation_jobs(case.contexts, case.feeds["scorer"], selected, adjacency_threshold=0.0)
+        where = f"{case.where} at entity threshold {threshold:.4f}"
+        if not np.array_equal(ref.entity_spans.numpy().astype(np.int64), selected[0].spans):
+            parity.fail(f"relex entities on {where} differ from gliner's")
+            return
+        for b, job in enumerate(jobs):
+            ref_pairs = ref.rel_idx[b][ref.rel_mask[b].bool()].numpy().astype(np.int64)
+            if not np.array_equal(ref_pairs.reshape(-1, 2), job.pairs):
+                parity.fail(f"relation pairs of text {b} on {where} differ from gliner's")
+            elif len(job.pairs) and len(job.rel_prompts):
+                ref_scores = torch.sigmoid(ref.rel_logits[b][ref.rel_mask[b].bool()]).float().numpy()
+                got = pipeline.relation_scores(job, job.pairs)
+                what = "end-to-end relation scores"
+                parity.record(
+                    "end_to_end", "relation_scores", ref_scores[:, : got.shape[1]], got, where, ctx.atol, what
+                )
 
     def reference_batch(self, model: Any, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
         relations = list(samples.relations_for(labels))
@@ -389,22 +449,21 @@ class TokenDecoderConfig(_DecoderConfig):
 
         return UniEncoderTokenModel.forward(model.model, **batch, threshold=SPAN_THRESHOLD)
 
-    def check_end_to_end(
-        self, ctx: ExportContext, ref: Any, chained: Feeds, outs: Outputs, where: str, parity: ParityRecorder
-    ) -> None:
+    def check_end_to_end(self, ctx: ExportContext, case: CaseRun, parity: ParityRecorder) -> None:
         """Also: the same candidate spans as gliner's extract_spans_from_tokens, same scores."""
-        super().check_end_to_end(ctx, ref, chained, outs, where, parity)
+        ref = self.reference(ctx.model, case.batch)
+        self.check_scores(ctx, ref, case, parity)
         ref_spans = (ref.span_idx * ref.span_mask.unsqueeze(-1)).numpy().astype(np.int64)
-        if not np.array_equal(ref_spans, chained["span_encoder"]["span_idx"]):
-            parity.fail(f"candidate spans on {where} differ from gliner's extract_spans_from_tokens")
+        if not np.array_equal(ref_spans, case.feeds["span_encoder"]["span_idx"]):
+            parity.fail(f"candidate spans on {case.where} differ from gliner's extract_spans_from_tokens")
             return
         ref_scores = torch.sigmoid(ref.span_logits).float().numpy()
         parity.record(
             "end_to_end",
             "span_scores",
             ref_scores,
-            outs["span_encoder"][1],
-            where,
+            case.outs["span_encoder"][1],
+            case.where,
             ctx.atol,
             "end-to-end span scores",
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -50,6 +50,19 @@ Outputs = dict[str, list[np.ndarray]]
 Extra = tuple[dict[str, GraphEntry], dict[str, dict[str, float]], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class CaseRun:
+    """One validation case run through the exported graphs by the runtime's pipeline stage:
+    what the end-to-end checks compare with gliner."""
+
+    contexts: list[TextContext]
+    batch: dict[str, Any]  # gliner's collated batch of the case
+    runner: GraphRunner  # the graphs, to run more of them (`graph_runs.OnnxGraphs`)
+    feeds: Feeds  # what each graph was given (every array the pipeline passed), first call
+    outs: Outputs  # what each graph returned, first call
+    where: str
+
+
 class ArchExport(Protocol):
     """What an export attempt uses of its arch's export config (`configs.ExportConfig`, which
     builds on this module: a protocol here keeps the import one way)."""
@@ -72,9 +85,7 @@ class ArchExport(Protocol):
     def run_graphs(self, ctx: ExportContext, model: LoadedModel, contexts: list[TextContext]) -> None: ...
     def reference_batch(self, model: Any, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]: ...
     def reference(self, model: Any, batch: dict[str, Any]) -> Any: ...
-    def check_end_to_end(
-        self, ctx: ExportContext, ref: Any, chained: Feeds, outs: Outputs, where: str, parity: ParityRecorder
-    ) -> None: ...
+    def check_end_to_end(self, ctx: ExportContext, case: CaseRun, parity: ParityRecorder) -> None: ...
 
 
 def to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -268,10 +279,10 @@ class ExportContext:
             store = LabelStore(runner, self.label_tok)
         return LoadedModel(self.dir, self._planned, runner, tokenizers, store)
 
-    def run_case(self, texts: Sequence[str], labels: Sequence[str], runner: R) -> R:
-        """Run the export's graphs on one case through its arch's pipeline stage, on `runner`
+    def run_case(self, contexts: list[TextContext], runner: R) -> R:
+        """Run the export's graphs on one batch through its arch's pipeline stage, on `runner`
         (`graph_runs.TorchGraphs` or `OnnxGraphs`, which keep what each graph was fed)."""
-        self.config.run_graphs(self, self.loaded(runner), self.contexts(texts, labels))
+        self.config.run_graphs(self, self.loaded(runner), contexts)
         return runner
 
     def reference_batch(self, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def eager_attention(model: nn.Module) -> Iterator[list[str]]:
 
 def trace(ctx: ExportContext) -> dict[str, GraphEntry]:
     """Trace every entity graph on the tracing case, each fed by the runtime's pipeline stage."""
-    ran = ctx.run_case(samples.TRACE_TEXTS, samples.TRACE_LABELS, TorchGraphs(ctx))
+    ran = ctx.run_case(ctx.contexts(samples.TRACE_TEXTS, samples.TRACE_LABELS), TorchGraphs(ctx))
     ran.check_ran_all("the tracing case")
     feeds = ran.feeds
     entries = {}

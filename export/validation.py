@@ -18,7 +18,7 @@ from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import GraphEntry
 
 from . import samples
-from .context import ExportContext
+from .context import CaseRun, ExportContext
 from .graph_runs import OnnxGraphs
 from .memory import validation_session_options
 from .parity import ParityRecorder
@@ -36,14 +36,16 @@ def validate(ctx: ExportContext, graphs: dict[str, GraphEntry]) -> ParityRecorde
         for name, g in graphs.items()
     }
     parity = ParityRecorder([*graphs, "end_to_end"])
-    for case, (texts, labels) in enumerate(samples.CASES):
-        where = f"case {case} (batch {len(texts)}, {len(labels)} labels)"
+    for i, (texts, labels) in enumerate(samples.CASES):
+        where = f"case {i} (batch {len(texts)}, {len(labels)} labels)"
         batch = ctx.reference_batch(texts, labels)
-        ran = ctx.run_case(texts, labels, OnnxGraphs(ctx, sessions, parity, where))
+        contexts = ctx.contexts(texts, labels)
+        ran = ctx.run_case(contexts, OnnxGraphs(ctx, sessions, parity, where))
         check_preprocessing(ctx, batch, ran.feeds["text_encoder"], where)
         with torch.inference_mode():
-            ref = ctx.config.reference(ctx.model, batch)
-        ctx.config.check_end_to_end(ctx, ref, ran.feeds, ran.outs, where, parity)
+            ctx.config.check_end_to_end(
+                ctx, CaseRun(contexts, batch, ran, ran.feeds, ran.outs, where), parity
+            )
     parity.raise_if_failed("exported graphs")
     return parity
 
