@@ -259,3 +259,23 @@ def relex_layer_checkpoint(
             triples_layer=triples_layer,
         ),
     )
+
+
+# The decoder archs' checkpoints (tests/decoders.py imports this module's helpers).
+from .decoders import (  # noqa: E402
+    prompt_decoder,
+    span_decoder,
+    span_ours,
+    token_decoder,
+    token_ours,
+    token_prompt_decoder,
+)
+
+__all__ = [
+    "prompt_decoder",
+    "span_decoder",
+    "span_ours",
+    "token_decoder",
+    "token_ours",
+    "token_prompt_decoder",
+]

@@ -1,15 +1,18 @@
-"""The generative label decoder (`uniencoder_span_decoder`).
+"""The generative label decoders (`uniencoder_span_decoder`, `uniencoder_token_decoder`).
 
-Span mode: entities and their `generated_labels` equal gliner's torch output exactly
-(greedy, thresholds 0.3-0.7, with and without gen_constraints) on random heads over
-MiniLM with a tiny GPT-2 decoder (byte-level BPE trained locally). Prompt mode: gliner's
-own inference fails there (it feeds a 3-D tensor to a 4-D unpacking), so the labels are
-checked against gliner's decoder run by hand on the label representations.
+Both archs, span mode (parametrized by arch, `tests/decoders.py`): entities and their
+`generated_labels` equal the reference exactly (greedy and beams, thresholds 0.3-0.7, with
+and without gen_constraints, nested, per-text labels, without decoder context) on random
+heads over MiniLM with a tiny GPT-2 decoder (byte-level BPE trained locally). The span
+arch's reference is gliner's own inference; the token arch's is gliner corrected
+(test_token_decoder.py). Then the span arch's own behaviour: sampling, chunks, the CLI,
+and prompt mode, where gliner's own inference fails (it feeds a 3-D tensor to a 4-D
+unpacking), so the labels are checked against gliner's decoder run by hand on the label
+representations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,119 +31,63 @@ from gliner_onnx.runtime.generation_loop import (
 from gliner_onnx.runtime.label_generation import span_prefixes
 from gliner_onnx.runtime.trie import LabelsTrie, build_trie
 
-from .conftest import LABELS, LOGIT_STD, TEXTS, Checkpoint, _checkpoint, _minilm
-
-THRESHOLDS = (0.3, 0.5, 0.7)
-# Every span above the threshold is generated for, so keep the batch small.
-PARITY_TEXTS = [*TEXTS[:4], TEXTS[-1]]
-CONSTRAINTS = ["person", "city", "organization name", "date of birth", "award"]
-SCORE_TOL = 1e-4
-
-
-@pytest.fixture(scope="session")
-def span_decoder(ckpt_root: Path) -> Checkpoint:
-    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
-
-    gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2")
-    return _checkpoint(
-        ckpt_root,
-        "span-decoder",
-        lambda: build_gliner(
-            _minilm(), seed=6, logit_scale=LOGIT_STD, labels_decoder=str(gpt2), decoder_mode="span"
-        ),
-    )
+from .conftest import LABELS, TEXTS, Checkpoint
+from .decoders import (
+    CONSTRAINTS,
+    PARITY_TEXTS,
+    SCORE_TOL,
+    THRESHOLDS,
+    DecoderArch,
+    assert_same,
+    decoder_arch,
+)
 
 
-@pytest.fixture(scope="session")
-def prompt_decoder(ckpt_root: Path) -> Checkpoint:
-    """Prompt mode on a tiny DeBERTa whose width equals the decoder's (no projection)."""
-    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
-
-    from .backbones import make_tiny_deberta_v3
-
-    gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2-48", hidden_size=48, seed=1)
-    backbone = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-dec")
-    return _checkpoint(
-        ckpt_root,
-        "prompt-decoder",
-        lambda: build_gliner(
-            backbone,
-            seed=7,
-            max_width=8,
-            hidden_size=48,
-            logit_scale=LOGIT_STD,
-            labels_decoder=str(gpt2),
-            decoder_mode="prompt",
-        ),
-    )
+# ------------------------------------------------------------- both archs (span mode)
+@pytest.fixture(params=["span", "token"])
+def arch(request: pytest.FixtureRequest) -> DecoderArch:
+    return decoder_arch(request, request.param)
 
 
-@pytest.fixture(scope="session")
-def span_ours(span_decoder: Checkpoint) -> GLiNER:
-    return GLiNER.from_pretrained(span_decoder.export_dir)
-
-
-def _assert_same(
-    ref: Sequence[list[dict[str, Any]] | None], got: list[list[dict[str, Any]]], where: str
-) -> int:
-    """Same entities and generated labels, scores within SCORE_TOL; the number compared.
-    A None reference text: the reference selected nothing (ours must find nothing)."""
-    assert len(ref) == len(got), where
-    n = 0
-    for i, (r, g) in enumerate(zip(ref, got)):
-        if r is None:
-            assert g == [], f"{where}, text {i}"
-            continue
-        assert [{**e, "score": 0} for e in g] == [{**e, "score": 0} for e in r], f"{where}, text {i}"
-        for er, eg in zip(r, g):
-            assert abs(er["score"] - eg["score"]) <= SCORE_TOL, f"{where}, text {i}"
-        n += len(r)
-    return n
-
-
-# --------------------------------------------------------------------------- span mode
 @pytest.mark.parametrize("constrained", [False, True])
-def test_span_mode_entities_and_generated_labels_equal_gliner(
-    span_decoder: Checkpoint, span_ours: GLiNER, constrained: bool
-) -> None:
-    assert span_ours.arch == "uniencoder_span_decoder"
+def test_entities_and_generated_labels_equal_the_reference(arch: DecoderArch, constrained: bool) -> None:
+    assert arch.ours.arch == f"uniencoder_{arch.name}_decoder"
     constraints = CONSTRAINTS if constrained else None
     counts = {}
     generated: set[str] = set()
     for threshold in THRESHOLDS:
         kw: dict[str, Any] = dict(threshold=threshold, do_sample=False, gen_constraints=constraints)
-        ref = span_decoder.torch_model.inference(PARITY_TEXTS, LABELS, **kw)
-        got = span_ours.inference(PARITY_TEXTS, LABELS, **kw)
-        counts[threshold] = _assert_same(ref, got, f"threshold {threshold}, constraints {constrained}")
-        generated |= {label for entities in got for e in entities for label in e["generated_labels"]}
+        ref = arch.reference(PARITY_TEXTS, LABELS, batch_size=arch.batch_size, **kw)
+        got = arch.ours.inference(PARITY_TEXTS, LABELS, batch_size=arch.batch_size, **kw)
+        counts[threshold] = assert_same(ref, got, f"threshold {threshold}, constraints {constrained}")
+        # every detected span is decoded: each entity has one generated label
         assert all(len(e["generated_labels"]) == 1 for entities in got for e in entities)
+        generated |= {label for entities in got for e in entities for label in e["generated_labels"]}
     assert all(n > 0 for n in counts.values()), counts
     assert counts[0.3] > counts[0.7]
     if constrained:  # every label is one of the constraints, as the decoder tokenizer decodes it
-        assert generated <= {f" {c}" for c in CONSTRAINTS}
-        assert len(generated) > 1
+        assert generated <= {f" {c}" for c in CONSTRAINTS} and len(generated) > 1
     else:  # free generation of a random decoder: many different strings
-        assert len(generated) > 10
+        assert len(generated) > arch.free_labels
 
 
-def test_span_mode_batching_and_nested_modes_equal_gliner(
-    span_decoder: Checkpoint, span_ours: GLiNER
-) -> None:
-    """The prefixes' padding depends on the batch: batch_size 2 and nested/multi-label too."""
-    kw: dict[str, Any] = dict(threshold=0.5, do_sample=False, batch_size=2, flat_ner=False, multi_label=True)
-    ref = span_decoder.torch_model.inference(PARITY_TEXTS, LABELS, **kw)
-    assert _assert_same(ref, span_ours.inference(PARITY_TEXTS, LABELS, **kw), "batch 2, nested") > 0
-    per_text = [["person", "date"], ["location"], ["organization", "person"]]
-    ref = span_decoder.torch_model.inference(TEXTS[:3], per_text, threshold=0.4, do_sample=False)
-    assert _assert_same(
-        ref, span_ours.inference(TEXTS[:3], per_text, threshold=0.4, do_sample=False), "per text"
+def test_nested_multi_label_and_per_text_labels_equal_the_reference(arch: DecoderArch) -> None:
+    """The prefixes' padding depends on the batch: batches of 2 (the span arch)."""
+    kw: dict[str, Any] = dict(
+        threshold=0.4, do_sample=False, flat_ner=False, multi_label=True, batch_size=min(2, arch.batch_size)
     )
+    ref = arch.reference(PARITY_TEXTS, LABELS, **kw)
+    got = arch.ours.inference(PARITY_TEXTS, LABELS, **kw)
+    assert assert_same(ref, got, "nested, multi-label") > 0
+    per_text = [["person", "date"], ["location"], ["organization", "person", "award"]]
+    kw = dict(threshold=0.3, do_sample=False, batch_size=arch.batch_size)
+    ref = arch.reference(TEXTS[:3], per_text, **kw)
+    got = arch.ours.inference(TEXTS[:3], per_text, **kw)
+    assert assert_same(ref, got, "per text") > 0
 
 
 @pytest.mark.parametrize("constrained", [False, True])
-def test_beam_search_labels_equal_gliner(
-    span_decoder: Checkpoint, span_ours: GLiNER, constrained: bool
-) -> None:
+def test_beam_search_labels_equal_the_reference(arch: DecoderArch, constrained: bool) -> None:
     """num_gen_sequences > 1: gliner runs HF beam search with that many beams."""
     kw: dict[str, Any] = dict(
         threshold=0.5,
@@ -148,13 +95,56 @@ def test_beam_search_labels_equal_gliner(
         num_gen_sequences=3,
         gen_constraints=CONSTRAINTS if constrained else None,
     )
-    ref = span_decoder.torch_model.inference(PARITY_TEXTS[:2], LABELS, **kw)
-    got = span_ours.inference(PARITY_TEXTS[:2], LABELS, **kw)
-    assert _assert_same(ref, got, f"beams, constraints {constrained}") > 0
+    ref = arch.reference(PARITY_TEXTS[:2], LABELS, batch_size=arch.batch_size, **kw)
+    got = arch.ours.inference(PARITY_TEXTS[:2], LABELS, batch_size=arch.batch_size, **kw)
+    assert assert_same(ref, got, f"beams, constraints {constrained}") > 0
     labels = [e["generated_labels"] for entities in got for e in entities]
     assert all(len(g) == 3 for g in labels) and any(len(set(g)) == 3 for g in labels)
 
 
+def test_without_full_decoder_context_equals_the_reference(arch: DecoderArch) -> None:
+    """full_decoder_context=False: the prefix is the projected span representation alone
+    (the export records the flag; here the same graphs run with it switched off)."""
+    ours = GLiNER.from_pretrained(arch.ckpt.export_dir)
+    assert ours.pipeline.graphs.full_context
+    ours.pipeline.graphs.full_context = False
+    model = arch.ckpt.torch_model
+    model.config.full_decoder_context = False
+    try:
+        for constraints in (None, CONSTRAINTS):
+            kw: dict[str, Any] = dict(threshold=0.5, do_sample=False, gen_constraints=constraints)
+            ref = arch.reference(PARITY_TEXTS, LABELS, batch_size=arch.batch_size, **kw)
+            got = ours.inference(PARITY_TEXTS, LABELS, batch_size=arch.batch_size, **kw)
+            assert assert_same(ref, got, "no decoder context") > 0
+    finally:
+        model.config.full_decoder_context = True
+
+
+def test_manifest_records_the_decoder(arch: DecoderArch) -> None:
+    m = arch.ours.manifest
+    tok = arch.ckpt.torch_model.data_processor.decoder_tokenizer
+    assert m.decoder["mode"] == "span" and m.decoder["full_context"] is True
+    assert m.decoder["eos_token_id"] == tok.eos_token_id and m.decoder["projection"] is True
+    assert m.tokenizers["decoder"].file == "decoder/tokenizer.json"
+    assert (arch.ckpt.export_dir / "decoder" / "tokenizer.json").is_file()
+    assert tuple(m.graphs) == arch.graphs
+    if "span_encoder" in m.graphs:
+        assert list(m.graphs["span_encoder"].outputs) == ["span_rep", "span_scores"]
+    assert m.span_head == "generic"
+
+
+def test_pipeline_runs_every_graph_bound(arch: DecoderArch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IO binding forced on CPU: every graph runs through the runner, bound; same answers."""
+    from .test_graph_runner import assert_bound_answers_are_identical
+
+    def call(m: GLiNER) -> Any:
+        return m.inference(TEXTS[:3], LABELS, threshold=0.5, do_sample=False, batch_size=2)
+
+    ref = assert_bound_answers_are_identical(arch.ckpt.export_dir, call, monkeypatch)
+    assert any("generated_labels" in e for entities in ref for e in entities)
+
+
+# ------------------------------------------------------------------ the span arch
 def test_beam_sampling_is_seeded(span_ours: GLiNER) -> None:
     def labels(seed: int) -> list[list[str]]:
         kw: dict[str, Any] = dict(threshold=0.5, num_gen_sequences=2, temperature=2.0, top_k=0, seed=seed)
@@ -165,23 +155,6 @@ def test_beam_sampling_is_seeded(span_ours: GLiNER) -> None:
         ]
 
     assert labels(1) == labels(1) and labels(1) != labels(2)
-
-
-def test_without_full_decoder_context_equals_gliner(span_decoder: Checkpoint) -> None:
-    """full_decoder_context=False: the prefix is the projected span representation alone
-    (the export records the flag; here the same graphs run with it switched off)."""
-    ours = GLiNER.from_pretrained(span_decoder.export_dir)
-    assert ours.pipeline.graphs.full_context
-    ours.pipeline.graphs.full_context = False
-    model = span_decoder.torch_model
-    model.config.full_decoder_context = False
-    try:
-        for constraints in (None, CONSTRAINTS):
-            kw: dict[str, Any] = dict(threshold=0.5, do_sample=False, gen_constraints=constraints)
-            ref = model.inference(PARITY_TEXTS, LABELS, **kw)
-            assert _assert_same(ref, ours.inference(PARITY_TEXTS, LABELS, **kw), "no decoder context") > 0
-    finally:
-        model.config.full_decoder_context = True
 
 
 def test_kv_cache_off_gives_the_same_labels(span_ours: GLiNER) -> None:
@@ -252,16 +225,6 @@ def test_bad_generation_arguments_are_clear_errors(span_ours: GLiNER, uni_minilm
     plain = GLiNER.from_pretrained(uni_minilm.export_dir)
     with pytest.raises(TypeError, match="need a decoder export"):
         plain.inference(TEXTS[:1], LABELS, gen_constraints=["person"])
-
-
-def test_manifest_records_the_decoder(span_decoder: Checkpoint, span_ours: GLiNER) -> None:
-    m = span_ours.manifest
-    tok = span_decoder.torch_model.data_processor.decoder_tokenizer
-    assert m.decoder["mode"] == "span" and m.decoder["full_context"] is True
-    assert m.decoder["eos_token_id"] == tok.eos_token_id and m.decoder["projection"] is True
-    assert m.tokenizers["decoder"].file == "decoder/tokenizer.json"
-    assert set(m.graphs) == {"text_encoder", "scorer", "decoder_prefix", "decoder_step"}
-    assert m.span_head == "generic"
 
 
 def test_cli_predict_prints_generated_labels(
@@ -439,16 +402,3 @@ def test_generation_loop_stops_at_eos_and_drops_finished_rows() -> None:
     params = GenerationParams(do_sample=False, use_cache=False)
     assert generate(nocache, nocache, p, eos_token_id=4, trie=None, params=params) == out
     assert nocache.calls == ["prefix"] * 3
-
-
-def test_decoder_pipeline_runs_every_graph_bound(
-    span_decoder: Checkpoint, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """IO binding forced on CPU: every graph runs through the runner, bound; same answers."""
-    from .test_graph_runner import assert_bound_answers_are_identical
-
-    def call(m: GLiNER) -> Any:
-        return m.inference(TEXTS[:3], LABELS, threshold=0.5, do_sample=False, batch_size=2)
-
-    ref = assert_bound_answers_are_identical(span_decoder.export_dir, call, monkeypatch)
-    assert any("generated_labels" in e for entities in ref for e in entities)
