@@ -11,6 +11,14 @@ import numpy as np
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
 
+# ONNX Runtime's load-time fusions left out of sessions whose first provider is the CPU:
+# SkipLayerNormFusion turns a transformer layer's residual Add (and the bias Add before it) and
+# LayerNormalization into SkipLayerNormalization, whose CPU kernel is a plain loop 3-6x slower
+# than the Add and the vectorized LayerNormalization it replaces (onnxruntime 1.32: 0.16 against
+# 0.05 ms at 92 x 768, 2 threads; 4% of DeBERTa-v3-small's text encoder in fp32,
+# docs/benchmarks.md). Other providers keep it (CUDA's kernel is a fast one).
+CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
 
 @dataclass(frozen=True)
 class CallOptions:

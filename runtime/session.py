@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from gliner_onnx.errors import InferenceError, ManifestError, ProviderError
 
-from .options import ProviderSpec, SessionOptions
+from .options import CPU_DISABLED_OPTIMIZERS, ProviderSpec, SessionOptions
 
 _LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -25,6 +25,13 @@ _LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+
+
+def disabled_optimizers(providers: list[ProviderSpec]) -> list[str]:
+    """The fusions a session on `providers` is created without (`CPU_DISABLED_OPTIMIZERS`
+    when the CPU comes first)."""
+    first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+    return list(CPU_DISABLED_OPTIMIZERS) if first == "CPUExecutionProvider" else []
 
 
 def resolve_providers(options: SessionOptions) -> list[ProviderSpec]:
@@ -87,7 +94,12 @@ class GraphSession:
         if self.model_format == "ort":
             so.add_session_config_entry("session.load_model_format", "ORT")
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            self._session = ort.InferenceSession(
+                str(path),
+                sess_options=so,
+                providers=providers,
+                disabled_optimizers=disabled_optimizers(providers),
+            )
         except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise ManifestError(f"graph {name!r}: ONNX Runtime cannot load {path}: {e}") from e
         first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
