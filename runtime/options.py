@@ -82,12 +82,22 @@ class SessionOptions:
     # Keep the text encoder's outputs on the device for the scorer (ONNX Runtime IO
     # binding). None: on when the first provider is CUDA.
     io_binding: bool | None = None
+    # Let the intra-op threads spin between a run's operators instead of sleeping (ONNX
+    # Runtime's `session.intra_op.allow_spinning`, with `session.force_spinning_stop` so that
+    # they stop when the run returns and leave the cores to the next graph). Each operator that
+    # runs on several threads wakes them: with spinning, a batch-1 call at DeBERTa-v3-small's
+    # shape takes 0.90x the time in fp32 and 0.86x in int8 on cores nothing else uses, and
+    # 1.2-1.6x when another process keeps one of them busy (docs/benchmarks.md). Off: the
+    # threads sleep between operators.
+    spinning: bool = False
 
     def __post_init__(self) -> None:
         for name in ("intra_op_num_threads", "inter_op_num_threads", "device_id"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        if not isinstance(self.spinning, bool):
+            raise TypeError(f"spinning must be a bool, got {self.spinning!r}")
         if self.io_binding is not None and not isinstance(self.io_binding, bool):
             raise TypeError(f"io_binding must be a bool or None, got {self.io_binding!r}")
         if self.graph_optimization_level not in ("disable", "basic", "extended", "all"):

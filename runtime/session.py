@@ -85,8 +85,11 @@ class GraphSession:
         so.graph_optimization_level = _LEVELS[options.graph_optimization_level]
         so.log_severity_level = 3
         # Our graphs run one after another: a pool left spinning after the text encoder
-        # steals the cores the scorer needs (measured: 2x end-to-end latency on 2 cores).
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # steals the cores the scorer needs (measured: 2x end-to-end latency on 2 cores), so
+        # spinning threads (`SessionOptions.spinning`) stop when a run returns.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+        if options.spinning:
+            so.add_session_config_entry("session.force_spinning_stop", "1")
         # ORT format files (`gliner-export --format ort`; None: by the file name) are said to be
         # so, not guessed. Their graph optimizations were applied when they were converted: ONNX
         # Runtime applies none of its ONNX-level ones to them again, whatever the level says.

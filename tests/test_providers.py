@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -135,3 +136,22 @@ def test_cpu_sessions_leave_skip_layer_norm_unfused(tmp_path: Path) -> None:
     session = GraphSession(path, "layer", None, None, SessionOptions(), ["CPUExecutionProvider"])
     x = rng.standard_normal((1, 3, hidden)).astype(np.float32)
     assert session.run({"x": x})[0].shape == (1, 3, hidden)
+
+
+def test_spinning_threads_stop_when_a_run_returns(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from gliner_onnx.runtime.session import GraphSession
+
+    path = tmp_path / "relu.onnx"
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n"]) for n in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [io[0]], [io[1]])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    for spinning, allow, stop in ((False, "0", ""), (True, "1", "1")):
+        options = SessionOptions(spinning=spinning)
+        session = GraphSession(path, "relu", None, None, options, ["CPUExecutionProvider"])
+        so = session._session.get_session_options()
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == allow
+        assert (so.get_session_config_entry("session.force_spinning_stop") if spinning else "") == stop
+    with pytest.raises(TypeError, match="spinning"):
+        SessionOptions(spinning="yes")  # type: ignore[arg-type]
