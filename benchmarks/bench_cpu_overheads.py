@@ -239,8 +239,9 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "cpu_overheads.json")
     args = parser.parse_args()
+    load = LoadMeter()
     doc: dict[str, Any] = {
-        **header(LoadMeter()),
+        **header(),
         "what": "batch 1 (bench_common's text, 5 labels): time besides the products, session settings, int8",
         "export": str(args.fp32),
         "threads": args.threads,
@@ -296,6 +297,7 @@ def main() -> None:
             for name, out in outputs.items()
         },
     }
+    doc["load"] = load.summary()  # the whole run's; each A/B records its own too
     args.output.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.output}", file=sys.stderr)
 
