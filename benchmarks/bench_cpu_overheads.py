@@ -25,7 +25,8 @@ same graph. Sections:
 * `int8`: the text encoder quantized with `--quantize int8`'s recipe against the same recipe
   without packing (`Int8Recipe.pack`) and against `fast` (no first token apart).
 
-Each A/B: warm-up, then `--rounds` rounds, the variants in a new random order each round,
+Each A/B (after waiting, with `--wait-idle S`, up to S seconds for other processes to leave the
+CPUs): warm-up, then `--rounds` rounds, the variants in a new random order each round,
 `--runs` calls each; medians of all calls and each variant's ratio to the first; outputs of each
 int8 variant compared with the first. Writes JSON (`--output`) and prints the tables.
 """
@@ -134,9 +135,15 @@ def pipeline(encoder: Any, scorer: Any, feeds: dict[str, dict[str, Any]]) -> Cal
     return call
 
 
-def ab(calls: dict[str, Callable[[], Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """Alternating rounds (see the module); p50 per variant and its ratio to the first."""
+def ab(
+    calls: dict[str, Callable[[], Any]], args: argparse.Namespace, contended: bool = False
+) -> dict[str, Any]:
+    """Alternating rounds (see the module); p50 per variant and its ratio to the first. Waits
+    first (`--wait-idle`) for other processes to leave the CPUs, unless `contended`."""
+    from suite.timing import wait_for_idle
+
     times: dict[str, list[float]] = {n: [] for n in calls}
+    waited = wait_for_idle(args.wait_idle) if args.wait_idle > 0 and not contended else 0.0
     for fn in calls.values():
         for _ in range(args.warmup):
             fn()
@@ -154,7 +161,7 @@ def ab(calls: dict[str, Callable[[], Any]], args: argparse.Namespace) -> dict[st
     for n, s in stats.items():
         s["ratio"] = s["p50_ms"] / first
         print(f"  {n:44s} {s['p50_ms']:7.2f} ms  x{s['ratio']:.3f}", file=sys.stderr)
-    return {"latency_ms": stats, "load": load.summary()}
+    return {"latency_ms": stats, "load": load.summary(), "waited_s": waited}
 
 
 def profile(
@@ -251,6 +258,10 @@ def main() -> None:
     doc["feeds"] = {g: {k: list(v.shape) for k, v in f.items()} for g, f in feeds.items()}
     encoder, scorer = args.fp32 / "text_encoder.onnx", args.fp32 / "scorer.onnx"
     int8 = int8_variants(encoder)
+    if args.wait_idle > 0:
+        from suite.timing import wait_for_idle
+
+        doc["profile_waited_s"] = wait_for_idle(args.wait_idle)
     with tempfile.TemporaryDirectory() as tmp:
         print("profile", file=sys.stderr)
         doc["profile"] = {
@@ -279,7 +290,7 @@ def main() -> None:
             busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             try:
                 print(f"sessions {precision}, one other process busy", file=sys.stderr)
-                doc["sessions"][precision]["one busy process"] = ab(calls, args)
+                doc["sessions"][precision]["one busy process"] = ab(calls, args, contended=True)
             finally:
                 busy.kill()
                 busy.wait()
