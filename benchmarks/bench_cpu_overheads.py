@@ -244,6 +244,9 @@ def main() -> None:
     parser.add_argument(
         "--contended", action="store_true", help="also time the sessions next to a busy process"
     )
+    parser.add_argument(
+        "--wait-idle", type=float, default=0.0, help="before each quiet A/B, wait up to S s for idle CPUs"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "cpu_overheads.json")
     args = parser.parse_args()
     load = LoadMeter()
