@@ -14,9 +14,8 @@ ProviderSpec = str | tuple[str, dict[str, Any]]
 # ONNX Runtime's load-time fusions left out of sessions whose first provider is the CPU:
 # SkipLayerNormFusion turns a transformer layer's residual Add (and the bias Add before it) and
 # LayerNormalization into SkipLayerNormalization, whose CPU kernel is a plain loop 3-6x slower
-# than the Add and the vectorized LayerNormalization it replaces (onnxruntime 1.32: 0.16 against
-# 0.05 ms at 92 x 768, 2 threads; 4% of DeBERTa-v3-small's text encoder in fp32,
-# docs/benchmarks.md). Other providers keep it (CUDA's kernel is a fast one).
+# than the Add and the vectorized LayerNormalization it replaces (onnxruntime 1.32, 92 x 768,
+# 2 threads: 0.16 against 0.05 ms; the whole call: docs/benchmarks.md). Other providers keep it.
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
@@ -85,10 +84,8 @@ class SessionOptions:
     # Let the intra-op threads spin between a run's operators instead of sleeping (ONNX
     # Runtime's `session.intra_op.allow_spinning`, with `session.force_spinning_stop` so that
     # they stop when the run returns and leave the cores to the next graph). Each operator that
-    # runs on several threads wakes them: with spinning, a batch-1 call at DeBERTa-v3-small's
-    # shape takes 0.90x the time in fp32 and 0.86x in int8 on cores nothing else uses, and
-    # 1.2-1.6x when another process keeps one of them busy (docs/benchmarks.md). Off: the
-    # threads sleep between operators.
+    # runs on several threads wakes them otherwise: spinning makes a batch-1 call faster on cores
+    # nothing else uses and slower when another process keeps one busy (docs/benchmarks.md).
     spinning: bool = False
 
     def __post_init__(self) -> None:
