@@ -11,6 +11,13 @@ import numpy as np
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
 
+# ONNX Runtime's load-time fusions left out of sessions whose first provider is the CPU:
+# SkipLayerNormFusion turns a transformer layer's residual Add (and the bias Add before it) and
+# LayerNormalization into SkipLayerNormalization, whose CPU kernel is a plain loop 3-6x slower
+# than the Add and the vectorized LayerNormalization it replaces (onnxruntime 1.32, 92 x 768,
+# 2 threads: 0.16 against 0.05 ms; the whole call: docs/benchmarks.md). Other providers keep it.
+CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
 
 @dataclass(frozen=True)
 class CallOptions:
@@ -74,12 +81,20 @@ class SessionOptions:
     # Keep the text encoder's outputs on the device for the scorer (ONNX Runtime IO
     # binding). None: on when the first provider is CUDA.
     io_binding: bool | None = None
+    # Let the intra-op threads spin between a run's operators instead of sleeping (ONNX
+    # Runtime's `session.intra_op.allow_spinning`, with `session.force_spinning_stop` so that
+    # they stop when the run returns and leave the cores to the next graph). Each operator that
+    # runs on several threads wakes them otherwise: spinning makes a batch-1 call faster on cores
+    # nothing else uses and slower when another process keeps one busy (docs/benchmarks.md).
+    spinning: bool = False
 
     def __post_init__(self) -> None:
         for name in ("intra_op_num_threads", "inter_op_num_threads", "device_id"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        if not isinstance(self.spinning, bool):
+            raise TypeError(f"spinning must be a bool, got {self.spinning!r}")
         if self.io_binding is not None and not isinstance(self.io_binding, bool):
             raise TypeError(f"io_binding must be a bool or None, got {self.io_binding!r}")
         if self.graph_optimization_level not in ("disable", "basic", "extended", "all"):

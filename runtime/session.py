@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from gliner_onnx.errors import InferenceError, ManifestError, ProviderError
 
-from .options import ProviderSpec, SessionOptions
+from .options import CPU_DISABLED_OPTIMIZERS, ProviderSpec, SessionOptions
 
 _LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -25,6 +25,13 @@ _LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+
+
+def disabled_optimizers(providers: list[ProviderSpec]) -> list[str]:
+    """The fusions a session on `providers` is created without (`CPU_DISABLED_OPTIMIZERS`
+    when the CPU comes first)."""
+    first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+    return list(CPU_DISABLED_OPTIMIZERS) if first == "CPUExecutionProvider" else []
 
 
 def resolve_providers(options: SessionOptions) -> list[ProviderSpec]:
@@ -78,8 +85,11 @@ class GraphSession:
         so.graph_optimization_level = _LEVELS[options.graph_optimization_level]
         so.log_severity_level = 3
         # Our graphs run one after another: a pool left spinning after the text encoder
-        # steals the cores the scorer needs (measured: 2x end-to-end latency on 2 cores).
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # steals the cores the scorer needs (measured: 2x end-to-end latency on 2 cores), so
+        # spinning threads (`SessionOptions.spinning`) stop when a run returns.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+        if options.spinning:
+            so.add_session_config_entry("session.force_spinning_stop", "1")
         # ORT format files (`gliner-export --format ort`; None: by the file name) are said to be
         # so, not guessed. Their graph optimizations were applied when they were converted: ONNX
         # Runtime applies none of its ONNX-level ones to them again, whatever the level says.
@@ -87,7 +97,12 @@ class GraphSession:
         if self.model_format == "ort":
             so.add_session_config_entry("session.load_model_format", "ORT")
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            self._session = ort.InferenceSession(
+                str(path),
+                sess_options=so,
+                providers=providers,
+                disabled_optimizers=disabled_optimizers(providers),
+            )
         except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise ManifestError(f"graph {name!r}: ONNX Runtime cannot load {path}: {e}") from e
         first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]

@@ -251,3 +251,61 @@ def test_outlier_channels_are_kept_apart_exactly_and_only_after_a_normalization(
         quantize_graph(proto, recipe)
     with pytest.raises(ValueError, match="outliers"):
         Int8Recipe("t", outliers=0.5)
+
+
+def _shared_input_graph() -> onnx.ModelProto:
+    """x -> query / key / value MatMuls (one input, three weights) and a MatMul of a constant by
+    the query weight (what DeBERTa's relative tables do)."""
+    rng = np.random.default_rng(0)
+    names = ("query", "key", "value")
+    weights = [
+        numpy_helper.from_array(rng.normal(0, 0.1, (K, N)).astype(np.float32), f"w_{n}") for n in names
+    ]
+    rows = numpy_helper.from_array(rng.normal(0, 1, (5, K)).astype(np.float32), "rows")
+    nodes = [
+        helper.make_node("MatMul", ["x", f"w_{n}"], [n], name=f"/encoder/layer.0/attention/self/{n}/MatMul")
+        for n in names
+    ]
+    nodes.append(helper.make_node("MatMul", ["rows", "w_query"], ["table"], name="/table/MatMul"))
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in (*names, "table")]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", K])],
+        outputs,
+        [*weights, rows],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_matmuls_of_one_input_are_packed_exactly() -> None:
+    from gliner_onnx.export.precision.int8 import pack_shared_inputs
+
+    proto = _shared_input_graph()
+    x = _tokens(2, 7)
+    expected = _run(proto, x=x)
+    nodes = [n for n in weight_matmuls(proto) if "/attention/" in n.name]
+    packed = pack_shared_inputs(proto, nodes)
+    assert len(packed) == 1 and [n.op_type for n in proto.graph.node].count("MatMul") == 2
+    # one copy of the weights: the table reads the query's columns of the packed weight
+    assert sorted(t.name for t in proto.graph.initializer if t.dims == [K, 3 * N]) == [packed[0].input[1]]
+    assert not {"w_query", "w_key", "w_value"} & {t.name for t in proto.graph.initializer}
+    for got, want in zip(_run(proto, x=x), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("first_token", ["none", "layers"])
+def test_packed_int8_answers_as_unpacked(first_token: str) -> None:
+    # Per-channel weights: packing changes no quantized value; the split halves of
+    # `first_token="layers"` share one packed weight.
+    recipe = Int8Recipe("t", scope="all", first_token=first_token)
+    x = _tokens(2, 7, outlier=3.0)
+    packed, info = quantize_graph(_shared_input_graph(), recipe)
+    unpacked, _ = quantize_graph(
+        _shared_input_graph(), Int8Recipe("t", scope="all", first_token=first_token, pack=False)
+    )
+    assert info["packed_matmuls"] == (2 if first_token == "none" else 4)
+    sizes = sorted(int(np.prod(t.dims)) for t in packed.graph.initializer)
+    assert sizes.count(K * 3 * N) == 1  # one packed int8 weight, whatever the halves
+    for got, want in zip(_run(packed, x=x), _run(unpacked, x=x), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)

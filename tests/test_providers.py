@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -88,3 +90,68 @@ def test_io_binding_path_gives_identical_answers(name: str, request: pytest.Fixt
 def test_io_binding_option_is_checked() -> None:
     with pytest.raises(TypeError, match="io_binding must be a bool or None"):
         SessionOptions(io_binding="yes")  # type: ignore[arg-type]
+
+
+def test_cpu_sessions_leave_skip_layer_norm_unfused(tmp_path: Path) -> None:
+    # SkipLayerNormalization's CPU kernel is slower than the Add + LayerNormalization it fuses
+    # (runtime/options.py). ONNX Runtime ignores unknown names in disabled_optimizers: check
+    # that ours still names the fusion that makes it, on the pattern of a transformer layer.
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gliner_onnx.runtime.session import GraphSession, disabled_optimizers
+
+    assert disabled_optimizers(["CPUExecutionProvider"]) == ["SkipLayerNormFusion"]
+    assert disabled_optimizers([("CUDAExecutionProvider", {}), "CPUExecutionProvider"]) == []
+    hidden = 16
+    rng = np.random.default_rng(0)
+    shapes = {"w": (hidden, hidden), "bias": (hidden,), "gamma": (hidden,), "beta": (hidden,)}
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in shapes.items()
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("Add", ["m", "bias"], ["biased"]),
+        helper.make_node("Add", ["biased", "x"], ["residual"]),
+        helper.make_node("LayerNormalization", ["residual", "gamma", "beta"], ["y"], axis=-1, epsilon=1e-7),
+    ]
+    io = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "tokens", hidden]) for n in ("x", "y")
+    ]
+    graph = helper.make_graph(nodes, "layer", [io[0]], [io[1]], weights)
+    path = tmp_path / "layer.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+    def optimized_ops(disabled: list[str]) -> list[str]:
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(str(path), so, ["CPUExecutionProvider"], disabled_optimizers=disabled)
+        return [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+
+    assert "SkipLayerNormalization" in optimized_ops([])  # the pattern is one ORT fuses
+    assert "SkipLayerNormalization" not in optimized_ops(disabled_optimizers(["CPUExecutionProvider"]))
+    session = GraphSession(path, "layer", None, None, SessionOptions(), ["CPUExecutionProvider"])
+    x = rng.standard_normal((1, 3, hidden)).astype(np.float32)
+    assert session.run({"x": x})[0].shape == (1, 3, hidden)
+
+
+def test_spinning_threads_stop_when_a_run_returns(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from gliner_onnx.runtime.session import GraphSession
+
+    path = tmp_path / "relu.onnx"
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n"]) for n in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [io[0]], [io[1]])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    for spinning, allow, stop in ((False, "0", ""), (True, "1", "1")):
+        options = SessionOptions(spinning=spinning)
+        session = GraphSession(path, "relu", None, None, options, ["CPUExecutionProvider"])
+        so = session._session.get_session_options()
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == allow
+        assert (so.get_session_config_entry("session.force_spinning_stop") if spinning else "") == stop
+    with pytest.raises(TypeError, match="spinning"):
+        SessionOptions(spinning="yes")  # type: ignore[arg-type]

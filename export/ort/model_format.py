@@ -10,7 +10,9 @@ answers are then checked against the ONNX export's on a few texts: the same enti
 relations), scores within 1e-4; a difference is an error.
 
 Optimization level: **all, without the NCHWc layout transformer**: the conversion tool's own
-default (it drops NCHWc unless told the target is x86-64). ONNX Runtime optimizes an ONNX graph
+default (it drops NCHWc unless told the target is x86-64); and without the fusions the runtime's
+CPU sessions leave out (`runtime/options.py`'s `CPU_DISABLED_OPTIMIZERS`: SkipLayerNormalization),
+so that an ORT file answers exactly as its ONNX export does. ONNX Runtime optimizes an ONNX graph
 when it loads it (the runtime's default level is "all") but applies none of its ONNX-level
 optimizations to an ORT format model (runtime/session.py): the ORT file must carry them to
 answer as the ONNX export does. Measured on the MiniLM span demo (the export's check texts,
@@ -23,7 +25,7 @@ lacks in fp16 on CPU); at this level, none does. NCHWc is left out because it is
 rewrite that is specific to the converting CPU (x86's AVX blocked layouts: ONNX Runtime warns
 that such a model "may contain hardware specific optimizations"); our graphs have no
 convolutions for it anyway. The fusions are contrib operators of the CPU execution provider
-(FusedMatMul, BiasGelu, SkipLayerNormalization, the int8 ones), in every CPU build with contrib
+(FusedMatMul, BiasGelu, the int8 ones), in every CPU build with contrib
 ops, x86-64 and ARM64 alike: a reduced build must keep contrib ops (the operator config lists
 them under com.microsoft), and with a mobile provider (NNAPI, CoreML) those nodes run on the CPU
 provider. Graphs are converted for the CPU provider (docs/edge.md).
@@ -44,13 +46,16 @@ import numpy as np
 
 from gliner_onnx.errors import ExportError
 from gliner_onnx.manifest import MODEL_FORMATS, GraphEntry, Manifest, load_manifest, sha256_file
+from gliner_onnx.runtime.options import CPU_DISABLED_OPTIMIZERS
 
 from .. import samples
 from ..graph_io import copy_tokenizers
 
 ORT_OPTIMIZATION = "all"
-# The conversion tool's filter for targets other than x86-64: NCHWc is AVX-specific.
-DISABLED_OPTIMIZERS = ("NchwcTransformer",)
+# The conversion tool's filter for targets other than x86-64: NCHWc is AVX-specific; and what
+# the runtime's CPU sessions leave out (`runtime/session.py`: SkipLayerNormalization's CPU kernel
+# is slower than the operators it fuses).
+DISABLED_OPTIMIZERS = ("NchwcTransformer", *CPU_DISABLED_OPTIMIZERS)
 OPERATOR_CONFIG = "required_operators.config"
 # The check of the ORT export against the ONNX one: a few varied texts, a low threshold so
 # that many spans are compared, gliner's score tolerance.

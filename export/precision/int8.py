@@ -73,6 +73,8 @@ class Int8Recipe:
     first_token: str = "none"
     activations: str = "tensor"
     outliers: float | None = None
+    # MatMuls that read the same input quantized as one (`pack_shared_inputs`).
+    pack: bool = True
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -248,6 +250,70 @@ def split_first_token(proto: onnx.ModelProto, nodes: Sequence[onnx.NodeProto], w
     return len(split)
 
 
+def pack_shared_inputs(proto: onnx.ModelProto, nodes: Sequence[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """Each group of `nodes` (weight MatMuls) that reads the same input as one MatMul on their
+    weights side by side, split back into the group's outputs, in place; returns `nodes` with
+    each group replaced by its packed MatMul. Exact in fp32. Dynamic quantization then quantizes
+    the shared input once (ONNX Runtime's quantizer already shares it) and runs one int8 GEMM
+    where there were several (the attention's query, key and value projections; the span
+    heads' first layers): each int8 GEMM has a fixed cost besides its arithmetic (its threads'
+    dispatch, the activations' row sums, the output's scaling), which small products pay in
+    full. Groups with the same weights (`split_first_token`'s two halves) share one packed
+    weight. A weight that something else reads too (DeBERTa's relative tables read the query and
+    key weights, export/backbone/deberta.py) reads its columns of the packed one instead: a
+    Slice of a constant, which ONNX Runtime folds when the session loads."""
+    weights = {t.name: t for t in proto.graph.initializer}
+    groups: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        groups.setdefault(n.input[0], []).append(n)
+    packs: dict[tuple[str, ...], str] = {}  # weight names -> their packed weight
+    columns: dict[str, tuple[str, int, int]] = {}  # weight -> (packed weight, first, end column)
+    packed: list[onnx.NodeProto] = []
+    for group in groups.values():
+        group = sorted(group, key=lambda n: n.input[1])
+        names = tuple(n.input[1] for n in group)
+        shapes = [tuple(weights[w].dims) for w in names]
+        if len(group) < 2 or len({shape[0] for shape in shapes}) != 1:
+            packed += group
+            continue
+        name = f"{group[0].name}_packed"
+        if names not in packs:
+            packs[names] = const(
+                proto,
+                f"{name}_weight",
+                np.concatenate([numpy_helper.to_array(weights[w]) for w in names], axis=1),
+            )
+            start = 0
+            for w, shape in zip(names, shapes, strict=True):
+                columns.setdefault(w, (packs[names], start, start + shape[1]))
+                start += shape[1]
+        widths = const(proto, f"{name}_widths", np.array([shape[1] for shape in shapes], np.int64))
+        matmul = helper.make_node("MatMul", [group[0].input[0], packs[names]], [f"{name}_out"], name=name)
+        outputs = [n.output[0] for n in group]
+        proto.graph.node.extend(
+            [
+                matmul,
+                helper.make_node("Split", [f"{name}_out", widths], outputs, name=f"{name}_split", axis=-1),
+            ]
+        )
+        for n in group:
+            proto.graph.node.remove(n)
+        packed.append(matmul)
+    readers = {i for n in proto.graph.node for i in n.input}
+    for w, (pack, first, end) in columns.items():
+        if w in readers:
+            sliced = f"{w}_columns"
+            bounds = [
+                const(proto, f"{sliced}_{k}", np.array([v], np.int64))
+                for k, v in (("first", first), ("end", end), ("axis", 1))
+            ]
+            for n in proto.graph.node:
+                n.input[:] = [sliced if i == w else i for i in n.input]
+            proto.graph.node.append(helper.make_node("Slice", [pack, *bounds], [sliced], name=sliced))
+        proto.graph.initializer.remove(weights[w])
+    return packed
+
+
 def quantize_embedding_rows(proto: onnx.ModelProto, gathers: Sequence[onnx.NodeProto]) -> int:
     """Store each Gather's table as int8 with one symmetric scale per row, in place: the Gather
     reads the int8 rows and their scales, `Cast` and `Mul` restore float32. Returns the tables done."""
@@ -356,6 +422,10 @@ def _quantize(
     if recipe.activations == "token" and matmuls:
         info["per_token_matmuls"] = quantize_per_token(work, matmuls)
         matmuls = []
+    if recipe.pack and matmuls:
+        count = len(matmuls)
+        matmuls = pack_shared_inputs(work, matmuls)
+        info["packed_matmuls"] = count - len(matmuls)
     has_lstms, has_gathers = bool(lstms), bool(gathers)
     if matmuls or lstms:
         from ..quiet import quiet_quantization
