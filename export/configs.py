@@ -401,7 +401,10 @@ class _DecoderConfig(ExportConfig):
 
     @staticmethod
     def mode(ctx: ExportContext) -> str:
-        return "prompt" if getattr(ctx.gliner_config, "decoder_mode", None) == "prompt" else "span"
+        """The checkpoint's decoder_mode, checked (`decoder_export.check_decoder`)."""
+        from .decoder_export import check_decoder
+
+        return check_decoder(ctx.model)
 
     def encoder_contexts(self, ctx: ExportContext, contexts: list[TextContext]) -> list[TextContext]:
         return encoder_contexts(contexts, self.mode(ctx))
