@@ -48,25 +48,8 @@ def span_decoder(ckpt_root: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def prompt_decoder(ckpt_root: Path) -> Checkpoint:
-    """Prompt mode on a tiny DeBERTa whose width equals the decoder's (no projection)."""
-    from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
-
-    from .backbones import make_tiny_deberta_v3
-
-    gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2-48", hidden_size=48, seed=1)
-    backbone = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-dec")
-    return _checkpoint(
-        ckpt_root,
-        "prompt-decoder",
-        lambda: build_gliner(
-            backbone,
-            seed=7,
-            max_width=8,
-            hidden_size=48,
-            logit_scale=LOGIT_STD,
-            labels_decoder=str(gpt2),
-            decoder_mode="prompt",
-        ),
+    return _prompt_checkpoint(
+        ckpt_root, "prompt-decoder", "tiny-gpt2-48", "tiny-deberta-v3-dec", seeds=(1, 7)
     )
 
 
@@ -107,29 +90,42 @@ def _lean_positive(model: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def token_prompt_decoder(ckpt_root: Path) -> Checkpoint:
-    """Prompt mode on a tiny DeBERTa as wide as the decoder (no projection)."""
+    return _prompt_checkpoint(
+        ckpt_root,
+        "token-prompt-decoder",
+        "tiny-gpt2-48-token",
+        "tiny-deberta-v3-token-dec",
+        seeds=(2, 9),
+        token=True,
+    )
+
+
+def _prompt_checkpoint(
+    ckpt_root: Path, name: str, gpt2_dir: str, backbone_dir: str, seeds: tuple[int, int], token: bool = False
+) -> Checkpoint:
+    """Prompt mode on a tiny DeBERTa as wide as the decoder (no projection); seeds: (the
+    decoder's, the heads'); token: the token-level head, its logits leaning positive."""
     from gliner_onnx.export.demo.backbones import build_gliner, make_tiny_gpt2
 
     from .backbones import make_tiny_deberta_v3
 
-    gpt2 = make_tiny_gpt2(ckpt_root / "tiny-gpt2-48-token", hidden_size=48, seed=2)
-    backbone = make_tiny_deberta_v3(ckpt_root / "tiny-deberta-v3-token-dec")
-    return _checkpoint(
-        ckpt_root,
-        "token-prompt-decoder",
-        lambda: _lean_positive(
-            build_gliner(
-                backbone,
-                span_mode="token_level",
-                seed=9,
-                max_width=8,
-                hidden_size=48,
-                logit_scale=LOGIT_STD,
-                labels_decoder=str(gpt2),
-                decoder_mode="prompt",
-            )
-        ),
-    )
+    gpt2 = make_tiny_gpt2(ckpt_root / gpt2_dir, hidden_size=48, seed=seeds[0])
+    backbone = make_tiny_deberta_v3(ckpt_root / backbone_dir)
+
+    def build() -> Any:
+        model = build_gliner(
+            backbone,
+            **({"span_mode": "token_level"} if token else {}),
+            seed=seeds[1],
+            max_width=8,
+            hidden_size=48,
+            logit_scale=LOGIT_STD,
+            labels_decoder=str(gpt2),
+            decoder_mode="prompt",
+        )
+        return _lean_positive(model) if token else model
+
+    return _checkpoint(ckpt_root, name, build)
 
 
 @pytest.fixture(scope="session")
