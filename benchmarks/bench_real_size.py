@@ -18,6 +18,7 @@ offline with gliner itself on a real-size tokenizer (`realsize/tokenizer.py`):
     python benchmarks/bench_real_size.py                       # every default shape
     python benchmarks/bench_real_size.py --shapes small --quick
     python benchmarks/bench_real_size.py --shapes large-250k --skip-timing
+    python benchmarks/bench_real_size.py --shapes multi --merge   # keep the file's other shapes
 
 Writes benchmarks/results/real_size.json (each shape's section as soon as it is done) and
 real_size.png (batch-1 latency against parameters, one line per engine). Checkpoints and exports
@@ -198,6 +199,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
                    help=f"checkpoints and exports (GBs; default {DEFAULT_WORKSPACE})")  # fmt: skip
     p.add_argument("--output", type=Path, default=RESULTS / "real_size.json")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the output file's sections of the shapes not run now (each section "
+                   "records the run it comes from: `measured`)")  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.runs, args.warmup = min(args.rounds, 3), min(args.runs, 3), min(args.warmup, 2)
@@ -209,6 +213,27 @@ def write(record: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def measured(head: dict[str, Any], load: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Which run a shape's section comes from (its commit, time, command and load)."""
+    out: dict[str, Any] = {k: head[k] for k in ("command", "date_utc", "git") if k in head}
+    if load is not None:
+        out["load"] = load
+    return out
+
+
+def kept_sections(path: Path, shapes: list[str]) -> dict[str, Any]:
+    """`--merge`: the sections of `path` for the shapes not run now, each with its `measured`."""
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text(encoding="utf-8"))
+    kept = {}
+    for name, section in old.get("shapes", {}).items():
+        if name not in shapes:
+            section.setdefault("measured", measured(old, old.get("load")))
+            kept[name] = section
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,16 +252,18 @@ def main(argv: list[str] | None = None) -> int:
             "1,000 words: gliner (torch and onnx) reads the first max_len (384) words and drops the rest; "
             "ours answers the whole text in overlapping windows (about 2.7x the encoder work)",
         ],
-        "shapes": {},
+        "shapes": kept_sections(args.output, args.shapes) if args.merge else {},
     }
     for name in args.shapes:
         t0 = time.perf_counter()
+        shape_load = LoadMeter()
         try:
             section = run_shape(SHAPES[name], args)
         except Exception as e:  # recorded; the next shape still runs
             section = {"error": f"{type(e).__name__}: {e}"[:1000]}
             log(f"{name}: failed: {section['error']}")
         section["seconds"] = round(time.perf_counter() - t0, 1)
+        section["measured"] = measured(head, shape_load.summary())
         record["shapes"][name] = section
         record.update(header(load), command=head["command"], git=head["git"])
         write(record, args.output)

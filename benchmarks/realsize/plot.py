@@ -41,7 +41,7 @@ def plot(record: dict[str, Any], path: Path) -> None:
     for engine, pts in lines.items():
         color, style = STYLE.get(engine, ("grey", ":"))
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, marker="o", label=engine)
-    labelled = {}
+    labelled: dict[str, tuple[float, float]] = {}
     for pts in lines.values():
         for x, y, shape in pts:
             labelled[shape] = (x, max(y, labelled.get(shape, (x, 0))[1]))
