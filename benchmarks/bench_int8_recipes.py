@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,23 @@ RECIPES: dict[str, Int8Recipe] = {
     ),
     "default": DEFAULT_RECIPE,  # every MatMul, int8 embedding rows, first token apart in the feed-forwards
 }
+# `default` with a few of its MatMuls (or its embedding rows) left fp32: where agreement is lost.
+_LAYER0 = "/encoder/layer.0/"
+for _name, _skip in {
+    "l0": (_LAYER0,),
+    "l0-attn": (_LAYER0 + "attention/",),
+    "l0-qkv": (_LAYER0 + "attention/self/",),
+    "l0-attn-out": (_LAYER0 + "attention/output/",),
+    "l0-ffn": (_LAYER0 + "intermediate/", _LAYER0 + "output/"),
+    "l0-ffn-in": (_LAYER0 + "intermediate/",),
+    "l0-ffn-out": (_LAYER0 + "output/",),
+    "l-last": ("/encoder/layer.5/",),
+}.items():
+    RECIPES[_name] = replace(DEFAULT_RECIPE, name=f"default, {' '.join(_skip)} fp32", skip=_skip)
+RECIPES["heads-fp32"] = replace(
+    DEFAULT_RECIPE, name="default, heads and LSTM fp32", scope="layers", lstm=False
+)
+RECIPES["emb-fp32"] = replace(DEFAULT_RECIPE, name="default, embedding rows fp32", embeddings=False)
 
 
 def heldout_agreement(fp32: Any, other: Any, n: int) -> dict[str, float]:

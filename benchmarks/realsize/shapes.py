@@ -190,14 +190,19 @@ def build_backbone(b: Backbone, out: Path, seed: int = 0) -> Path:
 
 
 def build_checkpoint(shape: Shape, out: Path, scratch: Path) -> Path:
-    """Save a random GLiNER of `shape` in `out` (backbones built in `scratch`, then deleted)."""
+    """Save a random GLiNER of `shape` in `out`. The text backbone is built in `scratch`, then
+    deleted; a label encoder is built beside `out` (`<out>-labels-encoder`) and kept: the
+    checkpoint's config names it where a release names its Hub id, and gliner loads its
+    tokenizer from there."""
     import gc
 
     from gliner_onnx.export.demo.backbones import DEFAULT_LOGIT_SCALE, build_gliner
 
     text_dir = build_backbone(shape.backbone, scratch / "text")
     labels_dir = (
-        None if shape.labels_encoder is None else build_backbone(shape.labels_encoder, scratch / "labels")
+        None
+        if shape.labels_encoder is None
+        else build_backbone(shape.labels_encoder, out.with_name(f"{out.name}-labels-encoder"))
     )
     gc.collect()
     h = shape.head
