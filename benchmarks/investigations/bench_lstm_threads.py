@@ -67,7 +67,11 @@ def lstm_graph(steps: int, input_size: int, hidden: int, seed: int = 0) -> bytes
         weight("B", 2, 8 * hidden),
     ]
     graph = helper.make_graph(
-        [node], "lstm", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], weights
+        [node],
+        "lstm",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [steps, 2, 1, hidden])],
+        weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     onnx.checker.check_model(model)
