@@ -14,6 +14,9 @@ the weights are random with a fixed seed.
 * :func:`make_tiny_bert` -- a BERT-like directory: a WordPiece vocabulary
   (``vocab.txt`` + ``tokenizer.json``, BERT normalizer/pre-tokenizer, ``[CLS] X [SEP]``)
   and a ``BertModel``.
+* :func:`make_tiny_modernbert` -- a ModernBERT directory on :func:`make_tiny_bert`'s WordPiece
+  tokenizer (ModernBERT's own is a BPE one; the model does not care), with a local attention
+  window shorter than the test texts, so that its sliding-window layers mask something.
 * :func:`tokenizer_roundtrip_mismatches` -- compares ``tokenizers.Tokenizer.from_file``
   on a saved ``tokenizer.json`` with ``AutoTokenizer.from_pretrained`` on pre-split words.
 
@@ -323,6 +326,51 @@ def make_tiny_bert(
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    return out
+
+
+def make_tiny_modernbert(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 32,
+    num_layers: int = 3,
+    num_heads: int = 2,
+    local_attention: int = 8,
+    vocab_size: int = 1000,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random ModernBERT backbone to ``out_dir``: layer 0 attends globally, the
+    others within ``local_attention`` tokens (ModernBERT's alternation: a global layer every
+    3), rotary positions; the tokenizer is :func:`make_tiny_bert`'s (uncased WordPiece)."""
+    import torch
+    from transformers import BertTokenizer, ModernBertConfig, ModernBertModel
+
+    out = Path(out_dir)
+    make_tiny_bert(out, vocab_size=vocab_size, seed=seed)  # the tokenizer files; the model is replaced
+    tokenizer = BertTokenizer.from_pretrained(out)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("[CLS]", "[SEP]")}
+    config = ModernBertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=3 * hidden_size,
+        global_attn_every_n_layers=3,
+        local_attention=local_attention,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=ids["[CLS]"],
+        sep_token_id=ids["[SEP]"],
+        bos_token_id=ids["[CLS]"],
+        eos_token_id=ids["[SEP]"],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ModernBertModel(config).eval()
+    for stale in out.glob("model*.safetensors"):
+        stale.unlink()
+    with _no_progress_bars():
+        model.save_pretrained(out)
     return out
 
 

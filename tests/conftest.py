@@ -151,6 +151,39 @@ def uni_deberta_generic(ckpt_root: Path, uni_deberta: Checkpoint) -> Checkpoint:
 
 
 @pytest.fixture(scope="session")
+def uni_modernbert(ckpt_root: Path) -> Checkpoint:
+    """A span uni-encoder on a tiny ModernBERT (alternating global and sliding-window layers)."""
+    from gliner_onnx.export.demo.backbones import build_gliner
+
+    from .backbones import make_tiny_modernbert
+
+    backbone = make_tiny_modernbert(ckpt_root / "tiny-modernbert")
+    return _checkpoint(
+        ckpt_root,
+        "uni-modernbert",
+        lambda: build_gliner(backbone, seed=5, max_width=8, hidden_size=48, logit_scale=LOGIT_STD),
+    )
+
+
+@pytest.fixture(scope="session")
+def bi_modernbert_bert(ckpt_root: Path) -> Checkpoint:
+    """knowledgator's modern bi-encoders' layout: a ModernBERT text encoder, a BERT label encoder."""
+    from gliner_onnx.export.demo.backbones import build_gliner
+
+    from .backbones import make_tiny_bert, make_tiny_modernbert
+
+    text_encoder = make_tiny_modernbert(ckpt_root / "tiny-modernbert-b", seed=1)
+    labels_encoder = make_tiny_bert(ckpt_root / "tiny-bert-m", seed=2)
+    return _checkpoint(
+        ckpt_root,
+        "bi-modernbert-bert",
+        lambda: build_gliner(
+            text_encoder, labels_encoder_dir=labels_encoder, seed=6, max_width=8, logit_scale=LOGIT_STD
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
 def bi_minilm_bert(ckpt_root: Path) -> Checkpoint:
     from gliner_onnx.export.demo.backbones import build_gliner
 

@@ -1,7 +1,7 @@
 """The runtime returns gliner's entities, offsets and labels, scores within 1e-4.
 
 Checkpoints: random heads on MiniLM, on a tiny DeBERTa-v3 with its own sentencepiece
-tokenizer, and a bi-encoder with a tiny BERT label encoder (see conftest.py).
+tokenizer, on a tiny ModernBERT, and bi-encoders with a tiny BERT label encoder (see conftest.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ CHECKPOINTS = {
     "bi_minilm_bert": "biencoder_span",
     "uni_token_minilm": "uniencoder_token",
     "bi_token_deberta_bert": "biencoder_token",
+    "uni_modernbert": "uniencoder_span",  # ModernBERT: rotary positions, sliding-window layers
+    "bi_modernbert_bert": "biencoder_span",
 }
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MODES = ((True, False), (False, False), (True, True), (False, True))  # (flat_ner, multi_label)
