@@ -14,7 +14,10 @@ every span and label above `--floor` (the runtime's candidates before greedy dec
 - `rival`: the fp32 score gap to the best-scoring overlapping candidate of the other side
   (greedy flat decoding keeps the higher of two overlapping spans, or a span's best label);
 
-an entity's margin is the smaller of the two: how far fp32 was from giving the other answer.
+an entity's margin is the smaller of the two: how far fp32 was from giving the other answer
+(0 for exact ties: two overlapping candidates with the same fp32 score, e.g. both 1.0).
+Also counted: the changed entities on lines of ASCII characters only (English, numbers, code)
+against those in other scripts and emoji.
 Reports the changed entities by margin, the largest score change int8 makes on any candidate
 (p50, p99, max), and the entity F1 counting only fp32 decisions whose margin is at least m
 (m = 0.01, 0.02, 0.05, 0.1). Accuracy only: the machine's load does not change these figures.
@@ -171,6 +174,9 @@ def main() -> int:
         "fp32_entities": len(ref),
         "int8_entities": len(got),
         "changed_entities": len(changed),
+        "changed_exact_ties": sum(1 for m in margins if m == 0.0),
+        "changed_on_ascii_lines": sum(1 for c in changed if texts[c["text"]].isascii()),
+        "ascii_lines": sum(1 for t in texts if t.isascii()),
         "changed_margin_max": max(margins) if margins else None,
         "changed_margin_p50": float(np.median(margins)) if margins else None,
         "candidate_score_change": {
