@@ -19,6 +19,7 @@ offline with gliner itself on a real-size tokenizer (`realsize/tokenizer.py`):
     python benchmarks/bench_real_size.py --shapes small --quick
     python benchmarks/bench_real_size.py --shapes large-250k --skip-timing
     python benchmarks/bench_real_size.py --shapes multi --merge   # keep the file's other shapes
+    python benchmarks/bench_real_size.py --skip-exports --merge    # re-time; keep the exports' figures
 
 Writes benchmarks/results/real_size.json (each shape's section as soon as it is done) and
 real_size.png (batch-1 latency against parameters, one line per engine). Checkpoints and exports
@@ -236,6 +237,19 @@ def kept_sections(path: Path, shapes: list[str]) -> dict[str, Any]:
     return kept
 
 
+def carried_exports(section: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """`--skip-exports --merge`: the shape's export measurements from the file's section (the
+    exports are reused, so what was measured when they were made still holds), with the run
+    they come from (`exports_measured`)."""
+    if not previous:
+        return
+    carried = [k for k in ("build_s", "export", "gliner_export") if k in previous and k not in section]
+    for key in carried:
+        section[key] = previous[key]
+    if carried:
+        section["exports_measured"] = previous.get("exports_measured", previous.get("measured"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.workspace.mkdir(parents=True, exist_ok=True)
@@ -254,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "shapes": kept_sections(args.output, args.shapes) if args.merge else {},
     }
+    previous = (
+        json.loads(args.output.read_text(encoding="utf-8")).get("shapes", {})
+        if args.merge and args.skip_exports and args.output.is_file()
+        else {}
+    )
     for name in args.shapes:
         t0 = time.perf_counter()
         shape_load = LoadMeter()
@@ -264,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: failed: {section['error']}")
         section["seconds"] = round(time.perf_counter() - t0, 1)
         section["measured"] = measured(head, shape_load.summary())
+        if args.skip_exports:
+            carried_exports(section, previous.get(name))
         record["shapes"][name] = section
         record.update(header(load), command=head["command"], git=head["git"])
         write(record, args.output)
