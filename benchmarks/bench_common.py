@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 import os
 import platform
+import random
 import re
 import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,27 @@ def summarize(seconds: Sequence[float]) -> dict[str, float]:
         "min_ms": min(ms),
         "runs": len(ms),
     }
+
+
+def shuffled_rounds(
+    calls: Mapping[str, Callable[[], Any]], rounds: int, runs: int, rng: random.Random | None = None
+) -> dict[str, list[list[float]]]:
+    """`rounds` rounds; in each, every call in a new random order (`rng`, or the `random`
+    module's), `runs` timed calls of it in a row. Per call: its timings (seconds), one list
+    per round. Warm-up is the caller's."""
+    shuffle = rng.shuffle if rng is not None else random.shuffle
+    times: dict[str, list[list[float]]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        order = list(calls)
+        shuffle(order)
+        for name in order:
+            fn, seconds = calls[name], []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn()
+                seconds.append(time.perf_counter() - t0)
+            times[name].append(seconds)
+    return times
 
 
 def timed(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:

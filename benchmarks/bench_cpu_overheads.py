@@ -39,12 +39,10 @@ import argparse
 import collections
 import json
 import os
-import random
 import re
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -54,7 +52,17 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import LABELS, RESULTS, TEXT, LoadMeter, header, quiet, summarize, warn_if_dirty  # noqa: E402
+from bench_common import (  # noqa: E402
+    LABELS,
+    RESULTS,
+    TEXT,
+    LoadMeter,
+    header,
+    quiet,
+    shuffled_rounds,
+    summarize,
+    warn_if_dirty,
+)
 
 GRAPHS = ("text_encoder", "scorer")
 FORCE_STOP = {"session.force_spinning_stop": "1"}
@@ -164,19 +172,11 @@ def ab(
     A/Bs wait for idle CPUs and are retried when noisy (`quietest`); `contended` ones are not."""
 
     def measure() -> dict[str, Any]:
-        times: dict[str, list[float]] = {n: [] for n in calls}
         for fn in calls.values():
             for _ in range(args.warmup):
                 fn()
-        for _ in range(args.rounds):
-            order = list(calls)
-            random.shuffle(order)
-            for n in order:
-                for _ in range(args.runs):
-                    t0 = time.perf_counter()
-                    calls[n]()
-                    times[n].append(time.perf_counter() - t0)
-        stats = {n: summarize(t) for n, t in times.items()}
+        times = shuffled_rounds(calls, args.rounds, args.runs)
+        stats = {n: summarize([t for r in rounds for t in r]) for n, rounds in times.items()}
         first = stats[next(iter(stats))]["p50_ms"]
         for s in stats.values():
             s["ratio"] = s["p50_ms"] / first

@@ -20,12 +20,11 @@ each graph are recorded. Writes JSON (`--output`) and prints a table.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
-import random
 import sys
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import RESULTS, LoadMeter, header, quiet, summarize, warn_if_dirty  # noqa: E402
+from bench_common import RESULTS, LoadMeter, header, quiet, shuffled_rounds, summarize, warn_if_dirty  # noqa: E402
 
 SHAPES = {
     "small": {"num_hidden_layers": 6, "hidden_size": 768, "num_attention_heads": 12},
@@ -143,19 +142,12 @@ def run_shape(shape: str, tokens: list[int], args: argparse.Namespace) -> dict[s
             expected = encoder(ids, mask).numpy()
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         diffs = {n: float(np.abs(s.run(None, feeds)[0] - expected).max()) for n, s in sessions.items()}
-        times: dict[str, list[float]] = {n: [] for n in GRAPHS}
         for s in sessions.values():
             for _ in range(args.warmup):
                 s.run(None, feeds)
-        for _ in range(args.rounds):
-            order = list(GRAPHS)
-            random.shuffle(order)
-            for n in order:
-                for _ in range(args.runs):
-                    t0 = time.perf_counter()
-                    sessions[n].run(None, feeds)
-                    times[n].append(time.perf_counter() - t0)
-        stats = {n: summarize(times[n]) for n in GRAPHS}
+        calls = {n: functools.partial(sessions[n].run, None, feeds) for n in GRAPHS}
+        times = shuffled_rounds(calls, args.rounds, args.runs)
+        stats = {n: summarize([t for r in times[n] for t in r]) for n in GRAPHS}
         out["lengths"][str(length)] = {
             "max_abs_diff_vs_torch": diffs,
             "latency_ms": stats,

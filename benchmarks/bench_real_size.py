@@ -224,11 +224,9 @@ def measured(head: dict[str, Any], load: dict[str, Any] | None = None) -> dict[s
     return out
 
 
-def kept_sections(path: Path, shapes: list[str]) -> dict[str, Any]:
-    """`--merge`: the sections of `path` for the shapes not run now, each with its `measured`."""
-    if not path.is_file():
-        return {}
-    old = json.loads(path.read_text(encoding="utf-8"))
+def kept_sections(old: dict[str, Any], shapes: list[str]) -> dict[str, Any]:
+    """`--merge`: the sections of the results file `old` for the shapes not run now, each with
+    its `measured`."""
     kept = {}
     for name, section in old.get("shapes", {}).items():
         if name not in shapes:
@@ -256,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     load = LoadMeter()
     head = header()
     warn_if_dirty(head["git"])
+    merging = args.merge and args.output.is_file()
+    old: dict[str, Any] = json.loads(args.output.read_text(encoding="utf-8")) if merging else {}
     record: dict[str, Any] = {
         **head,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -266,13 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             "1,000 words: gliner (torch and onnx) reads the first max_len (384) words and drops the rest; "
             "ours answers the whole text in overlapping windows (about 2.7x the encoder work)",
         ],
-        "shapes": kept_sections(args.output, args.shapes) if args.merge else {},
+        "shapes": kept_sections(old, args.shapes),
     }
-    previous = (
-        json.loads(args.output.read_text(encoding="utf-8")).get("shapes", {})
-        if args.merge and args.skip_exports and args.output.is_file()
-        else {}
-    )
+    previous = old.get("shapes", {}) if args.skip_exports else {}  # the shapes run now: untouched above
     for name in args.shapes:
         t0 = time.perf_counter()
         shape_load = LoadMeter()

@@ -131,3 +131,18 @@ def test_cpu_flags_match_proc_cpuinfo() -> None:
     assert set(bc.cpu_flags()) == found
     info = bc.machine_info()
     assert info["cpu_flags"] == bc.cpu_flags() and info["cpus"] >= 1
+
+
+def test_shuffled_rounds_times_every_call_in_each_round_in_a_varying_order() -> None:
+    import random
+
+    seen: list[str] = []
+    calls = {name: (lambda name=name: seen.append(name)) for name in ("a", "b", "c")}
+    times = bc.shuffled_rounds(calls, rounds=6, runs=2, rng=random.Random(3))
+    assert set(times) == {"a", "b", "c"}
+    assert all(
+        len(rounds) == 6 and all(len(r) == 2 and min(r) >= 0 for r in rounds) for rounds in times.values()
+    )
+    per_round = [seen[i : i + 6] for i in range(0, len(seen), 6)]
+    assert all(sorted(r) == ["a", "a", "b", "b", "c", "c"] and r[0] == r[1] for r in per_round)
+    assert len({tuple(r[::2]) for r in per_round}) > 1  # the order changes between rounds

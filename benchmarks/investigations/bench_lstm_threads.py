@@ -25,17 +25,17 @@ wake-up costs. Writes results/lstm_threads.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_common import RESULTS, LoadMeter, header, summarize, warn_if_dirty
+from bench_common import RESULTS, LoadMeter, header, shuffled_rounds, summarize, warn_if_dirty
 
 
 def lstm_graph(steps: int, input_size: int, hidden: int, seed: int = 0) -> bytes:
@@ -121,18 +121,9 @@ def main() -> int:
         for _ in range(5):
             sess.run(None, feeds)
     meter = LoadMeter()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    order = list(variants)
-    shuffle = random.Random(0)
-    for _ in range(args.rounds):
-        shuffle.shuffle(order)
-        for name in order:
-            sess = variants[name]
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                sess.run(None, feeds)
-                times[name].append(time.perf_counter() - t0)
-    latency = {name: summarize(t) for name, t in times.items()}
+    calls = {name: functools.partial(sess.run, None, feeds) for name, sess in variants.items()}
+    times = shuffled_rounds(calls, args.rounds, args.runs, random.Random(0))
+    latency = {name: summarize([t for r in rounds for t in r]) for name, rounds in times.items()}
     sleeping = latency[f"{args.threads} threads, sleeping"]["p50_ms"]
     spinning = latency[f"{args.threads} threads, spinning"]["p50_ms"]
     record = {

@@ -7,13 +7,12 @@ import functools
 import gc
 import random
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_common import LABELS, TEXT, entity_f1, mark, others_share, summarize
+from bench_common import LABELS, TEXT, entity_f1, mark, others_share, shuffled_rounds, summarize
 from suite.data import CORPUS, long_text
 from suite.engines import load_gliner_onnx, load_gliner_torch, load_ours
 
@@ -82,25 +81,15 @@ def time_cases(
                 calls[e.name] = fn
             except Exception as exc:  # recorded: e.g. an engine that cannot run the case
                 res[e.name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        times: dict[str, list[float]] = {n: [] for n in calls}
-        medians: dict[str, list[float]] = {n: [] for n in calls}
         start = mark()
-        for _ in range(rounds):
-            order = list(calls)
-            rng.shuffle(order)
-            for name in order:
-                r = []
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    calls[name]()
-                    r.append(time.perf_counter() - t0)
-                times[name].extend(r)
-                medians[name].append(statistics.median(r) * 1000)
+        times = shuffled_rounds(calls, rounds, runs, rng)
         share = others_share(start, mark())
-        for name in calls:
+        for name, per_round in times.items():
             res[name] = {
-                **summarize(times[name]),
-                "median_of_round_medians_ms": statistics.median(medians[name]),
+                **summarize([t for r in per_round for t in r]),
+                "median_of_round_medians_ms": statistics.median(
+                    statistics.median(r) * 1000 for r in per_round
+                ),
                 "others_cpu_share": share,
             }
         out[case] = {
