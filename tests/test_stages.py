@@ -129,3 +129,35 @@ def test_subword_tokenizer_equals_hf(tmp_path) -> None:  # type: ignore[no-untyp
     np.testing.assert_array_equal(got.word_ids, np.array(ref_wids))
     assert got.input_ids.shape[1] == 32  # truncated at model_max_length
     assert torch.tensor(got.input_ids).dtype == torch.int64
+
+
+def test_subword_tokenizer_truncates_like_hf_and_copies_itself_only_then(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    from gliner_onnx.export.demo import minilm_dir
+
+    hf = AutoTokenizer.from_pretrained(minilm_dir())
+    hf.model_max_length = 16
+    (tmp_path / "tokenizer.json").write_text(hf.backend_tokenizer.to_str())
+    ours = SubwordTokenizer(
+        tmp_path / "tokenizer.json", pad_token_id=hf.pad_token_id, pad_token=hf.pad_token, model_max_length=16
+    )
+
+    def assert_equal(got, ref) -> None:  # type: ignore[no-untyped-def]
+        np.testing.assert_array_equal(got.input_ids, np.array(ref["input_ids"]))
+        np.testing.assert_array_equal(got.attention_mask, np.array(ref["attention_mask"]))
+
+    labels = ["person", "big city", "date of birth"]
+    assert_equal(ours.encode_texts(labels), hf(labels, truncation=True, padding="longest"))
+    # one tokenizer object (a DeBERTa-v3 vocabulary's is ~210 MB) until a sequence overflows
+    assert ours._truncating is None
+    long = [*labels, " ".join(["organization"] * 30)]
+    got = ours.encode_texts(long)
+    assert_equal(got, hf(long, truncation=True, padding="longest"))
+    assert got.input_ids.shape == (4, 16) and ours._truncating is not None
+    words = [["organization"] * 30, ["person"]]
+    assert_equal(
+        ours.encode_words(words), hf(words, is_split_into_words=True, truncation=True, padding="longest")
+    )
+    # planning counts every word's subwords, never truncated
+    assert ours.word_costs(["organization"] * 30).tolist() == [1] * 30
