@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,6 +15,10 @@ from gliner_onnx.manifest import GraphEntry, Manifest, sha256_file
 # the weights instead of copying them out of the protobuf (measured on the MiniLM span
 # model: peak memory at load 200 MB -> 111 MB).
 EXTERNAL_DATA_THRESHOLD = 1024
+
+# Rewrites a block of a weight's bytes as it is copied (e.g. float32 -> float16): blocks hold
+# whole elements of any dtype, as `_copy_bytes`' chunk is a multiple of 8 bytes.
+Convert = Callable[[bytes], bytes]
 
 
 def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
@@ -60,11 +64,14 @@ def topological_sort(graph: onnx.GraphProto) -> None:
     graph.node.extend(nodes[i] for i in order)
 
 
-def _move_external_data(proto: onnx.ModelProto, source: Path, directory: Path, data_file: str) -> bool:
+def _move_external_data(
+    proto: onnx.ModelProto, source: Path, directory: Path, data_file: str, convert: Mapping[str, Convert]
+) -> bool:
     """Write `proto`'s weights into `directory / data_file` as `onnx.save_model` with
     `save_as_external_data` lays them out (initializers in order, each at the end of the file,
     those of at least `EXTERNAL_DATA_THRESHOLD` bytes with `sys.getsizeof`), the ones in data
-    files under `source` copied from there in chunks: the weights are never all in memory.
+    files under `source` copied from there in chunks (through `convert[name]` where it has the
+    weight): the weights are never all in memory.
     False, writing nothing, when no weight of `proto` is in a data file."""
     import sys
 
@@ -79,7 +86,7 @@ def _move_external_data(proto: onnx.ModelProto, source: Path, directory: Path, d
                 info = ExternalDataInfo(t)
                 with open(source / info.location, "rb") as src:
                     src.seek(info.offset or 0)
-                    _copy_bytes(src, out, info.length)
+                    _copy_bytes(src, out, info.length, convert=convert.get(t.name))
                 del t.external_data[:]
                 t.data_location = onnx.TensorProto.EXTERNAL
                 for key, value in (
@@ -96,8 +103,11 @@ def _move_external_data(proto: onnx.ModelProto, source: Path, directory: Path, d
     return True
 
 
-def _copy_bytes(src: BinaryIO, out: BinaryIO, length: int | None, chunk: int = 1 << 24) -> None:
-    """Copy `length` bytes (None: the rest) from `src` to `out`, `chunk` at a time."""
+def _copy_bytes(
+    src: BinaryIO, out: BinaryIO, length: int | None, chunk: int = 1 << 24, convert: Convert | None = None
+) -> None:
+    """Copy `length` bytes (None: the rest) from `src` to `out`, `chunk` at a time, each
+    chunk through `convert` when given."""
     left = length
     while left is None or left > 0:
         block = src.read(chunk if left is None else min(chunk, left))
@@ -105,7 +115,7 @@ def _copy_bytes(src: BinaryIO, out: BinaryIO, length: int | None, chunk: int = 1
             if left is None:
                 return
             raise ValueError(f"external data ends {left} bytes short")
-        out.write(block)
+        out.write(block if convert is None else convert(block))
         if left is not None:
             left -= len(block)
 
@@ -117,13 +127,15 @@ def write_graph(
     inputs: Sequence[str],
     outputs: Sequence[str],
     source: Path | None = None,
+    convert: Mapping[str, Convert] | None = None,
 ) -> GraphEntry:
     """Save `proto` as `<name>.onnx` (+ `<name>.onnx.data`), check it, and describe it.
     `source`: the directory of the data files of `proto`'s weights, where it was loaded
-    without them (`onnx.load(..., load_external_data=False)`): they are copied file to file."""
+    without them (`onnx.load(..., load_external_data=False)`): they are copied file to file,
+    the weights that `convert` names rewritten on the way."""
     file = f"{name}.onnx"
     data_file = f"{name}.onnx.data"
-    moved = source is not None and _move_external_data(proto, source, directory, data_file)
+    moved = source is not None and _move_external_data(proto, source, directory, data_file, convert or {})
     has_weights = moved or any(t.ByteSize() > EXTERNAL_DATA_THRESHOLD for t in proto.graph.initializer)
     if moved:
         onnx.save_model(proto, str(directory / file))

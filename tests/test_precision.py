@@ -147,6 +147,22 @@ def test_fp16_export_keeps_float32_inputs_and_outputs(uni_deberta: Checkpoint, t
     assert m.agreement["f1"] > 0.9  # fp16 rounding flips only near-ties
     got = GLiNER.from_pretrained(out).inference(TEXTS, LABELS, threshold=0.5)
     assert sum(map(len, got)) > 0
+    # Converted with the weights left in their file, block by block: the same graph and weights
+    # as onnxruntime's converter gives on the loaded graph.
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    for name in m.graphs:
+        loaded = onnx.load(str(uni_deberta.export_dir / f"{name}.onnx"))
+        ref = convert_float_to_float16(loaded, keep_io_types=True)
+        got_proto = onnx.load(str(out / f"{name}.onnx"))
+        arrays = {t.name: onnx.numpy_helper.to_array(t) for t in got_proto.graph.initializer}
+        assert len(arrays) == len(ref.graph.initializer)
+        for t in ref.graph.initializer:
+            want = onnx.numpy_helper.to_array(t)
+            assert arrays[t.name].dtype == want.dtype and arrays[t.name].tobytes() == want.tobytes(), t.name
+        assert sorted(n.SerializeToString() for n in got_proto.graph.node) == sorted(
+            n.SerializeToString() for n in ref.graph.node
+        )
 
 
 def test_int8_of_a_relex_export_measures_entities_and_keeps_relations(

@@ -15,7 +15,8 @@ the activation rewrites.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import onnx
 
 from gliner_onnx.manifest import GraphEntry, Manifest, load_manifest
 
-from ..graph_io import copy_tokenizers, topological_sort, write_graph
+from ..graph_io import Convert, copy_tokenizers, topological_sort, write_graph
 from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_file
 
 LOWER_PRECISIONS = ("int8", "fp16")
@@ -91,13 +92,44 @@ def _int8(
     return proto, info
 
 
-def _fp16(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+def _fp16(path: Path) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, Convert]]:
+    """onnxruntime's fp16 conversion of the graph at `path`, its weights left in their data file:
+    the graph converted without them (the converter only retypes a weight it has no bytes of),
+    and, for each weight it made float16, the conversion of its bytes, elementwise and so done
+    block by block when `write_graph` copies the weights (`source`). Converting the loaded graph
+    held the weights, the converter's float32 temporaries and their float16 copies at once."""
+    from onnx.external_data_helper import uses_external_data
+    from onnxruntime.transformers import float16
 
-    # From the path: onnx infers the shapes on the file (weights left in their data file) where
-    # on a ModelProto it serializes and parses the whole graph twice (four copies of the weights).
-    proto = convert_float_to_float16(str(path), keep_io_types=True)
-    return proto, {"precision": "fp16", "io": "float32"}
+    proto = onnx.load(str(path), load_external_data=False)
+    weights = proto.graph.initializer
+    external = {t.name for t in weights if uses_external_data(t) and t.data_type == onnx.TensorProto.FLOAT}
+    with _shapes_from_dims(float16):
+        proto = float16.convert_float_to_float16(proto, keep_io_types=True)
+    fp16 = onnx.TensorProto.FLOAT16
+    halved = [t.name for t in proto.graph.initializer if t.name in external and t.data_type == fp16]
+
+    def to_half(block: bytes) -> bytes:
+        return bytes(float16.convert_np_to_float16(np.frombuffer(block, dtype=np.float32)).data)
+
+    return proto, {"precision": "fp16", "io": "float32"}, dict.fromkeys(halved, to_half)
+
+
+@contextlib.contextmanager
+def _shapes_from_dims(float16: Any) -> Iterator[None]:
+    """Within: the fp16 converter types a converted weight from its dims, not from its bytes
+    (`numpy_helper.to_array`, which would read a weight left in its data file). The same value
+    info for a weight whose bytes are loaded."""
+    original = float16.make_value_info_from_tensor
+
+    def from_dims(tensor: onnx.TensorProto) -> onnx.ValueInfoProto:
+        return onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+
+    float16.make_value_info_from_tensor = from_dims
+    try:
+        yield
+    finally:
+        float16.make_value_info_from_tensor = original
 
 
 def lower_precision(
@@ -122,12 +154,14 @@ def lower_precision(
     graphs: dict[str, GraphEntry] = {}
     for name, g in manifest.graphs.items():
         log(f"converting {name} to {precision} ...")
+        convert: dict[str, Convert] = {}
         if precision == "int8":
             proto, info = _int8(fp32_dir / g.file, recipe, feeds.get(name, []))
         else:
-            proto, info = _fp16(fp32_dir / g.file)
+            proto, info, convert = _fp16(fp32_dir / g.file)
         topological_sort(proto.graph)
-        entry = write_graph(proto, out_dir, name, g.inputs, g.outputs)
+        source = fp32_dir if precision == "fp16" else None  # fp16: weights copied from their file
+        entry = write_graph(proto, out_dir, name, g.inputs, g.outputs, source=source, convert=convert)
         graphs[name] = replace(entry, optimization={**g.optimization, **info})
     lowered = replace(manifest, graphs=graphs, precision=precision)
     if precision == "int8":
