@@ -20,6 +20,7 @@ offline with gliner itself on a real-size tokenizer (`realsize/tokenizer.py`):
     python benchmarks/bench_real_size.py --shapes large-250k --skip-timing
     python benchmarks/bench_real_size.py --shapes multi --merge   # keep the file's other shapes
     python benchmarks/bench_real_size.py --skip-exports --merge    # re-time; keep the exports' figures
+    python benchmarks/bench_real_size.py --skip-timing --merge     # re-export; keep the timings
 
 Writes benchmarks/results/real_size.json (each shape's section as soon as it is done) and
 real_size.png (batch-1 latency against parameters, one line per engine). Checkpoints and exports
@@ -239,13 +240,26 @@ def carried_exports(section: dict[str, Any], previous: dict[str, Any] | None) ->
     """`--skip-exports --merge`: the shape's export measurements from the file's section (the
     exports are reused, so what was measured when they were made still holds), with the run
     they come from (`exports_measured`)."""
+    _carry(section, previous, ("build_s", "export", "gliner_export"), "exports_measured")
+
+
+def carried_timings(section: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """`--skip-timing --merge`: the shape's agreement and latency from the file's section, with
+    the run they come from (`timing_measured`): for a rerun of the exports where the runtime's
+    code has not changed since the timings."""
+    _carry(section, previous, ("agreement", "latency"), "timing_measured")
+
+
+def _carry(
+    section: dict[str, Any], previous: dict[str, Any] | None, keys: tuple[str, ...], mark: str
+) -> None:
     if not previous:
         return
-    carried = [k for k in ("build_s", "export", "gliner_export") if k in previous and k not in section]
+    carried = [k for k in keys if k in previous and k not in section]
     for key in carried:
         section[key] = previous[key]
     if carried:
-        section["exports_measured"] = previous.get("exports_measured", previous.get("measured"))
+        section[mark] = previous.get(mark, previous.get("measured"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "shapes": kept_sections(old, args.shapes),
     }
-    previous = old.get("shapes", {}) if args.skip_exports else {}  # the shapes run now: untouched above
+    # the shapes run now: untouched above
+    previous = old.get("shapes", {}) if args.skip_exports or args.skip_timing else {}
     for name in args.shapes:
         t0 = time.perf_counter()
         shape_load = LoadMeter()
@@ -281,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         section["measured"] = measured(head, shape_load.summary())
         if args.skip_exports:
             carried_exports(section, previous.get(name))
+        if args.skip_timing:
+            carried_timings(section, previous.get(name))
         record["shapes"][name] = section
         record.update(header(load), command=head["command"], git=head["git"])
         write(record, args.output)

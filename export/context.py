@@ -32,7 +32,7 @@ from gliner_onnx.runtime.tokenize import SubwordTokenizer
 
 from . import samples
 from .graph_io import write_graph
-from .memory import no_onnxscript_reparse, weights_beside
+from .memory import no_onnxscript_reparse, weights_beside, weights_out_of_shape_inference
 from .parity import ParityRecorder
 from .quiet import quiet_tracing
 from .tokenizer_io import (
@@ -121,7 +121,13 @@ def save_graph(
     with tempfile.TemporaryDirectory(prefix=f".trace-{spec.name}-", dir=directory) as scratch:
         traced = Path(scratch) / f"{spec.name}.onnx"
         try:
-            with torch.no_grad(), quiet_tracing(), no_onnxscript_reparse(), weights_beside(traced):
+            with (
+                torch.no_grad(),
+                quiet_tracing(),
+                no_onnxscript_reparse(),
+                weights_beside(traced),
+                weights_out_of_shape_inference(),
+            ):
                 torch.onnx.export(
                     module,
                     args,

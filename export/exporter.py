@@ -25,7 +25,7 @@ from gliner_onnx.runtime.words import check_splitter
 from .configs import ExportConfig, export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
-from .memory import load_assigned, release_model
+from .memory import load_assigned, release_model, trim, weights_from_files
 from .model_card import write_model_card
 from .ort.model_format import check_model_format, check_ort_fits, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
@@ -211,7 +211,7 @@ def _export_attempt(held: list[Any], config: ExportConfig, plan: _Plan, optimize
             held[0], config, tmp, opset=plan.opset, atol=plan.atol, log=plan.log, optimize=optimized,
             fuse=plan.fuse,
         )  # fmt: skip
-        diffs, checked = _export_into(ctx, plan.source)
+        diffs, checked = _export_into(ctx, plan.source, map_weights=plan.release)
         if plan.release:
             held.clear()
             release_model(ctx)
@@ -263,12 +263,19 @@ def _check_arguments(output: Path, arch: str | None, atol: float, precision: str
         raise ValueError(f"precision must be one of fp32, {', '.join(LOWER_PRECISIONS)}; got {precision!r}")
 
 
-def _export_into(ctx: ExportContext, source: str) -> tuple[dict[str, dict[str, float]], str]:
+def _export_into(
+    ctx: ExportContext, source: str, map_weights: bool = False
+) -> tuple[dict[str, dict[str, float]], str]:
     """Write tokenizers, graphs and manifest into the context's (temporary) directory;
-    returns the max abs diffs per graph and the line saying what parity was checked."""
+    returns the max abs diffs per graph and the line saying what parity was checked.
+    `map_weights`: the model is the export's own, released after validation: its large
+    parameters that the graphs hold verbatim are read from the graphs' files from then on."""
     ctx.write_tokenizers()
     ctx.check_tokenizers()
     graphs = trace(ctx)
+    if map_weights:
+        weights_from_files(ctx.modules, graphs, ctx.dir)
+    trim()  # what tracing freed, before validation's sessions
     ctx.log("validating against torch ...")
     parity = validate(ctx, graphs)
     checked = parity_line(parity, ctx.atol)

@@ -9,10 +9,19 @@ stage that makes another copy adds to the peak. What this module removes, by sta
 - tracing: the legacy exporter parses its own serialized graph back (a copy) to look for
   onnxscript functions of custom domains; `no_onnxscript_reparse` skips that search when no
   such function is registered, so it could find nothing;
+- tracing: the tracer's ONNX shape inference copies each weight a node reads into the one-node
+  graph it infers that node's shapes on, twice (the model proto and ONNX's data propagation):
+  the word-embedding table's Gather alone held two more copies of the table (786 MB at
+  DeBERTa-v3-small's shape), the export's peak; `weights_out_of_shape_inference` lets it see the
+  weights of at least 1 MB as typed inputs, whose shapes are what it reads of them;
 - tracing: the tracer serializes the graph with its weights in memory (three copies: its
   encoded graph, the serialized string, the bytes object) below protobuf's 2 GB;
   `weights_beside` has it encode the graph alone and writes the weights to a data file one at a
   time (`graph_io.write_graph` then copies them file to file);
+- validation: the torch parameters that a written graph holds verbatim (the word embeddings:
+  a third of DeBERTa-v3-small's weights, two thirds of mDeBERTa-v3-base's) are read from the
+  graph's data file (`weights_from_files`), where only the rows validation looks up are
+  resident, instead of a second copy in memory beside the graph's;
 - lower precision: the torch model is not needed once the fp32 graphs are validated
   (`release_model`), and the C heap's pages it freed go back to the system (`trim`): glibc
   keeps freed blocks below its mmap threshold (which grows to 32 MB as large tensors are freed)
@@ -27,11 +36,14 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 
 def load_assigned(load: Callable[..., Any]) -> Any:
@@ -72,6 +84,36 @@ def _custom_onnxscript_functions() -> bool:
     except AttributeError:
         return True
     return False
+
+
+# Weights of at least this many bytes are typed inputs to the tracer's shape inference, not
+# constants: never a shape or an index that inference would read the values of.
+SHAPE_INFERENCE_MAX_BYTES = 1 << 20
+
+
+@contextlib.contextmanager
+def weights_out_of_shape_inference() -> Iterator[None]:
+    """Within: the legacy exporter's graph-level ONNX shape inference is not given the weights of
+    at least `SHAPE_INFERENCE_MAX_BYTES`. It would copy each into the one-node graph of every node
+    that reads it (twice); without them the node's input is typed with the weight's dtype and
+    shape, all that inference reads of a weight that is not a shape or an index (the traced graph
+    is the same, tests/test_export_memory.py)."""
+    jit: Any = torch._C
+    original = jit._jit_pass_onnx_graph_shape_type_inference
+
+    def without_large_weights(graph: Any, params_dict: dict[str, Any], opset: int) -> Any:
+        small = {
+            name: t
+            for name, t in params_dict.items()
+            if not isinstance(t, torch.Tensor) or t.numel() * t.element_size() < SHAPE_INFERENCE_MAX_BYTES
+        }
+        return original(graph, small, opset)
+
+    jit._jit_pass_onnx_graph_shape_type_inference = without_large_weights
+    try:
+        yield
+    finally:
+        jit._jit_pass_onnx_graph_shape_type_inference = original
 
 
 @contextlib.contextmanager
@@ -207,3 +249,64 @@ def validation_session_options() -> Any:
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = False
     return options
+
+
+# Parameters smaller than this stay in memory: what mapping them would save is small.
+MAPPED_MIN_BYTES = 1 << 24
+
+
+def weights_from_files(
+    modules: Mapping[str, nn.Module], graphs: Mapping[str, Any], directory: Path
+) -> list[str]:
+    """Point each torch parameter of at least `MAPPED_MIN_BYTES` that a written graph holds
+    verbatim (an initializer in its data file with the parameter's name, shape, dtype and bytes,
+    compared block by block from the file) at those bytes: a copy-on-write map of the file, of
+    which only the pages read are resident. The parameter's own memory is freed where nothing
+    else holds it. For a model the export owns and releases after validation (the parameters
+    stay mapped); nothing on other systems than POSIX ones (a mapped file cannot be deleted
+    there). `graphs`: the written `GraphEntry`s by name. Returns the parameters mapped."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    if os.name != "posix":
+        return []
+    mapped = []
+    for name, entry in graphs.items():
+        module = modules.get(name)
+        if module is None or entry.data_file is None:
+            continue
+        params = dict(module.named_parameters())
+        proto = onnx.load(str(directory / entry.file), load_external_data=False)
+        for t in proto.graph.initializer:
+            param = params.get(t.name)
+            if param is None or param.dtype != torch.float32 or not uses_external_data(t):
+                continue
+            info = ExternalDataInfo(t)
+            path = directory / info.location
+            shape = tuple(param.shape)
+            nbytes = param.numel() * param.element_size()
+            if (
+                list(t.dims) != list(shape)
+                or t.data_type != onnx.TensorProto.FLOAT
+                or nbytes < MAPPED_MIN_BYTES
+            ):
+                continue
+            if info.length not in (None, nbytes) or not _same_bytes(param, path, info.offset or 0):
+                continue
+            array = np.memmap(path, dtype=np.float32, mode="c", offset=info.offset or 0, shape=shape)
+            param.data = torch.from_numpy(array)
+            mapped.append(t.name)
+    gc.collect()
+    return mapped
+
+
+def _same_bytes(param: torch.Tensor, path: Path, offset: int, block: int = 1 << 24) -> bool:
+    """Whether the file at `path` holds `param`'s bytes at `offset` (read, not mapped)."""
+    data = param.detach().contiguous().numpy().reshape(-1).view(np.uint8)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for start in range(0, data.size, block):
+            part = data[start : start + block]
+            if f.read(part.size) != part.tobytes():
+                return False
+    return True

@@ -22,6 +22,32 @@ from realsize.shapes import SHAPES  # noqa: E402
 from realsize.tokenizer import MASK, SPECIALS, deberta_v3_tokenizer, minilm_dir, unigram_pieces  # noqa: E402
 
 
+def test_merge_carries_what_a_rerun_skips() -> None:
+    """`--skip-exports --merge` keeps the shape's export figures, `--skip-timing --merge` its
+    timings, each marked with the run it comes from; what the rerun measured is kept."""
+    from bench_real_size import carried_exports, carried_timings
+
+    previous = {
+        "export": {"fp32": 1},
+        "gliner_export": {"wall_s": 2},
+        "agreement": {"texts": 9},
+        "latency": {"batch1": 3},
+        "load": {"old": 4},
+        "measured": {"git": "old"},
+    }
+    section: dict[str, object] = {"load": {"new": 5}, "measured": {"git": "new"}}
+    carried_timings(section, previous)
+    assert section["latency"] == {"batch1": 3} and section["agreement"] == {"texts": 9}
+    assert section["timing_measured"] == {"git": "old"} and "export" not in section
+    assert section["load"] == {"new": 5} and section["measured"] == {"git": "new"}
+    rerun: dict[str, object] = {"export": {"fp32": 6}, "latency": {"batch1": 7}}
+    carried_exports(rerun, previous)
+    carried_timings(rerun, previous)
+    assert rerun["export"] == {"fp32": 6} and rerun["latency"] == {"batch1": 7}
+    assert rerun["gliner_export"] == {"wall_s": 2} and rerun["agreement"] == {"texts": 9}
+    carried_timings(section, None)  # a shape new to the file: nothing to carry
+
+
 def test_unigram_pieces_pad_minilm_vocabulary_to_the_size() -> None:
     pieces = unigram_pieces(40_000)
     assert len(pieces) == 40_000 == len({p for p, _ in pieces})

@@ -12,7 +12,14 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from gliner_onnx.export.memory import load_assigned, no_onnxscript_reparse, release_model, weights_beside
+from gliner_onnx.export import memory
+from gliner_onnx.export.memory import (
+    load_assigned,
+    no_onnxscript_reparse,
+    release_model,
+    weights_beside,
+    weights_from_files,
+)
 from gliner_onnx.export.precision.int8 import DEFAULT_RECIPE, quantize_file, quantize_graph
 
 from .conftest import Checkpoint
@@ -100,6 +107,45 @@ def test_tracing_with_the_weights_beside_writes_the_same_files(
         )
 
 
+@pytest.mark.parametrize(
+    "checkpoint", ["uni_deberta", "bi_token_deberta_bert", "uni_modernbert", "token_relex_minilm"]
+)
+def test_tracing_with_the_weights_out_of_shape_inference_writes_the_same_files(
+    checkpoint: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every weight of at least 1 KB (the word embeddings, the layers' products, the heads) a
+    typed input to the tracer's shape inference instead of a constant: the same graph files
+    (span and token heads, uni- and bi-encoders, DeBERTa, ModernBERT and BERT, relations)."""
+    ckpt: Checkpoint = request.getfixturevalue(checkpoint)
+    import contextlib
+
+    from gliner_onnx.export import context, export_model
+    from gliner_onnx.manifest import load_manifest
+
+    jit: Any = torch._C
+    seen: list[int] = []  # the largest weight each shape inference was given, in bytes
+    inference = jit._jit_pass_onnx_graph_shape_type_inference
+
+    def spy(graph: Any, params: dict[str, Any], opset: int) -> Any:
+        sizes = [t.numel() * t.element_size() for t in params.values() if isinstance(t, torch.Tensor)]
+        seen.append(max(sizes, default=0))
+        return inference(graph, params, opset)
+
+    monkeypatch.setattr(jit, "_jit_pass_onnx_graph_shape_type_inference", spy)
+    monkeypatch.setattr(memory, "SHAPE_INFERENCE_MAX_BYTES", 1024)
+    export_model(ckpt.model_dir, tmp_path / "hidden", log=lambda _m: None)
+    assert seen and max(seen) < 1024
+    seen.clear()
+    monkeypatch.setattr(context, "weights_out_of_shape_inference", contextlib.nullcontext)
+    export_model(ckpt.model_dir, tmp_path / "plain", log=lambda _m: None)
+    assert max(seen) >= 30_000  # the word embeddings
+    hidden, plain = load_manifest(tmp_path / "hidden"), load_manifest(tmp_path / "plain")
+    for name, g in plain.graphs.items():
+        assert (hidden.graphs[name].sha256, hidden.graphs[name].data_sha256) == (g.sha256, g.data_sha256), (
+            name
+        )
+
+
 def test_weights_beside_encodes_initializers_as_the_tracer_does(tmp_path: Path) -> None:
     """Large and small weights, a folded constant: the graph traced with `weights_beside` loads
     as the same model as the tracer's own."""
@@ -127,6 +173,75 @@ def test_release_model_drops_the_contexts_references() -> None:
     ctx = Ctx()
     release_model(ctx)
     assert ctx.model is None and ctx.modules == {} and ctx.text_tok is None
+
+
+def _mapped_file(tensor: torch.Tensor) -> str | None:
+    """The file that the memory `tensor` reads is mapped from (/proc/self/maps), if any."""
+    address = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if start <= address < end:
+            return fields[5] if len(fields) == 6 else None
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads /proc/self/maps")
+def test_weights_from_files_maps_the_parameters_a_graph_holds_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gliner_onnx.export.graph_io import write_graph
+
+    monkeypatch.setattr(memory, "MAPPED_MIN_BYTES", 1024)
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Embedding(1200, 16), torch.nn.Linear(16, 8)).eval()
+    ids = torch.tensor([[3, 1100, 7]])
+    traced = tmp_path / "traced.onnx"
+    torch.onnx.export(module, (ids,), str(traced), opset_version=17, dynamo=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    entry = write_graph(onnx.load(str(traced)), out, "g", ["ids"], ["y"])
+    assert entry.data_file is not None
+    want = module(ids).detach()
+    table = module[0].weight
+
+    assert weights_from_files({"g": module}, {"g": entry}, out) == ["0.weight"]
+    data = str((out / entry.data_file).resolve())
+    assert _mapped_file(module[0].weight) == data
+    assert _mapped_file(module[1].weight) != data  # the graph holds it transposed, as a MatMul's
+    assert torch.equal(module(ids), want) and torch.equal(module[0].weight, table)
+
+    # bytes that differ from the parameter's: left in memory
+    fresh = torch.nn.Sequential(torch.nn.Embedding(1200, 16), torch.nn.Linear(16, 8)).eval()
+    fresh[0].weight.data.copy_(table)
+    fresh[0].weight.data[1100, 3] += 1e-3
+    assert weights_from_files({"g": fresh}, {"g": entry}, out) == []
+    assert _mapped_file(fresh[0].weight) != data
+
+
+def test_an_export_that_reads_its_weights_from_its_files_validates_and_writes_the_same_files(
+    uni_deberta: Checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The word embeddings read from the text encoder's data file during validation (the
+    threshold lowered to the tiny model's sizes): parity holds, the files are the same."""
+    from gliner_onnx.export import export_model, exporter
+    from gliner_onnx.manifest import load_manifest
+
+    export_model(uni_deberta.model_dir, tmp_path / "plain", log=lambda _m: None)
+    mapped: list[str] = []
+
+    def spy(*args: Any) -> list[str]:
+        mapped.extend(weights_from_files(*args))
+        return mapped
+
+    monkeypatch.setattr(memory, "MAPPED_MIN_BYTES", 1024)
+    monkeypatch.setattr(exporter, "weights_from_files", spy)
+    export_model(uni_deberta.model_dir, tmp_path / "mapped", log=lambda _m: None)
+    assert any(name.endswith("word_embeddings.weight") for name in mapped), mapped
+    plain, got = load_manifest(tmp_path / "plain"), load_manifest(tmp_path / "mapped")
+    for name, g in plain.graphs.items():
+        assert (got.graphs[name].sha256, got.graphs[name].data_sha256) == (g.sha256, g.data_sha256), name
+        assert got.graphs[name].max_abs_diff == g.max_abs_diff, name
 
 
 def _embedding_graph() -> onnx.ModelProto:
