@@ -273,3 +273,26 @@ def test_quantize_file_gives_quantize_graphs_graph(tmp_path: Path) -> None:
     assert from_file.SerializeToString() == copied.SerializeToString()
     # quantize_graph leaves its argument whole
     assert numpy_helper.to_array(proto.graph.initializer[0]).shape == (1200, 16)
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "graph"), [("uni_deberta", "text_encoder"), ("bi_minilm_bert", "label_encoder")]
+)
+def test_quantizing_without_the_quantizers_deep_copy_gives_the_same_graph(
+    checkpoint: str, graph: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quantizer keeps the graph it loaded (no Gemm: the text encoder) or saves it rather than
+    a deep copy to infer its value infos again (Gemms: the BERT label encoder's pooler): the same
+    quantized graph as `quantize_dynamic` unchanged."""
+    import contextlib
+
+    from gliner_onnx.export.precision import int8
+
+    path = request.getfixturevalue(checkpoint).export_dir / f"{graph}.onnx"
+    gemms = sum(n.op_type == "Gemm" for n in onnx.load(str(path), load_external_data=False).graph.node)
+    assert (gemms > 0) == (graph == "label_encoder")
+    lean, lean_info = quantize_file(path, DEFAULT_RECIPE)
+    monkeypatch.setattr(int8, "_reload_without_copy", contextlib.nullcontext)
+    plain, plain_info = quantize_file(path, DEFAULT_RECIPE)
+    assert lean_info == plain_info and lean_info["quantized_matmuls"] > 0
+    assert lean.SerializeToString() == plain.SerializeToString()

@@ -23,8 +23,9 @@ every recipe's speed, size and agreement with fp32 on the trained demo checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -361,6 +362,68 @@ def drain_to_file(work: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _reload_without_copy() -> Iterator[None]:
+    """Within: `quantize_dynamic`'s quantizer, which saves a deep copy of the graph it loaded and
+    loads it back to infer its value infos again (a third copy of every weight, beside the
+    loaded graph and the reloaded one), infers them on the graph with its large weights as typed
+    stubs (`_inferred_graph`) and keeps the graph it has. The same value infos and metadata."""
+    from onnxruntime.quantization import onnx_quantizer
+    from onnxruntime.quantization.quant_utils import add_infer_metadata
+
+    original = onnx_quantizer.save_and_reload_model_with_shape_infer
+
+    def infer_in_place(model: onnx.ModelProto) -> onnx.ModelProto:
+        inferred = _inferred_graph(model)
+        for field in ("value_info", "output"):  # what inference writes
+            del getattr(model.graph, field)[:]
+            getattr(model.graph, field).extend(getattr(inferred, field))
+        add_infer_metadata(model)
+        return model
+
+    onnx_quantizer.save_and_reload_model_with_shape_infer = infer_in_place
+    try:
+        yield
+    finally:
+        onnx_quantizer.save_and_reload_model_with_shape_infer = original
+
+
+# Weights of at least this many bytes are stubs (dims and type, no values) in `_value_infos`.
+_STUB_BYTES = 1024
+
+
+def _inferred_graph(model: onnx.ModelProto) -> onnx.GraphProto:
+    """ONNX shape inference of `model`'s graph, on a copy whose weights of at least `_STUB_BYTES`
+    have no values (inference reads the values of shapes and indices, which are small), so that
+    no weight is copied: its value infos and outputs are `model`'s inferred."""
+    from onnx.external_data_helper import uses_external_data
+
+    shell = onnx.ModelProto()
+    _copy_fields(model, shell, skip="graph")
+    graph = model.graph
+    _copy_fields(graph, shell.graph, skip="initializer")
+    for t in graph.initializer:
+        if t.ByteSize() < _STUB_BYTES and not uses_external_data(t):
+            shell.graph.initializer.append(t)
+        else:
+            stub = shell.graph.initializer.add(name=t.name, data_type=t.data_type)
+            stub.dims.extend(t.dims)
+    return onnx.shape_inference.infer_shapes(shell).graph
+
+
+def _copy_fields(source: Any, target: Any, skip: str) -> None:
+    """Copy every set field of the message `source` but `skip` into `target`."""
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        if hasattr(value, "extend"):  # a repeated field
+            getattr(target, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
 def quantize_graph(
     proto: onnx.ModelProto, recipe: Int8Recipe, feeds: Sequence[dict[str, np.ndarray]] | None = None
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
@@ -431,7 +494,7 @@ def _quantize(
         from ..quiet import quiet_quantization
 
         quantized_nodes = [n.name for n in [*matmuls, *lstms]]
-        with tempfile.TemporaryDirectory() as tmp, quiet_quantization():
+        with tempfile.TemporaryDirectory() as tmp, quiet_quantization(), _reload_without_copy():
             source = drain_to_file(work, Path(tmp) / "model.onnx")
             del work, matmuls, lstms, gathers  # the nodes hold the whole graph's memory
             out = Path(tmp) / "q.onnx"
