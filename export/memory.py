@@ -293,7 +293,10 @@ def weights_from_files(
                 continue
             if info.length not in (None, nbytes) or not _same_bytes(param, path, info.offset or 0):
                 continue
-            array = np.memmap(path, dtype=np.float32, mode="c", offset=info.offset or 0, shape=shape)
+            try:
+                array = np.memmap(path, dtype=np.float32, mode="c", offset=info.offset or 0, shape=shape)
+            except OSError:  # a file system that cannot map it: the parameter stays in memory
+                continue
             param.data = torch.from_numpy(array)
             mapped.append(t.name)
     gc.collect()
