@@ -219,15 +219,18 @@ def test_weights_from_files_maps_the_parameters_a_graph_holds_verbatim(
     assert _mapped_file(fresh[0].weight) != data
 
 
+@pytest.mark.parametrize("checkpoint", ["uni_deberta", "span_decoder"])
 def test_an_export_that_reads_its_weights_from_its_files_validates_and_writes_the_same_files(
-    uni_deberta: Checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    checkpoint: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The word embeddings read from the text encoder's data file during validation (the
-    threshold lowered to the tiny model's sizes): parity holds, the files are the same."""
+    threshold lowered to the tiny model's sizes): parity holds, the files are the same; the
+    decoder export traces its graphs after validation, from the mapped model."""
+    ckpt: Checkpoint = request.getfixturevalue(checkpoint)
     from gliner_onnx.export import export_model, exporter
     from gliner_onnx.manifest import load_manifest
 
-    export_model(uni_deberta.model_dir, tmp_path / "plain", log=lambda _m: None)
+    export_model(ckpt.model_dir, tmp_path / "plain", log=lambda _m: None)
     mapped: list[str] = []
 
     def spy(*args: Any) -> list[str]:
@@ -236,7 +239,7 @@ def test_an_export_that_reads_its_weights_from_its_files_validates_and_writes_th
 
     monkeypatch.setattr(memory, "MAPPED_MIN_BYTES", 1024)
     monkeypatch.setattr(exporter, "weights_from_files", spy)
-    export_model(uni_deberta.model_dir, tmp_path / "mapped", log=lambda _m: None)
+    export_model(ckpt.model_dir, tmp_path / "mapped", log=lambda _m: None)
     assert any(name.endswith("word_embeddings.weight") for name in mapped), mapped
     plain, got = load_manifest(tmp_path / "plain"), load_manifest(tmp_path / "mapped")
     for name, g in plain.graphs.items():
