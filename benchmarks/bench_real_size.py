@@ -197,7 +197,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of every engine (default 2)")
     p.add_argument("--quick", action="store_true", help="3 rounds of 3, batch 1 only")
     p.add_argument("--skip-exports", action="store_true", help="reuse the workspace's exports, unmeasured")
-    p.add_argument("--skip-timing", action="store_true", help="exports and loads only")
+    p.add_argument(
+        "--skip-timing",
+        action="store_true",
+        help="exports and loads only (with --merge: the file's timings of the shape are kept)",
+    )
     p.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
                    help=f"checkpoints and exports (GBs; default {DEFAULT_WORKSPACE})")  # fmt: skip
     p.add_argument("--output", type=Path, default=RESULTS / "real_size.json")
