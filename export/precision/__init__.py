@@ -154,13 +154,14 @@ def lower_precision(
     graphs: dict[str, GraphEntry] = {}
     for name, g in manifest.graphs.items():
         log(f"converting {name} to {precision} ...")
+        source: Path | None = None  # int8: the quantized graph holds its weights
         convert: dict[str, Convert] = {}
         if precision == "int8":
             proto, info = _int8(fp32_dir / g.file, recipe, feeds.get(name, []))
-        else:
+        else:  # fp16: the weights are converted as they are copied from the fp32 data file
             proto, info, convert = _fp16(fp32_dir / g.file)
+            source = fp32_dir
         topological_sort(proto.graph)
-        source = fp32_dir if precision == "fp16" else None  # fp16: weights copied from their file
         entry = write_graph(proto, out_dir, name, g.inputs, g.outputs, source=source, convert=convert)
         graphs[name] = replace(entry, optimization={**g.optimization, **info})
     lowered = replace(manifest, graphs=graphs, precision=precision)

@@ -388,7 +388,7 @@ def _reload_without_copy() -> Iterator[None]:
         onnx_quantizer.save_and_reload_model_with_shape_infer = original
 
 
-# Weights of at least this many bytes are stubs (dims and type, no values) in `_value_infos`.
+# Weights of at least this many bytes are stubs (dims and type, no values) in `_inferred_graph`.
 _STUB_BYTES = 1024
 
 
