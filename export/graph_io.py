@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import heapq
+import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -16,9 +18,39 @@ from gliner_onnx.manifest import GraphEntry, Manifest, sha256_file
 # model: peak memory at load 200 MB -> 111 MB).
 EXTERNAL_DATA_THRESHOLD = 1024
 
+# What `sys.getsizeof` adds to a bytes object's length: onnx's `save_model` moves a tensor to
+# the data file when `sys.getsizeof(tensor.raw_data)` reaches its size threshold.
+_BYTES_OVERHEAD = sys.getsizeof(b"")
+
+# Element types whose values are not a whole number of bytes each, or have no fixed size.
+_UNSIZED = {
+    getattr(onnx.TensorProto, name)
+    for name in ("STRING", "INT2", "UINT2", "INT4", "UINT4", "FLOAT4E2M1", "FLOAT6E2M3", "FLOAT6E3M2")
+    if hasattr(onnx.TensorProto, name)
+}
+
 # Rewrites a block of a weight's bytes as it is copied (e.g. float32 -> float16): blocks hold
 # whole elements of any dtype, as `_copy_bytes`' chunk is a multiple of 8 bytes.
 Convert = Callable[[bytes], bytes]
+
+
+def value_bytes(tensor: onnx.TensorProto) -> int:
+    """The size of `tensor`'s values (its `raw_data`'s length, where it has one) from its dims
+    and element type, without reading them: the Python protobuf runtime (upb) copies a bytes
+    field on each access and `ByteSize()` encodes the whole message, which for a word-embedding
+    table is hundreds of megabytes allocated and freed. Unusual element types are measured
+    with `ByteSize()`."""
+    if tensor.data_type in _UNSIZED:
+        return int(tensor.ByteSize())
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return math.prod(tensor.dims) * itemsize
+
+
+def _saved_apart(tensor: onnx.TensorProto) -> bool:
+    """Whether onnx's `save_model` with `size_threshold=EXTERNAL_DATA_THRESHOLD` moves `tensor`
+    to the data file (its test, `sys.getsizeof(tensor.raw_data) >= size_threshold`, without
+    copying the data)."""
+    return tensor.HasField("raw_data") and value_bytes(tensor) + _BYTES_OVERHEAD >= EXTERNAL_DATA_THRESHOLD
 
 
 def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
@@ -73,8 +105,6 @@ def _move_external_data(
     files under `source` copied from there in chunks (through `convert[name]` where it has the
     weight): the weights are never all in memory.
     False, writing nothing, when no weight of `proto` is in a data file."""
-    import sys
-
     from onnx.external_data_helper import ExternalDataInfo, set_external_data, uses_external_data
 
     if not any(uses_external_data(t) for t in proto.graph.initializer):
@@ -96,7 +126,7 @@ def _move_external_data(
                 ):
                     entry = t.external_data.add()
                     entry.key, entry.value = key, str(value)
-            elif t.HasField("raw_data") and sys.getsizeof(t.raw_data) >= EXTERNAL_DATA_THRESHOLD:
+            elif _saved_apart(t):
                 out.write(t.raw_data)
                 set_external_data(t, data_file, offset, out.tell() - offset)
                 t.ClearField("raw_data")
@@ -136,7 +166,7 @@ def write_graph(
     file = f"{name}.onnx"
     data_file = f"{name}.onnx.data"
     moved = source is not None and _move_external_data(proto, source, directory, data_file, convert or {})
-    has_weights = moved or any(t.ByteSize() > EXTERNAL_DATA_THRESHOLD for t in proto.graph.initializer)
+    has_weights = moved or any(_saved_apart(t) for t in proto.graph.initializer)
     if moved:
         onnx.save_model(proto, str(directory / file))
     elif has_weights:

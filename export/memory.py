@@ -26,6 +26,8 @@ stage that makes another copy adds to the peak. What this module removes, by sta
   (`release_model`), and the C heap's pages it freed go back to the system (`trim`): glibc
   keeps freed blocks below its mmap threshold (which grows to 32 MB as large tensors are freed)
   in its arenas, about a gigabyte after a DeBERTa-v3-small export's validation;
+- validation: glibc's heaps keep the blocks that the activations of a batch of long texts
+  freed; `map_large_allocations` (`gliner-export` calls it) maps each large block on its own;
 - fp16: the converter retypes the graph without its weights, which are converted block by block
   as they are copied (`precision._fp16`).
 """
@@ -150,17 +152,48 @@ def release_model(ctx: Any) -> None:
     trim()
 
 
+def _glibc(function: str) -> Any:
+    """The C library's `function`, where the C library is glibc; None elsewhere (musl, macOS,
+    Windows)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), function)
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
 def trim() -> None:
     """Give the C heap's free pages back to the system (glibc's `malloc_trim`; nothing where the
     C library is another). Freed memory that glibc keeps counts in the process's resident set,
     and later allocations by other threads (ONNX Runtime's) do not always reuse it."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        malloc_trim = libc.malloc_trim
-    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
-        return
-    malloc_trim(0)
+    malloc_trim = _glibc("malloc_trim")
+    if malloc_trim is not None:
+        malloc_trim(0)
+
+
+# glibc's mallopt parameter for its mmap threshold (malloc.h).
+_M_MMAP_THRESHOLD = -3
+# Blocks of at least this many bytes get their own mapping, unmapped when freed.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def map_large_allocations(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Have glibc give every block of at least `threshold` bytes its own mapping, returned to
+    the system when it is freed, for the rest of the process (`mallopt(M_MMAP_THRESHOLD)`, which
+    also stops glibc raising the threshold itself). False where the C library is not glibc.
+
+    By default glibc raises its threshold to the largest block freed so far, up to 32 MB: once
+    the first large tensor is freed, tensors below that size come from its heaps, and what they
+    free there stays resident and is often not reused, as the allocations come from other threads
+    (ONNX Runtime's) or need a larger contiguous block. An export's validation allocates and
+    frees such tensors (a batch of long texts' activations, in torch and in ONNX Runtime) until the
+    heaps hold hundreds of megabytes of free blocks: its peak was 3.0-3.3x the checkpoint at
+    DeBERTa-v3-small and ModernBERT-base shapes, under 3x with every block of 1 MB or more mapped
+    (docs/benchmarks.md). The cost is page faults on each such block: more system time.
+    `gliner-export` calls this at the start; a process that exports with `export_model` can too
+    (or set `MALLOC_MMAP_THRESHOLD_=1048576` in its environment), knowing that it applies to the
+    whole process from then on."""
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 # Weights of at least this many bytes go to the tracer's scratch data file (every one of them is

@@ -299,3 +299,91 @@ def test_quantizing_without_the_quantizers_deep_copy_gives_the_same_graph(
     plain, plain_info = quantize_file(path, DEFAULT_RECIPE)
     assert lean_info == plain_info and lean_info["quantized_matmuls"] > 0
     assert lean.SerializeToString() == plain.SerializeToString()
+
+
+_BLOCK_PLACEMENT = """
+import sys
+import numpy as np
+from pathlib import Path
+from gliner_onnx.export import memory
+
+if sys.argv[1] == "mapped":
+    assert memory.map_large_allocations()
+big = np.ones(16 << 20, dtype=np.uint8)  # glibc maps it; freeing it raises glibc's own threshold
+del big
+block = np.ones(2 << 20, dtype=np.uint8)
+address = block.ctypes.data
+for line in Path("/proc/self/maps").read_text().splitlines():
+    fields = line.split(maxsplit=5)
+    start, end = (int(x, 16) for x in fields[0].split("-"))
+    if start <= address < end:
+        print("heap" if fields[5:] == ["[heap]"] else "own")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads /proc/self/maps")
+@pytest.mark.skipif(memory._glibc("mallopt") is None, reason="glibc's mallopt")
+def test_map_large_allocations_gives_each_large_block_its_own_mapping() -> None:
+    """In a fresh process: after a 16 MB block is freed, glibc serves a 2 MB block from its heap;
+    with `map_large_allocations` the block has a mapping of its own (unmapped when freed)."""
+    import subprocess
+    import sys
+
+    def placement(mode: str) -> list[str]:  # the block's mapping: glibc's heap, or its own
+        run = subprocess.run(
+            [sys.executable, "-c", _BLOCK_PLACEMENT, mode], capture_output=True, text=True, check=True
+        )
+        return run.stdout.split()
+
+    assert placement("default") == ["heap"]
+    assert placement("mapped") == ["own"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.zeros((3, 5), np.float32),
+        np.zeros((7,), np.int64),
+        np.zeros((2, 2, 3), np.float16),
+        np.zeros((5, 4), np.int8),
+        np.zeros((6,), np.bool_),
+        np.zeros((), np.float64),
+        np.zeros((0, 4), np.float32),
+    ],
+)
+def test_value_bytes_is_the_length_of_the_raw_data(values: np.ndarray) -> None:
+    from gliner_onnx.export.graph_io import value_bytes
+
+    tensor = numpy_helper.from_array(values, "w")
+    assert value_bytes(tensor) == len(tensor.raw_data)
+
+
+def test_value_bytes_of_typed_fields_and_strings() -> None:
+    from gliner_onnx.export.graph_io import value_bytes
+
+    typed = helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [1.0] * 6)  # float_data, no raw_data
+    assert value_bytes(typed) == 24
+    text = helper.make_tensor("s", TensorProto.STRING, [2], [b"ab", b"cde"])
+    assert value_bytes(text) == text.ByteSize()
+
+
+@pytest.mark.parametrize("length", [980, 990, 991, 992, 1000, 1024, 1100])
+def test_write_graph_moves_what_onnx_save_moves_to_the_data_file(length: int, tmp_path: Path) -> None:
+    """Around the threshold (which onnx's `save_model` compares with `sys.getsizeof(raw_data)`):
+    a data file exactly where onnx's own test would move the weight."""
+    import sys
+
+    from gliner_onnx.export.graph_io import EXTERNAL_DATA_THRESHOLD, write_graph
+
+    weight = numpy_helper.from_array(np.arange(length, dtype=np.uint8), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [length])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [length])],
+        [weight],
+    )
+    entry = write_graph(helper.make_model(graph), tmp_path, "g", ["x"], ["y"])
+    moved = sys.getsizeof(weight.raw_data) >= EXTERNAL_DATA_THRESHOLD
+    assert (entry.data_file is not None) == moved
+    assert (tmp_path / "g.onnx.data").is_file() == moved

@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..graph_io import value_bytes
 from .int8_activations import (
     activation_maxima,
     const,
@@ -403,7 +404,7 @@ def _inferred_graph(model: onnx.ModelProto) -> onnx.GraphProto:
     graph = model.graph
     _copy_fields(graph, shell.graph, skip="initializer")
     for t in graph.initializer:
-        if t.ByteSize() < _STUB_BYTES and not uses_external_data(t):
+        if value_bytes(t) < _STUB_BYTES and not uses_external_data(t):
             shell.graph.initializer.append(t)
         else:
             stub = shell.graph.initializer.add(name=t.name, data_type=t.data_type)
