@@ -120,9 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         from .exporter import export_model
-        from .memory import map_large_allocations
-
-        map_large_allocations()  # this process is the export's: see the function
 
         model = args.model
         source = args.model

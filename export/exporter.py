@@ -25,7 +25,7 @@ from gliner_onnx.runtime.words import check_splitter
 from .configs import ExportConfig, export_config
 from .context import ExportContext
 from .detect import detect_arch, read_config
-from .memory import load_assigned, release_model, trim, weights_from_files
+from .memory import large_blocks_mapped, load_assigned, release_model, trim, weights_from_files
 from .model_card import write_model_card
 from .ort.model_format import check_model_format, check_ort_fits, ort_line, ort_stage
 from .precision import LOWER_PRECISIONS, lower_precision
@@ -277,7 +277,8 @@ def _export_into(
         weights_from_files(ctx.modules, graphs, ctx.dir)
     trim()  # what tracing freed, before validation's sessions
     ctx.log("validating against torch ...")
-    parity = validate(ctx, graphs)
+    with large_blocks_mapped():
+        parity = validate(ctx, graphs)
     checked = parity_line(parity, ctx.atol)
     diffs = parity.diffs
     more_graphs, more_diffs, decoder = ctx.config.export_more(ctx)

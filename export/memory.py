@@ -26,8 +26,8 @@ stage that makes another copy adds to the peak. What this module removes, by sta
   (`release_model`), and the C heap's pages it freed go back to the system (`trim`): glibc
   keeps freed blocks below its mmap threshold (which grows to 32 MB as large tensors are freed)
   in its arenas, about a gigabyte after a DeBERTa-v3-small export's validation;
-- validation: glibc's heaps keep the blocks that the activations of a batch of long texts
-  freed; `map_large_allocations` (`gliner-export` calls it) maps each large block on its own;
+- validation: glibc's heaps kept the blocks that the activations of a batch of long texts
+  freed; `large_blocks_mapped` maps each large block on its own while validation runs;
 - fp16: the converter retypes the graph without its weights, which are converted block by block
   as they are copied (`precision._fp16`).
 """
@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from .patching import replaced
 
 
 def load_assigned(load: Callable[..., Any]) -> Any:
@@ -111,11 +113,8 @@ def weights_out_of_shape_inference() -> Iterator[None]:
         }
         return original(graph, small, opset)
 
-    jit._jit_pass_onnx_graph_shape_type_inference = without_large_weights
-    try:
+    with replaced(jit, "_jit_pass_onnx_graph_shape_type_inference", without_large_weights):
         yield
-    finally:
-        jit._jit_pass_onnx_graph_shape_type_inference = original
 
 
 @contextlib.contextmanager
@@ -128,16 +127,12 @@ def no_onnxscript_reparse() -> Iterator[None]:
     if _custom_onnxscript_functions():
         yield
         return
-    original = onnx_proto_utils._add_onnxscript_fn
 
     def unchanged(model_bytes: bytes, custom_opsets: Any) -> bytes:
         return model_bytes
 
-    onnx_proto_utils._add_onnxscript_fn = unchanged
-    try:
+    with replaced(onnx_proto_utils, "_add_onnxscript_fn", unchanged):
         yield
-    finally:
-        onnx_proto_utils._add_onnxscript_fn = original
 
 
 def release_model(ctx: Any) -> None:
@@ -172,28 +167,36 @@ def trim() -> None:
 
 # glibc's mallopt parameter for its mmap threshold (malloc.h).
 _M_MMAP_THRESHOLD = -3
-# Blocks of at least this many bytes get their own mapping, unmapped when freed.
-MMAP_THRESHOLD_BYTES = 1 << 20
+# Within `large_blocks_mapped`, blocks of at least this many bytes get their own mapping.
+MAPPED_BLOCK_BYTES = 1 << 20
+# glibc's largest threshold of its own (DEFAULT_MMAP_THRESHOLD_MAX, 64-bit): the one left after.
+_GLIBC_MAX_THRESHOLD = 32 << 20
 
 
-def map_large_allocations(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Have glibc give every block of at least `threshold` bytes its own mapping, returned to
-    the system when it is freed, for the rest of the process (`mallopt(M_MMAP_THRESHOLD)`, which
-    also stops glibc raising the threshold itself). False where the C library is not glibc.
+@contextlib.contextmanager
+def large_blocks_mapped() -> Iterator[bool]:
+    """Within: glibc gives a block of at least `MAPPED_BLOCK_BYTES` that its heaps cannot hold in
+    their free space a mapping of its own, returned to the system when the block is freed,
+    instead of growing a heap (`mallopt(M_MMAP_THRESHOLD)`); yields whether it does (False where
+    the C library is not glibc).
 
-    By default glibc raises its threshold to the largest block freed so far, up to 32 MB: once
-    the first large tensor is freed, tensors below that size come from its heaps, and what they
-    free there stays resident and is often not reused, as the allocations come from other threads
-    (ONNX Runtime's) or need a larger contiguous block. An export's validation allocates and
-    frees such tensors (a batch of long texts' activations, in torch and in ONNX Runtime) until the
-    heaps hold hundreds of megabytes of free blocks: its peak was 3.0-3.3x the checkpoint at
-    DeBERTa-v3-small and ModernBERT-base shapes, under 3x with every block of 1 MB or more mapped
-    (docs/benchmarks.md). The cost is page faults on each such block: more system time.
-    `gliner-export` calls this at the start; a process that exports with `export_model` can too
-    (or set `MALLOC_MMAP_THRESHOLD_=1048576` in its environment), knowing that it applies to the
-    whole process from then on."""
+    glibc raises its threshold itself to the largest block freed so far, up to 32 MB: once a
+    large tensor has been freed, the heaps grow for blocks below that size, and what these free
+    stays resident, often not reused, as later allocations come from other threads (ONNX
+    Runtime's) or need a larger contiguous block. Validation allocates and frees such blocks (the
+    long texts' activations, in torch and in ONNX Runtime) until the heaps hold hundreds of
+    megabytes of free blocks: the export's peak. Mapped blocks cost page faults: cheap there,
+    but the int8 quantizer's weight-sized temporaries made an int8 export a tenth slower, so
+    only validation runs within. On exit the threshold is 32 MB, where glibc's own raises end: once set, glibc
+    no longer raises it itself."""
     mallopt = _glibc("mallopt")
-    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    if mallopt is None or not mallopt(_M_MMAP_THRESHOLD, MAPPED_BLOCK_BYTES):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        mallopt(_M_MMAP_THRESHOLD, _GLIBC_MAX_THRESHOLD)
 
 
 # Weights of at least this many bytes go to the tracer's scratch data file (every one of them is
@@ -266,11 +269,8 @@ def weights_beside(traced: Path) -> Iterator[None]:
             proto_bytes = _encode_beside(proto_bytes, initializers, data)
         return proto_bytes, export_map, external, names
 
-    graph_type._export_onnx = export_onnx
-    try:
+    with replaced(graph_type, "_export_onnx", export_onnx):
         yield
-    finally:
-        graph_type._export_onnx = original
 
 
 def validation_session_options() -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .patching import replaced
 from .wrappers import _Wrapper
 
 # ------------------------------------------------------------------- relation extraction
@@ -149,14 +150,12 @@ class RelationAdjacency(_Wrapper):
     def forward(self, entity_rep: torch.Tensor, entity_mask: torch.Tensor) -> torch.Tensor:
         layer = self.model.relations_rep_layer
         attentions = [m for m in layer.modules() if isinstance(m, nn.MultiheadAttention)]
-        original = torch.diag_embed
-        torch.diag_embed = _diag_embed  # type: ignore[assignment]
         for mha in attentions:
             mha.forward = functools.partial(_attention, mha)  # type: ignore[method-assign]
         try:
-            return layer(entity_rep, entity_mask)
+            with replaced(torch, "diag_embed", _diag_embed):
+                return layer(entity_rep, entity_mask)
         finally:
-            torch.diag_embed = original
             for mha in attentions:
                 del mha.forward
 

@@ -307,36 +307,39 @@ import numpy as np
 from pathlib import Path
 from gliner_onnx.export import memory
 
-if sys.argv[1] == "mapped":
-    assert memory.map_large_allocations()
+
+
+def placement(size):
+    block = np.ones(size, dtype=np.uint8)
+    address = block.ctypes.data
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if start <= address < end:
+            return "heap" if fields[5:] == ["[heap]"] else "own"
+
+
 big = np.ones(16 << 20, dtype=np.uint8)  # glibc maps it; freeing it raises glibc's own threshold
 del big
-block = np.ones(2 << 20, dtype=np.uint8)
-address = block.ctypes.data
-for line in Path("/proc/self/maps").read_text().splitlines():
-    fields = line.split(maxsplit=5)
-    start, end = (int(x, 16) for x in fields[0].split("-"))
-    if start <= address < end:
-        print("heap" if fields[5:] == ["[heap]"] else "own")
+print(placement(2 << 20))  # the heap grows by 2 MB, kept free after
+with memory.large_blocks_mapped() as mapped:
+    print(mapped, placement(4 << 20))  # more than the heap has free
+print(placement(4 << 20), placement(40 << 20))
 """
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads /proc/self/maps")
 @pytest.mark.skipif(memory._glibc("mallopt") is None, reason="glibc's mallopt")
-def test_map_large_allocations_gives_each_large_block_its_own_mapping() -> None:
-    """In a fresh process: after a 16 MB block is freed, glibc serves a 2 MB block from its heap;
-    with `map_large_allocations` the block has a mapping of its own (unmapped when freed)."""
+def test_large_blocks_mapped_gives_each_large_block_its_own_mapping_within() -> None:
+    """In a fresh process, where a block that the heap's free space cannot hold lies (glibc's
+    heap, grown, or a mapping of its own, unmapped when freed): after a 16 MB block is freed, a
+    2 MB block in the heap; within `large_blocks_mapped`, a 4 MB block in its own; after it, a
+    4 MB block in the heap again, a 40 MB block in its own."""
     import subprocess
     import sys
 
-    def placement(mode: str) -> list[str]:  # the block's mapping: glibc's heap, or its own
-        run = subprocess.run(
-            [sys.executable, "-c", _BLOCK_PLACEMENT, mode], capture_output=True, text=True, check=True
-        )
-        return run.stdout.split()
-
-    assert placement("default") == ["heap"]
-    assert placement("mapped") == ["own"]
+    run = subprocess.run([sys.executable, "-c", _BLOCK_PLACEMENT], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["heap", "True", "own", "heap", "own"]
 
 
 @pytest.mark.parametrize(
@@ -387,3 +390,21 @@ def test_write_graph_moves_what_onnx_save_moves_to_the_data_file(length: int, tm
     moved = sys.getsizeof(weight.raw_data) >= EXTERNAL_DATA_THRESHOLD
     assert (entry.data_file is not None) == moved
     assert (tmp_path / "g.onnx.data").is_file() == moved
+
+
+def test_replaced_puts_the_original_back_however_the_block_ends() -> None:
+    import types
+
+    from gliner_onnx.export.patching import replaced
+
+    def original() -> str:
+        return "original"
+
+    owner = types.SimpleNamespace(f=original)
+    with replaced(owner, "f", lambda: "replaced"):
+        assert owner.f() == "replaced"
+    assert owner.f is original
+    with pytest.raises(KeyError), replaced(owner, "f", None):
+        assert owner.f is None
+        raise KeyError("the call fails")
+    assert owner.f is original

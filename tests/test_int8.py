@@ -166,7 +166,10 @@ def _embedding_graph(table: np.ndarray) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_embedding_rows_are_int8_with_one_scale_per_row() -> None:
+def test_embedding_rows_are_int8_with_one_scale_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gliner_onnx.export.precision import int8
+
+    monkeypatch.setattr(int8, "_ROW_BLOCK", 512)  # blocks of rows, the last one partial
     rng = np.random.default_rng(0)
     table = rng.normal(0, 1, (1200, 16)).astype(np.float32)
     table *= np.geomspace(0.01, 10, 1200, dtype=np.float32)[:, None]  # rows of very different size
@@ -177,6 +180,9 @@ def test_embedding_rows_are_int8_with_one_scale_per_row() -> None:
     assert quantize_embedding_rows(proto, embedding_gathers(proto)) == 1
     stored = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     assert stored["table_int8"].dtype == np.int8 and stored["table_scale"].shape == (1200, 1)
+    scale = np.abs(table).max(axis=1, keepdims=True) / 127.0  # the whole table at once
+    whole = np.clip(np.round(table / np.where(scale > 0, scale, 1.0)), -127, 127).astype(np.int8)
+    assert np.array_equal(stored["table_int8"], whole) and np.array_equal(stored["table_scale"], scale)
     (got,) = _run(proto, ids=ids)
     want = table[ids[0]]
     bound = np.abs(want).max(axis=1, keepdims=True) / 127 / 2 + 1e-9

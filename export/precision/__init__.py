@@ -27,6 +27,7 @@ import onnx
 from gliner_onnx.manifest import GraphEntry, Manifest, load_manifest
 
 from ..graph_io import Convert, copy_tokenizers, topological_sort, write_graph
+from ..patching import replaced
 from .int8 import DEFAULT_RECIPE, Int8Recipe, quantize_file
 
 LOWER_PRECISIONS = ("int8", "fp16")
@@ -120,16 +121,12 @@ def _shapes_from_dims(float16: Any) -> Iterator[None]:
     """Within: the fp16 converter types a converted weight from its dims, not from its bytes
     (`numpy_helper.to_array`, which would read a weight left in its data file). The same value
     info for a weight whose bytes are loaded."""
-    original = float16.make_value_info_from_tensor
 
     def from_dims(tensor: onnx.TensorProto) -> onnx.ValueInfoProto:
         return onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
 
-    float16.make_value_info_from_tensor = from_dims
-    try:
+    with replaced(float16, "make_value_info_from_tensor", from_dims):
         yield
-    finally:
-        float16.make_value_info_from_tensor = original
 
 
 def lower_precision(

@@ -35,6 +35,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..graph_io import value_bytes
+from ..patching import replaced
 from .int8_activations import (
     activation_maxima,
     const,
@@ -325,13 +326,7 @@ def quantize_embedding_rows(proto: onnx.ModelProto, gathers: Sequence[onnx.NodeP
     for n in gathers:
         table = n.input[0]
         if table not in done:
-            w = numpy_helper.to_array(weights[table])
-            scale = np.abs(w).max(axis=1, keepdims=True) / 127.0
-            rows = w / np.where(scale > 0, scale, 1.0)
-            del w
-            # in place: one float temporary of the table's size, not three
-            q = np.clip(np.round(rows, out=rows), -127, 127, out=rows).astype(np.int8)
-            del rows
+            q, scale = _int8_rows(numpy_helper.to_array(weights[table]))
             proto.graph.initializer.remove(weights[table])
             proto.graph.initializer.extend(
                 [
@@ -355,6 +350,25 @@ def quantize_embedding_rows(proto: onnx.ModelProto, gathers: Sequence[onnx.NodeP
     return len(done)
 
 
+# Rows of an embedding table quantized at a time: the float temporaries are this block's size.
+_ROW_BLOCK = 4096
+
+
+def _int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`w` (rows, width) as int8 with one symmetric scale per row (rows, 1), a block of rows at
+    a time (the table's own size in float temporaries otherwise: 1 GB at a 250k-row, 1024-wide
+    table)."""
+    q = np.empty(w.shape, np.int8)
+    scale = np.empty((w.shape[0], 1), w.dtype)
+    for start in range(0, w.shape[0], _ROW_BLOCK):
+        block = w[start : start + _ROW_BLOCK]
+        s = np.abs(block).max(axis=1, keepdims=True) / 127.0
+        rows = block / np.where(s > 0, s, 1.0)
+        q[start : start + _ROW_BLOCK] = np.clip(np.round(rows, out=rows), -127, 127, out=rows)
+        scale[start : start + _ROW_BLOCK] = s
+    return q, scale
+
+
 def drain_to_file(work: onnx.ModelProto, path: Path) -> Path:
     """Save `work` at `path` with its weights in a data file beside it, as `quantize_dynamic`
     saves a ModelProto it is given (after copying it: a copy of every weight, on top of the
@@ -372,8 +386,6 @@ def _reload_without_copy() -> Iterator[None]:
     from onnxruntime.quantization import onnx_quantizer
     from onnxruntime.quantization.quant_utils import add_infer_metadata
 
-    original = onnx_quantizer.save_and_reload_model_with_shape_infer
-
     def infer_in_place(model: onnx.ModelProto) -> onnx.ModelProto:
         inferred = _inferred_graph(model)
         for field in ("value_info", "output"):  # what inference writes
@@ -382,11 +394,8 @@ def _reload_without_copy() -> Iterator[None]:
         add_infer_metadata(model)
         return model
 
-    onnx_quantizer.save_and_reload_model_with_shape_infer = infer_in_place
-    try:
+    with replaced(onnx_quantizer, "save_and_reload_model_with_shape_infer", infer_in_place):
         yield
-    finally:
-        onnx_quantizer.save_and_reload_model_with_shape_infer = original
 
 
 # Weights of at least this many bytes are stubs (dims and type, no values) in `_inferred_graph`.
