@@ -38,12 +38,16 @@ def value_bytes(tensor: onnx.TensorProto) -> int:
     """The size of `tensor`'s values (its `raw_data`'s length, where it has one) from its dims
     and element type, without reading them: the Python protobuf runtime (upb) copies a bytes
     field on each access and `ByteSize()` encodes the whole message, which for a word-embedding
-    table is hundreds of megabytes allocated and freed. Unusual element types are measured
-    with `ByteSize()`."""
-    if tensor.data_type in _UNSIZED:
-        return int(tensor.ByteSize())
-    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-    return math.prod(tensor.dims) * itemsize
+    table is hundreds of megabytes allocated and freed. Element types without a fixed size of
+    whole bytes, or unknown to this onnx, are measured with `ByteSize()`."""
+    if tensor.data_type not in _UNSIZED:
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        except (KeyError, ValueError):
+            pass
+        else:
+            return math.prod(tensor.dims) * itemsize
+    return int(tensor.ByteSize())
 
 
 def _saved_apart(tensor: onnx.TensorProto) -> bool:

@@ -187,8 +187,8 @@ def large_blocks_mapped() -> Iterator[bool]:
     long texts' activations, in torch and in ONNX Runtime) until the heaps hold hundreds of
     megabytes of free blocks: the export's peak. Mapped blocks cost page faults: cheap there,
     but the int8 quantizer's weight-sized temporaries made an int8 export a tenth slower, so
-    only validation runs within. On exit the threshold is 32 MB, where glibc's own raises end: once set, glibc
-    no longer raises it itself."""
+    only validation runs within. On exit the threshold is 32 MB, where glibc's own raises end
+    (once it is set, glibc no longer raises it itself)."""
     mallopt = _glibc("mallopt")
     if mallopt is None or not mallopt(_M_MMAP_THRESHOLD, MAPPED_BLOCK_BYTES):
         yield False

@@ -368,6 +368,8 @@ def test_value_bytes_of_typed_fields_and_strings() -> None:
     assert value_bytes(typed) == 24
     text = helper.make_tensor("s", TensorProto.STRING, [2], [b"ab", b"cde"])
     assert value_bytes(text) == text.ByteSize()
+    unknown = TensorProto(name="u", data_type=999, dims=[3], raw_data=b"abc")  # a type onnx lacks
+    assert value_bytes(unknown) == unknown.ByteSize()
 
 
 @pytest.mark.parametrize("length", [980, 990, 991, 992, 1000, 1024, 1100])
