@@ -241,6 +241,9 @@ def test_slow_and_idle_connections_do_not_delay_others(uni_minilm: Checkpoint) -
                         writer.write(bytes([byte]))
                         await asyncio.sleep(0.5)
                     return await asyncio.wait_for(answer, 10)
+                except ConnectionResetError:
+                    # closed with a byte of ours not yet read: the kernel sends a reset, not EOF
+                    return b"(reset)"
                 except (ConnectionError, asyncio.TimeoutError):
                     return b"(no answer)"
                 finally:
@@ -263,7 +266,7 @@ def test_slow_and_idle_connections_do_not_delay_others(uni_minilm: Checkpoint) -
         rss0, rss1 = out["rss"]  # 1,400 connections: under ~70 KB each (ORT's arenas move too)
         assert rss1 - rss0 <= 96 * 2**20, (rss0, rss1)
         heads, bodies = out["answers"][0::2], out["answers"][1::2]
-        assert all(a == b"" for a in heads), {a[:40] for a in heads}  # closed without an answer
+        assert all(a in (b"", b"(reset)") for a in heads), {a[:40] for a in heads}  # closed, no answer
         assert all(a.startswith(b"HTTP/1.1 408") for a in bodies), {a[:40] for a in bodies}
         assert post(url, {"text": TEXTS[0], "labels": LABELS})[0] == 200
     finally:
