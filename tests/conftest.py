@@ -7,7 +7,6 @@ scaled so scores spread over (0, 1)), saved with `save_pretrained`, reloaded wit
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import gc
 import os
@@ -65,13 +64,11 @@ def _torch_model(model_dir: Path) -> Any:
 def _give_memory_back() -> Iterator[None]:
     """After each test file: collect its models and sessions, and return freed heap to the OS
     (glibc keeps it otherwise, and the process's peak grows file after file)."""
+    from gliner_onnx.export.memory import trim
+
     yield
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    trim()
 
 
 def _minilm() -> Path:
