@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -147,13 +148,19 @@ def release_model(ctx: Any) -> None:
     trim()
 
 
+@functools.cache
+def _libc() -> Any:
+    """The C library, looked up once (`find_library` runs a compiler or ldconfig: ~1 ms)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
 def _glibc(function: str) -> Any:
     """The C library's `function`, where the C library is glibc; None elsewhere (musl, macOS,
     Windows)."""
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), function)
-    except (OSError, AttributeError, TypeError):
-        return None
+    return getattr(_libc(), function, None)
 
 
 def trim() -> None:
