@@ -132,6 +132,7 @@ def run_bench(
         "span_head": model.manifest.span_head,
         "head": head_description(model.manifest),
         "providers": model.providers,
+        "spinning": model.context.runner.spinning,
         "machine": machine_info(),
         "settings": {"runs": runs, "warmup": warmup, "base_words": base_words, "base_labels": base_labels},
         "latency_by_words": [],
@@ -168,7 +169,8 @@ def format_table(result: dict[str, Any]) -> str:
     """A readable summary of `run_bench`'s result."""
     m = result["machine"]
     lines = [
-        f"{result['arch']} ({result['precision']}, {result['head']}) on {', '.join(result['providers'])}",
+        f"{result['arch']} ({result['precision']}, {result['head']}) on {', '.join(result['providers'])}"
+        + (", spinning threads" if result.get("spinning") else ""),
         f"{m['cpu']}, {m['usable_cores']} usable cores, onnxruntime {m['onnxruntime']}",
         "",
         "batch-1 latency           p50 ms   p90 ms   p99 ms",

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import GlinerOnnxError
-from .serve.command import add_serve_parser, run_serve
+from .serve.command import SPINNING_HELP, add_serve_parser, run_serve
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     bench.add_argument("--providers", default="cpu", help="cpu, cuda, or a comma-separated provider list")
     bench.add_argument("--threads", type=int, default=0, help="intra-op threads (default: ONNX Runtime's)")
+    bench.add_argument("--spinning", action="store_true", help=SPINNING_HELP)
     bench.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
     add_serve_parser(sub)
     _add_annotate(sub)
@@ -325,7 +326,7 @@ def _bench(args: argparse.Namespace, out: TextIO) -> None:
     model = GLiNER.from_pretrained(
         args.export_dir,
         providers=_providers(args.providers),
-        session_options=SessionOptions(intra_op_num_threads=args.threads),
+        session_options=SessionOptions(intra_op_num_threads=args.threads, spinning=args.spinning),
     )
     result = run_bench(
         model,

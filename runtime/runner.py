@@ -64,6 +64,13 @@ class GraphRunner:
         session = self._sessions.get("text_encoder") or next(iter(self._sessions.values()))
         return list(session.providers)
 
+    @property
+    def spinning(self) -> bool:
+        """Whether the intra-op threads spin between operators (`SessionOptions.spinning`), as
+        ONNX Runtime holds it for the text encoder's session (or the one graph)."""
+        session = self._sessions.get("text_encoder") or next(iter(self._sessions.values()))
+        return session.spinning
+
     def has(self, name: str) -> bool:
         return name in self._sessions
 

@@ -112,6 +112,9 @@ class GraphSession:
                 f"graph {name!r}: requested provider {first} but ONNX Runtime fell back to {active}"
             )
         self.providers = active
+        # As ONNX Runtime holds it (SessionOptions.spinning set it above).
+        held = self._session.get_session_options()
+        self.spinning = held.get_session_config_entry("session.intra_op.allow_spinning") == "1"
         got_in = [i.name for i in self._session.get_inputs()]
         got_out = [o.name for o in self._session.get_outputs()]
         # None: take the graph's own names (gliner's one-graph layout, runtime/onegraph.py)

@@ -42,6 +42,7 @@ def test_run_bench_reports_every_point(bi_minilm_bert: Checkpoint) -> None:
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
     assert all(x["texts_per_s"] > 0 for x in r["throughput"])
     assert r["providers"] == ["CPUExecutionProvider"] and r["arch"] == "biencoder_span"
+    assert r["spinning"] is False and "spinning" not in format_table(r)
     assert "cached" in r["note"] and r["machine"]["onnxruntime"]
     table = format_table(r)
     assert "biencoder_span (fp32, factorized span head)" in table and "batch 4" in table
@@ -54,13 +55,16 @@ def test_run_bench_reports_every_point(bi_minilm_bert: Checkpoint) -> None:
 def test_bench_cli_writes_json(uni_deberta: Checkpoint, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "gliner_onnx.cli", "bench", str(uni_deberta.export_dir), "--words", "4",
-           "--labels", "3", "--batch-sizes", "2", "--runs", "2", "--json", str(out)]  # fmt: skip
+           "--labels", "3", "--batch-sizes", "2", "--runs", "2", "--json", str(out),
+           "--spinning"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "4 words, 5 labels" in proc.stdout and "texts/s" in proc.stdout
     data = json.loads(out.read_text())
     assert data["arch"] == "uniencoder_span" and data["throughput"][0]["batch_size"] == 2
-    bad = subprocess.run([*cmd[:4], "--words", "0"], capture_output=True, text=True, timeout=60)
+    # read back from ONNX Runtime's session options, not from the flag
+    assert data["spinning"] is True and proc.stdout.splitlines()[0].endswith(", spinning threads")
+    bad = subprocess.run([*cmd[:5], "--words", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "expected positive integers" in bad.stderr
 
 

@@ -159,6 +159,7 @@ def test_health_ready_metrics_and_unknown_routes(server: Server) -> None:
     for path in ("/health", "/gliner/health"):
         status, body, _h = get(server.url + path)
         assert status == 200 and json.loads(body)["arch"] == "uniencoder_span"
+        assert json.loads(body)["spinning"] is False
     status, body, _h = get(server.url + "/ready")
     assert (status, json.loads(body)) == (200, {"status": "ready"})
     post(f"{server.url}/gliner", {"text": TEXTS[0], "labels": LABELS})
@@ -352,6 +353,19 @@ def test_api_key_cors_and_access_log(guarded: Server, server: Server) -> None:
         ("POST", "/gliner", 200),
     }
     assert not any(line.startswith("{") for line in server.lines)  # off by default
+
+
+def test_spinning_threads_are_opt_in(uni_deberta: Checkpoint, model: Any) -> None:
+    s = start_server(uni_deberta.export_dir, "--workers", "1", "--threads", "2", "--spinning")
+    try:
+        health = json.loads(get(f"{s.url}/health")[1])
+        assert health["spinning"] is True and health["threads"] == 2  # as ONNX Runtime holds it
+        assert "2 thread(s) spinning," in "".join(s.lines)
+        body = {"text": TEXTS[0], "labels": LABELS, "threshold": THRESHOLD}
+        status, answer, _h = post(f"{s.url}/gliner", body)
+        assert status == 200 and same_entities(answer["entities"], _want(model, body, body["text"]))
+    finally:
+        assert s.stop() == 0
 
 
 def test_per_request_time_limit_gives_504(uni_deberta: Checkpoint) -> None:

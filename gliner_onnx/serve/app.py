@@ -80,7 +80,9 @@ class State:
         model = GLiNER.from_pretrained(
             s.export_dir,
             providers=s.providers,
-            session_options=SessionOptions(intra_op_num_threads=cap.threads, inter_op_num_threads=1),
+            session_options=SessionOptions(
+                intra_op_num_threads=cap.threads, inter_op_num_threads=1, spinning=cap.spinning
+            ),
         )
         self.relex = model.manifest.relations_layer is not None
         model.inference([WARMUP_TEXT], ["person", "location"])  # the first request pays no warm-up
@@ -263,6 +265,7 @@ def _handlers(state: State) -> list[Route]:
             "providers": m.providers if m else [],
             "workers": cap.workers,
             "threads": cap.threads,
+            "spinning": m.context.runner.spinning if m else cap.spinning,
             "max_batch": cap.max_batch,
         }
 

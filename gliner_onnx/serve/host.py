@@ -140,8 +140,9 @@ def serve(
         log(
             f"serving {state.model.arch} at http://{host}:{port}{settings.route_prefix} "
             f"(model loaded in {state.load_seconds:.1f} s; "
-            f"{cap.workers} worker(s) x {cap.threads} thread(s), "
-            f"batches up to {cap.max_batch}); "
+            f"{cap.workers} worker(s) x {cap.threads} thread(s)"
+            + (" spinning" if cap.spinning else "")
+            + f", batches up to {cap.max_batch}); "
             + ("the playground at GET /, " if settings.ui else "")
             + "GET /health, /ready, /metrics, /openapi.json; Ctrl-C stops"
         )

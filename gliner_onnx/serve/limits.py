@@ -78,6 +78,7 @@ class Capacity:
     queue_target_ms: float = 5.0
     queue_interval_ms: float = 100.0
     refusal_delay_ms: float = 100.0  # chosen by benchmarks/bench_http.py --stress (docs/serving.md)
+    spinning: bool = False  # SessionOptions.spinning
 
     @property
     def shed_batch_size(self) -> int:
@@ -102,6 +103,8 @@ class Capacity:
         check_positive("queue_target_ms", self.queue_target_ms, zero=True)
         check_positive("queue_interval_ms", self.queue_interval_ms, zero=True)
         check_positive("refusal_delay_ms", self.refusal_delay_ms, zero=True)
+        if not isinstance(self.spinning, bool):
+            raise TypeError(f"spinning must be a bool, got {self.spinning!r}")
 
 
 MAX_THREADS_PER_WORKER = 4

@@ -88,7 +88,7 @@ ANSWER_SCHEMAS: dict[str, Schema] = {
     },
     "Health": {
         "type": "object",
-        "required": ["status", "arch", "relex", "providers", "workers", "threads", "max_batch"],
+        "required": ["status", "arch", "relex", "providers", "workers", "threads", "spinning", "max_batch"],
         "properties": {
             "status": {"const": "ok"},
             "arch": {"type": ["string", "null"]},
@@ -96,6 +96,7 @@ ANSWER_SCHEMAS: dict[str, Schema] = {
             "providers": {"type": "array", "items": {"type": "string"}},
             "workers": {"type": "integer"},
             "threads": {"type": "integer"},
+            "spinning": {"type": "boolean", "description": "ONNX Runtime threads spin between operators"},
             "max_batch": {"type": "integer"},
         },
     },
