@@ -361,7 +361,7 @@ def test_spinning_threads_are_opt_in(uni_deberta: Checkpoint, model: Any) -> Non
         health = json.loads(get(f"{s.url}/health")[1])
         assert health["spinning"] is True and health["threads"] == 2  # as ONNX Runtime holds it
         assert "2 thread(s) spinning," in "".join(s.lines)
-        body = {"text": TEXTS[0], "labels": LABELS, "threshold": THRESHOLD}
+        body: dict[str, Any] = {"text": TEXTS[0], "labels": LABELS, "threshold": THRESHOLD}
         status, answer, _h = post(f"{s.url}/gliner", body)
         assert status == 200 and same_entities(answer["entities"], _want(model, body, body["text"]))
     finally:
@@ -418,3 +418,30 @@ def test_cli_and_serve_facade_load_no_server_library() -> None:
     ).stdout.split()
     assert "gliner_onnx.serve" in out
     assert not {m for m in out if m.split(".")[0] in ("uvicorn", "starlette", "prometheus_client", "ray")}
+
+
+def test_options_of_the_other_host_are_refused(uni_deberta: Checkpoint) -> None:
+    # Ray Serve reads none of the embedded server's workers, limits and connection options, and
+    # the embedded server no Ray Serve options: given to the other host they would be ignored.
+    serve = [sys.executable, "-m", "gliner_onnx.cli", "serve", str(uni_deberta.export_dir)]
+    for options, said in (
+        (["--ray", "--spinning", "--threads", "2"], "--threads, --spinning: options of the embedded server"),
+        (["--address", "auto", "--max-connections", "9"], "--max-connections: options of the embedded"),
+        (["--replicas", "2"], "--replicas: options of Ray Serve, which the embedded server would ignore"),
+    ):
+        proc = subprocess.run([*serve, *options], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and said in proc.stderr, (options, proc.stderr)
+
+
+def test_host_only_options_cover_their_hosts_groups() -> None:
+    from gliner_onnx.cli import build_parser
+    from gliner_onnx.serve.command import EMBEDDED_ONLY, RAY_ONLY
+
+    # argparse keeps a parser's groups private: the test reads them, the code lists its options
+    subparsers = (a.choices for a in build_parser()._actions if isinstance(a.choices, dict))
+    serve = next(s["serve"] for s in subparsers if "serve" in s)
+    groups = {g.title or "": {a.dest for a in g._group_actions} for g in serve._action_groups}
+    embedded = set().union(*(dests for title, dests in groups.items() if "(embedded server)" in title))
+    assert embedded and embedded <= set(EMBEDDED_ONLY)
+    assert set(EMBEDDED_ONLY) - embedded == {"cors_origin", "access_log"}  # the HTTP group's two
+    assert groups["Ray Serve (--ray; the ray extra)"] - {"ray", "address"} == set(RAY_ONLY)

@@ -17,6 +17,18 @@ SPINNING_HELP = (
 )
 
 
+# Options one host reads and the other would ignore: given to the other, `serve` refuses them.
+# (`tests/test_serve.py` checks that these cover the "embedded server" and "Ray Serve" groups.)
+EMBEDDED_ONLY = (
+    "cors_origin", "access_log",
+    "workers", "threads", "spinning", "max_queue", "queue_target_ms", "queue_interval_ms",
+    "shed_batch_size", "refusal_delay_ms", "max_queue_wait_ms", "max_body_bytes", "max_text_chars",
+    "max_labels", "max_texts", "request_timeout_s", "graceful_timeout_s",
+    "max_connections", "keep_alive_s", "header_timeout_s",
+)  # fmt: skip
+RAY_ONLY = ("replicas", "cpus_per_replica")
+
+
 def add_serve_parser(sub: Any) -> None:
     """The `serve` subcommand's parser, on the CLI's subparsers."""
     sv = sub.add_parser(
@@ -34,6 +46,7 @@ def add_serve_parser(sub: Any) -> None:
     _workers_and_limits(sv.add_argument_group("workers and limits (embedded server)"))
     _connections(sv.add_argument_group("connections (embedded server)"))
     _batching_and_ray(sv)
+    sv.set_defaults(host_only_defaults={d: sv.get_default(d) for d in (*EMBEDDED_ONLY, *RAY_ONLY)})
 
 
 def _http(h: argparse._ArgumentGroup) -> None:
@@ -169,9 +182,23 @@ def run_serve(args: argparse.Namespace) -> int:
     """`gliner-onnx serve`: the embedded server, or Ray Serve with --ray / --address."""
     from gliner_onnx.manifest import load_manifest
 
+    ray = args.ray or args.address is not None
+    misplaced = [
+        "--" + d.replace("_", "-")
+        for d in (EMBEDDED_ONLY if ray else RAY_ONLY)
+        if getattr(args, d) != args.host_only_defaults[d]
+    ]
+    if misplaced:
+        host, other = ("Ray Serve", "the embedded server") if ray else ("the embedded server", "Ray Serve")
+        print(
+            f"gliner-onnx serve: error: {', '.join(misplaced)}: options of {other}, which {host} "
+            "would ignore" + ("" if ray else " (add --ray)"),
+            file=sys.stderr,
+        )
+        return 2
     load_manifest(args.export_dir, verify=False)  # a bad directory fails here, not in a worker
     log = lambda m: print(f"gliner-onnx serve: {m}", file=sys.stderr, flush=True)  # noqa: E731
-    if args.ray or args.address is not None:
+    if ray:
         from gliner_onnx.ray import ServeConfig, serve_forever
 
         config = ServeConfig(
