@@ -60,9 +60,14 @@ def _http(h: argparse._ArgumentGroup) -> None:
         "default: the GLINER_ONNX_API_KEY environment variable, else none",
     )
     h.add_argument(
-        "--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)"
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="allow this origin (repeatable; default none; embedded server)",
     )
-    h.add_argument("--access-log", action="store_true", help="one JSON line per request on stderr")
+    h.add_argument(
+        "--access-log", action="store_true", help="one JSON line per request on stderr (embedded server)"
+    )
     h.add_argument(
         "--no-ui", action="store_true", help="no playground page at GET / (the API and /openapi.json stay)"
     )
