@@ -59,17 +59,20 @@ class GraphRunner:
         return self.device is not None
 
     @property
+    def _main(self) -> GraphSession:
+        """The text encoder's session, or the one graph's: what the settings below are read from."""
+        return self._sessions.get("text_encoder") or next(iter(self._sessions.values()))
+
+    @property
     def providers(self) -> list[str]:
-        """The providers ONNX Runtime actually uses (of the text encoder's session, or the one graph)."""
-        session = self._sessions.get("text_encoder") or next(iter(self._sessions.values()))
-        return list(session.providers)
+        """The providers ONNX Runtime actually uses."""
+        return list(self._main.providers)
 
     @property
     def spinning(self) -> bool:
         """Whether the intra-op threads spin between operators (`SessionOptions.spinning`), as
-        ONNX Runtime holds it for the text encoder's session (or the one graph)."""
-        session = self._sessions.get("text_encoder") or next(iter(self._sessions.values()))
-        return session.spinning
+        ONNX Runtime holds it."""
+        return self._main.spinning
 
     def has(self, name: str) -> bool:
         return name in self._sessions
