@@ -11,7 +11,8 @@ change with every call (the gather depends on L), so int8 cannot use prepacked w
 for the layers' weight products: both are quantized when the call runs (`DynamicQuantizeLinear`),
 multiplied (`MatMulInteger`) and scaled back (`Cast`, `Mul`). Per `--tokens`: p50 of each over
 alternating rounds (`--rounds` x `--runs`), `--threads` intra-op threads sleeping between
-operators (the runtime's default), and int8's largest error relative to fp32's largest output.
+operators (the runtime's session settings, `bench_cpu_overheads.session`), and int8's largest
+error relative to fp32's largest output.
 Writes results/relative_products_int8.json.
 """
 
@@ -30,10 +31,11 @@ import numpy as np
 BENCH = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCH))
 from bench_common import RESULTS, LoadMeter, header, shuffled_rounds, warn_if_dirty  # noqa: E402
+from bench_cpu_overheads import session  # noqa: E402
 
 
-def session(nodes: list[Any], heads: int, tokens: int, head_size: int, threads: int) -> Any:
-    import onnxruntime as ort
+def model(nodes: list[Any], heads: int, tokens: int, head_size: int) -> Any:
+    """The product's graph on `nodes`: q (heads, tokens, head_size), k (heads, 2 tokens, head_size)."""
     from onnx import TensorProto, helper
 
     inputs = [
@@ -41,16 +43,12 @@ def session(nodes: list[Any], heads: int, tokens: int, head_size: int, threads: 
         helper.make_tensor_value_info("k", TensorProto.FLOAT, [heads, 2 * tokens, head_size]),
     ]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
-    model = helper.make_model(
+    proto = helper.make_model(
         helper.make_graph(nodes, "relative_product", inputs, outputs),
         opset_imports=[helper.make_opsetid("", 17)],
     )
-    model.ir_version = 9
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    proto.ir_version = 9
+    return proto
 
 
 def graphs() -> dict[str, list[Any]]:
@@ -99,7 +97,7 @@ def main() -> None:
             "k": rng.standard_normal((args.heads, 2 * tokens, args.head_size), dtype=np.float32),
         }
         sessions = {
-            name: session(nodes, args.heads, tokens, args.head_size, args.threads)
+            name: session(model(nodes, args.heads, tokens, args.head_size), args.threads)
             for name, nodes in graphs().items()
         }
         calls = {name: functools.partial(s.run, None, feeds) for name, s in sessions.items()}
