@@ -302,11 +302,9 @@ def test_quantizing_without_the_quantizers_deep_copy_gives_the_same_graph(
 
 
 _BLOCK_PLACEMENT = """
-import sys
 import numpy as np
 from pathlib import Path
 from gliner_onnx.export import memory
-
 
 
 def placement(size):
